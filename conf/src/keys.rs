@@ -1,0 +1,272 @@
+//! The list of keys: names, types, defaults and descriptions. Everything else (defaults,
+//! `keel config show`, docs/configuration.md) is derived from [`KEYS`].
+
+/// Documentation of one configuration key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyDoc {
+    /// The dotted key, as written in `config.yaml` or after `-D`.
+    pub key: &'static str,
+    /// The default as text, parsed like a user's value; empty when the key has no default.
+    pub default: &'static str,
+    /// The value type: `duration`, `integer ...`, `boolean`, `string ...`, `enum: a|b`.
+    pub kind: &'static str,
+    /// What the key does (Markdown).
+    pub description: &'static str,
+}
+
+/// Every key Keel reads, in documentation order. The single source of truth for the key list.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        key: "high-availability.type",
+        default: "none",
+        kind: "enum: none|zookeeper",
+        description: "`zookeeper` runs leader election in ZooKeeper, so several dispatchers can \
+            run and one leads; `none` runs a single dispatcher at \
+            `jobmanager.rpc.address`:`jobmanager.rpc.port` with leader epoch 1. \
+            Case-insensitive (`ZOOKEEPER` works).",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.quorum",
+        default: "",
+        kind: "string (host:port list)",
+        description: "Comma-separated ZooKeeper servers, for example \
+            `zk1:2181,zk2:2181,zk3:2181`. Each entry is `host:port` with a numeric port \
+            (IPv6 hosts in brackets). Required when `high-availability.type` is `zookeeper`.",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.path.root",
+        default: "/keel",
+        kind: "string (ZooKeeper path)",
+        description: "Root znode under which every Keel cluster keeps its state. Starts with \
+            `/`, has no trailing `/` and no empty segments; `/` alone is not allowed.",
+    },
+    KeyDoc {
+        key: "high-availability.cluster-id",
+        default: "/default",
+        kind: "string (ZooKeeper path)",
+        description: "Identifies this cluster under the root: its znodes live under \
+            `<path.root><cluster-id>`, for example `/keel/default`. A leading `/` is added \
+            when missing; no empty segments.",
+    },
+    KeyDoc {
+        key: "high-availability.storageDir",
+        default: "",
+        kind: "string (URI)",
+        description: "Storage directory for job graphs and checkpoint metadata; ZooKeeper \
+            holds only pointers into it. A `file://`, `s3://`, `hdfs://` or `swift://` URI, \
+            or an absolute path (read as `file://`). Optional for now.",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.client.session-timeout",
+        default: "60 s",
+        kind: "duration",
+        description: "ZooKeeper session timeout. A leader whose session expires loses \
+            leadership; when a leader dies, a standby takes over after about this long. \
+            Greater than 0.",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.client.connection-timeout",
+        default: "15 s",
+        kind: "duration",
+        description: "How long to wait for a connection to ZooKeeper. Greater than 0.",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.client.retry-wait",
+        default: "5 s",
+        kind: "duration",
+        description: "Cap on the back-off between ZooKeeper reconnection attempts. \
+            Greater than 0.",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.client.tolerate-suspended-connections",
+        default: "false",
+        kind: "boolean",
+        description: "When `true`, a leader keeps acting while its ZooKeeper connection is \
+            suspended, until the session expires; when `false`, it stops acting as soon as \
+            the connection is suspended.",
+    },
+    KeyDoc {
+        key: "rest.address",
+        default: "127.0.0.1",
+        kind: "string",
+        description: "Address the REST API binds to and advertises.",
+    },
+    KeyDoc {
+        key: "rest.port",
+        default: "8081",
+        kind: "integer (0..65535)",
+        description: "Port of the REST API; `0` picks a free port.",
+    },
+    KeyDoc {
+        key: "rpc.address",
+        default: "127.0.0.1",
+        kind: "string",
+        description: "Address of the gRPC listener of a dispatcher or worker.",
+    },
+    KeyDoc {
+        key: "rpc.port",
+        default: "0",
+        kind: "integer (0..65535)",
+        description: "Port of the gRPC listener of a dispatcher or worker; `0` picks a free \
+            port.",
+    },
+    KeyDoc {
+        key: "jobmanager.rpc.address",
+        default: "127.0.0.1",
+        kind: "string",
+        description: "Used only with `high-availability.type: none`: where the single \
+            dispatcher listens and where workers find it.",
+    },
+    KeyDoc {
+        key: "jobmanager.rpc.port",
+        default: "6123",
+        kind: "integer (0..65535)",
+        description: "Used only with `high-availability.type: none`: the port of the single \
+            dispatcher.",
+    },
+    KeyDoc {
+        key: "taskmanager.numberOfTaskSlots",
+        default: "1",
+        kind: "integer (>= 1)",
+        description: "Number of task slots a worker offers.",
+    },
+    KeyDoc {
+        key: "taskmanager.resource-id",
+        default: "",
+        kind: "string",
+        description: "Identifier of a worker (no whitespace). Generated at start when not set.",
+    },
+    KeyDoc {
+        key: "heartbeat.interval",
+        default: "10 s",
+        kind: "duration",
+        description: "How often dispatchers and workers exchange heartbeats. Greater than 0.",
+    },
+    KeyDoc {
+        key: "heartbeat.timeout",
+        default: "50 s",
+        kind: "duration",
+        description: "A peer that sent no heartbeat for this long is considered dead. Greater \
+            than `heartbeat.interval`.",
+    },
+];
+
+/// The documentation of `key`, if Keel knows it.
+#[must_use]
+pub fn key_doc(key: &str) -> Option<&'static KeyDoc> {
+    KEYS.iter().find(|doc| doc.key == key)
+}
+
+/// The known key closest to an unknown `key`, if it is close enough to be a likely typo.
+pub(crate) fn nearest_key(key: &str) -> Option<&'static str> {
+    let wanted = key.to_lowercase();
+    KEYS.iter()
+        .map(|doc| {
+            let distance = strsim::osa_distance(&wanted, &doc.key.to_lowercase());
+            (distance, doc.key)
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .filter(|(distance, known)| *distance <= (known.len() / 5).max(2))
+        .map(|(_, known)| known)
+}
+
+/// Renders the configuration reference (docs/configuration.md) from [`KEYS`].
+#[must_use]
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Keel configuration reference\n\
+         \n\
+         <!-- Generated from keel_conf::KEYS by keel_conf::reference_markdown(). Do not edit: \
+         change conf/src/keys.rs and run `KEEL_REGENERATE_DOCS=1 cargo test -p keel-conf`. -->\n\
+         \n\
+         Keel reads a Flink-style `config.yaml` (`keel dispatcher --config conf/config.yaml`). \
+         Keys may be written flat or as nested YAML mappings, mixed in one file; nested \
+         mappings flatten into dotted keys (here `quorum` is \
+         `high-availability.zookeeper.quorum`):\n\
+         \n\
+         ```yaml\n\
+         high-availability.type: zookeeper\n\
+         high-availability:\n\
+        \x20 zookeeper:\n\
+        \x20   quorum: zk1:2181,zk2:2181,zk3:2181\n\
+         heartbeat.timeout: 1 min\n\
+         ```\n\
+         \n\
+         The same key set twice, in any form, is an error naming both lines. An empty file is \
+         valid and means all defaults. Unknown keys are not errors, because Flink \
+         configuration files carry keys for other tools: each one produces a warning, with \
+         the nearest known key when it looks like a typo.\n\
+         \n\
+         **Precedence**: built-in defaults < the configuration file < `-D key=value` on the \
+         command line (a later `-D` for the same key wins). `keel config show` prints every \
+         key's effective value and where it came from (`default`, `FILE:LINE` or `-D`).\n\
+         \n\
+         **Durations** are a whole number of milliseconds (`60000`) or a whole number and a \
+         unit, with or without a space (`500 ms`, `5 s`, `5s`, `1 min`, `2 h`, `1 d`). Units, \
+         case-insensitive: `ns`/`nano`/`nanos`/`nanosecond(s)`, `us`/`µs`/`micro`/`micros`/\
+         `microsecond(s)`, `ms`/`milli`/`millis`/`millisecond(s)`, `s`/`sec`/`secs`/\
+         `second(s)`, `m`/`min`/`minute(s)`, `h`/`hour(s)`, `d`/`day(s)`.\n\
+         \n\
+         **Booleans** are `true` or `false` (any case). **Integers** are plain YAML integers \
+         or quoted strings of digits. A key left empty (`key:`) or set to `~`/`null` is unset: \
+         allowed for keys without a default, an error for the others.\n\
+         \n\
+         Errors name what was wrong, the key, the file and line (or `-D`), the value given and \
+         what was expected.\n\
+         \n\
+         | key | type | default | description |\n\
+         | --- | --- | --- | --- |\n",
+    );
+    for doc in KEYS {
+        let default = if doc.default.is_empty() { "(none)".to_owned() } else { format!("`{}`", doc.default) };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            doc.key,
+            escape_cell(doc.kind),
+            escape_cell(&default),
+            escape_cell(doc.description)
+        ));
+    }
+    out
+}
+
+/// Escapes the pipe so a cell cannot split a Markdown table row.
+fn escape_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_not_prefixes_of_each_other() {
+        for (i, a) in KEYS.iter().enumerate() {
+            for b in &KEYS[i + 1..] {
+                assert_ne!(a.key, b.key);
+                assert!(!b.key.starts_with(&format!("{}.", a.key)), "{}", b.key);
+                assert!(!a.key.starts_with(&format!("{}.", b.key)), "{}", a.key);
+            }
+        }
+    }
+
+    #[test]
+    fn nearest_key_suggests_only_close_keys() {
+        assert_eq!(nearest_key("rest.prot"), Some("rest.port"));
+        assert_eq!(nearest_key("high-availability.zookeeper.quorom"), Some("high-availability.zookeeper.quorum"));
+        assert_eq!(nearest_key("taskmanager.numberoftaskslots"), Some("taskmanager.numberOfTaskSlots"));
+        assert_eq!(nearest_key("heartbeat.intervall"), Some("heartbeat.interval"));
+        assert_eq!(nearest_key("state.backend.type"), None);
+        assert_eq!(nearest_key("jobmanager.memory.process.size"), None);
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_key_and_escapes_pipes() {
+        let md = reference_markdown();
+        for doc in KEYS {
+            assert!(md.contains(&format!("| `{}` |", doc.key)), "{}", doc.key);
+        }
+        assert!(md.contains("enum: none\\|zookeeper"));
+        assert!(md.starts_with("# Keel configuration reference\n"));
+    }
+}

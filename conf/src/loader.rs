@@ -1,0 +1,267 @@
+//! Layering (defaults < file < `-D`), validation and provenance.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::Field;
+use crate::keys::{key_doc, nearest_key};
+use crate::yaml::{self, FlatValue};
+use crate::{Combination, Config, ConfigError, HaType, Source, KEYS};
+
+/// One key's effective value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The key, as in [`KEYS`].
+    pub key: &'static str,
+    /// The effective value as text, normalised (`zookeeper`, `/default`, `file:///data`);
+    /// durations as written. Empty when the key is unset.
+    pub value: String,
+    /// The layer that set it.
+    pub source: Source,
+}
+
+/// A validated configuration with its warnings and the provenance of every key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The effective, validated configuration.
+    pub config: Config,
+    /// Problems that did not stop loading, for example unknown keys; print them.
+    pub warnings: Vec<String>,
+    /// One entry for every key of [`KEYS`], in that order.
+    pub entries: Vec<Entry>,
+}
+
+impl Loaded {
+    /// The entry of `key`, if it is a known key.
+    #[must_use]
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|entry| entry.key == key)
+    }
+
+    /// A table of `key  value  source` for `keel config show`, one line per key, columns
+    /// aligned; unset keys show `(none)`. Warnings are not included.
+    #[must_use]
+    pub fn show(&self) -> String {
+        let rows: Vec<[String; 3]> = std::iter::once(["key", "value", "source"].map(String::from))
+            .chain(self.entries.iter().map(|entry| {
+                let value = if entry.value.is_empty() { "(none)".to_owned() } else { entry.value.clone() };
+                [entry.key.to_owned(), value, entry.source.to_string()]
+            }))
+            .collect();
+        let width = |column: usize| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0);
+        let (key_width, value_width) = (width(0), width(1));
+        let mut out = String::new();
+        for [key, value, source] in &rows {
+            out.push_str(&format!("{key:key_width$}  {value:value_width$}  {source}\n"));
+        }
+        out
+    }
+
+    /// `{"entries": [{"key", "value", "source"}], "warnings": [...]}`. `value` is `null` for
+    /// an unset key; `source` is `{"kind": "default"}`, `{"kind": "override"}` or
+    /// `{"kind": "file", "path": ..., "line": ...}`.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        let entries: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|entry| {
+                json!({
+                    "key": entry.key,
+                    "value": (!entry.value.is_empty()).then_some(&entry.value),
+                    "source": entry.source,
+                })
+            })
+            .collect();
+        json!({ "entries": entries, "warnings": self.warnings })
+    }
+}
+
+/// Loads the configuration: defaults, then `file` if given, then the `-D` `overrides`
+/// (each `key=value`, later ones win), then validates the result.
+///
+/// # Errors
+/// [`ConfigError::Unreadable`] when the file cannot be read; otherwise as [`from_str`].
+pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Loaded, ConfigError> {
+    match file {
+        None => build(None, overrides),
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|err| ConfigError::Unreadable { path: name.clone(), reason: err.to_string() })?;
+            from_str(&text, &name, overrides)
+        }
+    }
+}
+
+/// Like [`load`] for YAML `text` already in memory; `origin` names it in errors and
+/// provenance (for example `conf/config.yaml`).
+///
+/// # Errors
+/// [`ConfigError::Syntax`], [`ConfigError::NotAMapping`], [`ConfigError::InvalidKey`] and
+/// [`ConfigError::DuplicateKey`] for the file's structure; [`ConfigError::MalformedOverride`]
+/// for a `-D` that is not `key=value`; [`ConfigError::NotAScalar`] and
+/// [`ConfigError::BadValue`] for one key's value; [`ConfigError::MissingKey`] and
+/// [`ConfigError::InvalidCombination`] for checks across keys.
+pub fn from_str(text: &str, origin: &str, overrides: &[String]) -> Result<Loaded, ConfigError> {
+    let is_leaf = |key: &str| key_doc(key).is_some();
+    let flat = yaml::flatten(text, origin, &is_leaf)?;
+    build(Some((origin, flat)), overrides)
+}
+
+/// A value set by the file or a `-D`, not yet parsed.
+struct Setting {
+    value: FlatValue,
+    at: Source,
+}
+
+fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Result<Loaded, ConfigError> {
+    let mut settings: Vec<Option<Setting>> = KEYS.iter().map(|_| None).collect();
+    // Indices into `settings` in the order the values were last set, so that the first
+    // error reported is the first one in the file, then in the -D list.
+    let mut order: Vec<usize> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut record = |index: usize, setting: Setting, order: &mut Vec<usize>| {
+        order.retain(|&i| i != index);
+        order.push(index);
+        settings[index] = Some(setting);
+    };
+
+    if let Some((path, entries)) = file {
+        for entry in entries {
+            match key_index(&entry.key) {
+                Some(index) => {
+                    let at = Source::File { path: path.to_owned(), line: entry.line };
+                    let setting = Setting { value: entry.value, at };
+                    record(index, setting, &mut order);
+                }
+                None => warnings.push(unknown_key(&entry.key, &format!("at {path}:{}", entry.line))),
+            }
+        }
+    }
+    for raw in overrides {
+        let (key, value) = raw
+            .split_once('=')
+            .map(|(key, value)| (key.trim(), value.trim()))
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or_else(|| ConfigError::MalformedOverride { raw: raw.clone() })?;
+        match key_index(key) {
+            Some(index) => {
+                let value = FlatValue::Scalar((!value.is_empty()).then(|| value.to_owned()));
+                let setting = Setting { value, at: Source::Override };
+                record(index, setting, &mut order);
+            }
+            None => warnings.push(unknown_key(key, "in -D override")),
+        }
+    }
+
+    let mut config = Config::defaults();
+    for &index in &order {
+        let Some(setting) = &settings[index] else {
+            continue;
+        };
+        let key = KEYS[index].key;
+        let Some(field) = Field::of(key) else {
+            continue;
+        };
+        let text = match &setting.value {
+            FlatValue::Scalar(text) => text.as_deref(),
+            other => {
+                return Err(ConfigError::NotAScalar {
+                    key,
+                    at: setting.at.clone(),
+                    found: other.describe(),
+                    expected: field.expected(),
+                })
+            }
+        };
+        field.set(&mut config, text).map_err(|invalid| ConfigError::BadValue {
+            key,
+            value: text.unwrap_or_default().to_owned(),
+            at: setting.at.clone(),
+            problem: invalid.problem,
+            expected: invalid.expected,
+        })?;
+    }
+
+    let entries: Vec<Entry> = KEYS
+        .iter()
+        .zip(&settings)
+        .map(|(doc, setting)| Entry {
+            key: doc.key,
+            value: config.value_of(doc.key).unwrap_or_default(),
+            source: setting.as_ref().map_or(Source::Default, |setting| setting.at.clone()),
+        })
+        .collect();
+    let loaded = Loaded { config, warnings, entries };
+    validate(loaded)
+}
+
+fn key_index(key: &str) -> Option<usize> {
+    KEYS.iter().position(|doc| doc.key == key)
+}
+
+fn unknown_key(key: &str, location: &str) -> String {
+    match nearest_key(key) {
+        Some(known) => format!("unknown key '{key}' {location} (did you mean '{known}'?)"),
+        None => format!("unknown key '{key}' {location}"),
+    }
+}
+
+/// The effective value and source of a known key.
+fn provenance(entries: &[Entry], key: &str) -> (String, Source) {
+    entries
+        .iter()
+        .find(|entry| entry.key == key)
+        .map_or((String::new(), Source::Default), |entry| (entry.value.clone(), entry.source.clone()))
+}
+
+/// Checks across keys; adds warnings for settings that have no effect.
+fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
+    const TYPE: &str = "high-availability.type";
+    const QUORUM: &str = "high-availability.zookeeper.quorum";
+    const INTERVAL: &str = "heartbeat.interval";
+    const TIMEOUT: &str = "heartbeat.timeout";
+
+    let config = &loaded.config;
+    let entries = &loaded.entries;
+    match (config.ha_type, &config.zk_quorum) {
+        (HaType::Zookeeper, None) => {
+            let (_, type_at) = provenance(entries, TYPE);
+            return Err(ConfigError::MissingKey {
+                key: QUORUM,
+                when: format!("required when '{TYPE}' is 'zookeeper' ({})", type_at.describe()),
+                expected: Field::ZkQuorum.expected(),
+            });
+        }
+        (HaType::None, Some(_)) => {
+            let (_, quorum_at) = provenance(entries, QUORUM);
+            let (_, type_at) = provenance(entries, TYPE);
+            let warning = format!(
+                "'{QUORUM}' ({}) has no effect: '{TYPE}' is 'none' ({})",
+                quorum_at.describe(),
+                type_at.describe()
+            );
+            loaded.warnings.push(warning);
+        }
+        _ => {}
+    }
+
+    let config = &loaded.config;
+    if config.heartbeat_timeout.duration <= config.heartbeat_interval.duration {
+        let (value, at) = provenance(&loaded.entries, TIMEOUT);
+        let (other_value, other_at) = provenance(&loaded.entries, INTERVAL);
+        return Err(ConfigError::InvalidCombination(Box::new(Combination {
+            key: TIMEOUT,
+            value,
+            at,
+            rule: "must be greater than",
+            other_key: INTERVAL,
+            other_value,
+            other_at,
+        })));
+    }
+    Ok(loaded)
+}

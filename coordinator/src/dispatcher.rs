@@ -1,0 +1,155 @@
+//! Wiring of a dispatcher process: listeners, election (or the `none` mode), leader
+//! retrieval, resource manager, REST, and an orderly shutdown that resigns leadership first.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use keel_conf::{Config, HaType};
+use keel_ha::election::Contender;
+use keel_ha::{LeaderElection, LeaderEpoch, LeaderRetrieval, LeaderView, ZkSettings};
+use keel_proto::v1::dispatcher_server::DispatcherServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::resource_manager::ResourceManager;
+use crate::rest::{router, RestState};
+use crate::role::Role;
+use crate::rpc::DispatcherService;
+
+/// Process-level options that are not configuration keys.
+#[derive(Debug, Clone, Default)]
+pub struct DispatcherOptions {
+    /// Contender id; generated (`dispatcher-<pid>-<random>`) when absent.
+    pub id: Option<String>,
+}
+
+async fn bind(what: &str, address: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((address, port))
+        .await
+        .with_context(|| format!("cannot bind the {what} listener on {address}:{port}"))
+}
+
+/// Runs a dispatcher until `shutdown` fires, then resigns and returns.
+pub async fn run_dispatcher(
+    config: Config,
+    options: DispatcherOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let id = options.id.unwrap_or_else(|| {
+        format!("dispatcher-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
+    });
+
+    let (rpc_address, rpc_port) = match config.ha_type {
+        HaType::Zookeeper => (config.rpc_address.clone(), config.rpc_port),
+        HaType::None => (config.jobmanager_rpc_address.clone(), config.jobmanager_rpc_port),
+    };
+    let rpc_listener = bind("rpc", &rpc_address, rpc_port).await?;
+    let rest_listener = bind("rest", &config.rest_address, config.rest_port).await?;
+    let rpc_addr: SocketAddr = rpc_listener.local_addr()?;
+    let rest_addr: SocketAddr = rest_listener.local_addr()?;
+
+    // Role and leader view, from ZooKeeper or fixed for `none`.
+    let (role_tx, role_rx) = watch::channel(Role::Standby);
+    let mut election = None;
+    let mut retrieval = None;
+    let leader_rx: watch::Receiver<Option<LeaderView>> = match config.ha_type {
+        HaType::Zookeeper => {
+            let settings =
+                ZkSettings::from_config(&config).context("high-availability.type is zookeeper but no quorum is set")?;
+            let handle = LeaderElection::start(
+                settings.clone(),
+                Contender { id: id.clone(), rpc_address: rpc_addr.to_string(), rest_address: rest_addr.to_string() },
+            );
+            let mut leadership = handle.subscribe();
+            let role_tx = role_tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let role = Role::from(&*leadership.borrow_and_update());
+                    role_tx.send_replace(role);
+                    if leadership.changed().await.is_err() {
+                        role_tx.send_replace(Role::Standby);
+                        return;
+                    }
+                }
+            });
+            election = Some(handle);
+            let r = LeaderRetrieval::start(settings);
+            let rx = r.subscribe();
+            retrieval = Some(r);
+            rx
+        }
+        HaType::None => {
+            let epoch = LeaderEpoch(1);
+            role_tx.send_replace(Role::Leading { epoch, fence: None });
+            let (_tx, rx) = watch::channel(Some(LeaderView {
+                leader_id: id.clone(),
+                epoch,
+                address: rpc_addr.to_string(),
+                rest_address: rest_addr.to_string(),
+                session_id: String::new(),
+                latch_node: String::new(),
+                since_unix_ms: 0,
+            }));
+            // Keep the sender alive for the life of the process.
+            std::mem::forget(_tx);
+            rx
+        }
+    };
+
+    let rm = ResourceManager::new(
+        role_rx.clone(),
+        id.clone(),
+        config.heartbeat_interval.duration,
+        config.heartbeat_timeout.duration,
+    );
+    let tasks = CancellationToken::new();
+    let rm_task = tokio::spawn(rm.clone().run(tasks.clone()));
+
+    let grpc = tonic::transport::Server::builder()
+        .add_service(DispatcherServer::new(DispatcherService { rm: rm.clone(), id: id.clone() }))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(rpc_listener),
+            tasks.clone().cancelled_owned(),
+        );
+    let grpc_task = tokio::spawn(grpc);
+
+    let rest_state = RestState {
+        id: id.clone(),
+        cluster_id: config.cluster_id.clone(),
+        role: role_rx.clone(),
+        leader: leader_rx,
+        rm,
+    };
+    let rest = axum::serve(rest_listener, router(rest_state)).with_graceful_shutdown(tasks.clone().cancelled_owned());
+    let rest_task = tokio::spawn(async move { rest.await });
+
+    tracing::info!(id = %id, rpc = %rpc_addr, rest = %rest_addr, ha = ?config.ha_type, "dispatcher started");
+    let ready =
+        serde_json::json!({"role": "dispatcher", "id": id, "rpc": rpc_addr.to_string(), "rest": rest_addr.to_string()});
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "keel-ready {ready}")?;
+        out.flush()?;
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!(id = %id, "shutting down: resigning leadership first");
+    if let Some(e) = election {
+        e.shutdown().await;
+    }
+    tasks.cancel();
+    if let Some(r) = retrieval {
+        r.shutdown().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = rm_task.await;
+        let _ = grpc_task.await;
+        let _ = rest_task.await;
+    })
+    .await;
+    tracing::info!(id = %id, "dispatcher stopped");
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The resource manager: which workers are registered with this leader, their slots, and the
+//! heartbeats that keep them.
+//!
+//! It acts only while the dispatcher's role is [`Role::Leading`]; on any other role it stops
+//! heartbeating at once, and on standby it forgets every worker (a new leader gets fresh
+//! registrations).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use keel_ha::LeaderEpoch;
+use keel_proto::v1::{leader_command, worker_client::WorkerClient, Disconnect, HeartbeatRequest, LeaderCommand};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::role::Role;
+
+/// Metadata key on a refused command carrying the epoch the refusing worker has seen.
+pub const FENCED_EPOCH_METADATA: &str = "keel-fenced-epoch";
+
+#[derive(Debug, Clone)]
+struct WorkerEntry {
+    id: String,
+    address: String,
+    slots: u32,
+    free_slots: u32,
+    epoch: LeaderEpoch,
+    registered_at_unix_ms: i64,
+    last_heartbeat: Instant,
+    last_heartbeat_unix_ms: i64,
+    client: WorkerClient<Channel>,
+}
+
+/// A registered worker, as the REST API shows it (Flink's field names).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerView {
+    pub id: String,
+    pub path: String,
+    #[serde(rename = "slotsNumber")]
+    pub slots_number: u32,
+    #[serde(rename = "freeSlots")]
+    pub free_slots: u32,
+    /// Unix ms of the last answered heartbeat (Flink reports a timestamp here too).
+    #[serde(rename = "timeSinceLastHeartbeat")]
+    pub time_since_last_heartbeat: i64,
+    #[serde(rename = "registeredAt")]
+    pub registered_at: i64,
+    #[serde(rename = "leaderEpoch")]
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("this dispatcher is not the acting leader (role: {role})")]
+    NotLeader { role: &'static str },
+    #[error("fenced: the worker has seen leader epoch {worker_epoch}, newer than this dispatcher's epoch {own}")]
+    StaleLeader { own: LeaderEpoch, worker_epoch: LeaderEpoch },
+    #[error("invalid registration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone)]
+pub struct ResourceManager {
+    inner: Arc<Mutex<HashMap<String, WorkerEntry>>>,
+    role: watch::Receiver<Role>,
+    leader_id: String,
+    heartbeat_interval: Duration,
+    heartbeat_timeout: Duration,
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl ResourceManager {
+    pub fn new(
+        role: watch::Receiver<Role>,
+        leader_id: String,
+        heartbeat_interval: Duration,
+        heartbeat_timeout: Duration,
+    ) -> Self {
+        Self { inner: Arc::default(), role, leader_id, heartbeat_interval, heartbeat_timeout }
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout
+    }
+
+    /// Registers (or re-registers) a worker with the acting leader.
+    pub fn register(
+        &self,
+        id: &str,
+        address: &str,
+        slots: u32,
+        worker_epoch: LeaderEpoch,
+    ) -> Result<LeaderEpoch, RegisterError> {
+        let role = self.role.borrow().clone();
+        let Some(own) = role.acting_epoch() else {
+            return Err(RegisterError::NotLeader { role: role.name() });
+        };
+        if worker_epoch > own {
+            if let Some(fence) = role.fence() {
+                fence.report_fenced(worker_epoch);
+            }
+            return Err(RegisterError::StaleLeader { own, worker_epoch });
+        }
+        if id.is_empty() || slots == 0 {
+            return Err(RegisterError::Invalid(format!(
+                "worker_id {id:?} and slots {slots}: expected a non-empty id and at least one slot"
+            )));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| RegisterError::Invalid(format!("rpc_address {address:?} is not host:port ({e})")))?
+            .connect_timeout(self.heartbeat_interval.max(Duration::from_millis(200)))
+            .timeout(self.heartbeat_timeout);
+        let client = WorkerClient::new(endpoint.connect_lazy());
+        let now = unix_ms();
+        let entry = WorkerEntry {
+            id: id.to_string(),
+            address: address.to_string(),
+            slots,
+            free_slots: slots,
+            epoch: own,
+            registered_at_unix_ms: now,
+            last_heartbeat: Instant::now(),
+            last_heartbeat_unix_ms: now,
+            client,
+        };
+        let previous = self.inner.lock().expect("rm lock").insert(id.to_string(), entry);
+        tracing::info!(
+            target: "keel::events", event = "worker_registered",
+            worker = id, address, slots, epoch = %own, again = previous.is_some(),
+            "worker registered"
+        );
+        Ok(own)
+    }
+
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let mut v: Vec<WorkerView> = self
+            .inner
+            .lock()
+            .expect("rm lock")
+            .values()
+            .map(|w| WorkerView {
+                id: w.id.clone(),
+                path: w.address.clone(),
+                slots_number: w.slots,
+                free_slots: w.free_slots,
+                time_since_last_heartbeat: w.last_heartbeat_unix_ms,
+                registered_at: w.registered_at_unix_ms,
+                leader_epoch: w.epoch,
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    fn clear(&self) {
+        let mut map = self.inner.lock().expect("rm lock");
+        if !map.is_empty() {
+            tracing::info!(workers = map.len(), "no longer leading: forgetting registered workers");
+            map.clear();
+        }
+    }
+
+    /// Runs the heartbeat loop until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut role_rx = self.role.clone();
+        let mut tick = tokio::time::interval(self.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = role_rx.changed() => {
+                    if changed.is_err() { return; }
+                    if matches!(*role_rx.borrow(), Role::Standby) { self.clear(); }
+                    continue;
+                }
+                _ = cancel.cancelled() => return,
+            }
+            let role = role_rx.borrow().clone();
+            let Some(epoch) = role.acting_epoch() else { continue };
+            self.heartbeat_round(&role, epoch).await;
+        }
+    }
+
+    async fn heartbeat_round(&self, role: &Role, epoch: LeaderEpoch) {
+        let targets: Vec<(String, WorkerClient<Channel>)> =
+            self.inner.lock().expect("rm lock").values().map(|w| (w.id.clone(), w.client.clone())).collect();
+        let mut calls = tokio::task::JoinSet::new();
+        let leader_id = self.leader_id.clone();
+        for (id, mut client) in targets {
+            let command = LeaderCommand {
+                epoch: epoch.0,
+                leader_id: leader_id.clone(),
+                kind: Some(leader_command::Kind::Heartbeat(HeartbeatRequest {})),
+            };
+            calls.spawn(async move { (id, client.command(command).await) });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let Ok((id, result)) = joined else { continue };
+            match result {
+                Ok(reply) => {
+                    let reply = reply.into_inner();
+                    if let Some(w) = self.inner.lock().expect("rm lock").get_mut(&id) {
+                        w.last_heartbeat = Instant::now();
+                        w.last_heartbeat_unix_ms = unix_ms();
+                        w.free_slots = reply.slots_free;
+                        w.slots = reply.slots_total.max(1);
+                    }
+                }
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    let seen = status
+                        .metadata()
+                        .get(FENCED_EPOCH_METADATA)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i64>().ok());
+                    tracing::warn!(
+                        target: "keel::events", event = "command_refused",
+                        worker = %id, epoch = %epoch, seen = ?seen, message = status.message(),
+                        "worker refused our command"
+                    );
+                    if let (Some(seen), Some(fence)) = (seen, role.fence()) {
+                        fence.report_fenced(LeaderEpoch(seen));
+                    }
+                    self.inner.lock().expect("rm lock").remove(&id);
+                }
+                Err(status) => {
+                    tracing::debug!(worker = %id, %status, "heartbeat failed");
+                }
+            }
+        }
+        // Drop workers that missed heartbeat.timeout.
+        let expired: Vec<(String, WorkerClient<Channel>)> = {
+            let mut map = self.inner.lock().expect("rm lock");
+            let dead: Vec<String> = map
+                .values()
+                .filter(|w| w.last_heartbeat.elapsed() > self.heartbeat_timeout)
+                .map(|w| w.id.clone())
+                .collect();
+            dead.into_iter().filter_map(|id| map.remove(&id).map(|w| (id, w.client))).collect()
+        };
+        for (id, mut client) in expired {
+            tracing::warn!(
+                target: "keel::events", event = "worker_lost", worker = %id,
+                timeout_ms = self.heartbeat_timeout.as_millis() as u64,
+                "worker missed heartbeat.timeout; dropped"
+            );
+            let command = LeaderCommand {
+                epoch: epoch.0,
+                leader_id: self.leader_id.clone(),
+                kind: Some(leader_command::Kind::Disconnect(Disconnect { reason: "missed heartbeat.timeout".into() })),
+            };
+            tokio::spawn(async move {
+                let _ = client.command(command).await;
+            });
+        }
+    }
+}

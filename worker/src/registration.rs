@@ -1,0 +1,95 @@
+//! Following the leader: register with whoever leader retrieval names, again whenever it
+//! changes, and again when the registered leader has been silent for `heartbeat.timeout`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_ha::LeaderView;
+use keel_proto::v1::dispatcher_client::DispatcherClient;
+use keel_proto::v1::RegisterWorkerRequest;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+
+use crate::state::{Registration, WorkerState};
+
+pub async fn follow_leader(
+    state: Arc<WorkerState>,
+    mut leader_rx: watch::Receiver<Option<LeaderView>>,
+    heartbeat_timeout: Duration,
+    cancel: CancellationToken,
+) {
+    let mut last_error: Option<String> = None;
+    loop {
+        let leader = leader_rx.borrow_and_update().clone();
+        if let Some(leader) = leader {
+            state.gate.observe(leader.epoch);
+            let current = state.registration();
+            let needs = match &current {
+                None => true,
+                Some(r) => {
+                    r.epoch < leader.epoch
+                        || r.leader_id != leader.leader_id
+                        || r.last_heard.elapsed() > heartbeat_timeout
+                }
+            };
+            if needs {
+                if let Some(r) = &current {
+                    if r.epoch == leader.epoch && r.last_heard.elapsed() > heartbeat_timeout {
+                        tracing::warn!(leader = %r.leader_id, epoch = %r.epoch, "leader silent for heartbeat.timeout; registering again");
+                    }
+                }
+                match register(&state, &leader).await {
+                    Ok(()) => last_error = None,
+                    Err(e) => {
+                        if last_error.as_deref() != Some(e.as_str()) {
+                            tracing::warn!(leader = %leader.leader_id, epoch = %leader.epoch, error = %e, "registration failed; retrying");
+                        }
+                        last_error = Some(e);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = leader_rx.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+async fn register(state: &WorkerState, leader: &LeaderView) -> Result<(), String> {
+    let endpoint = Endpoint::from_shared(format!("http://{}", leader.address))
+        .map_err(|e| format!("leader address {:?} is not host:port: {e}", leader.address))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2));
+    let channel = endpoint.connect().await.map_err(|e| format!("cannot reach leader at {}: {e}", leader.address))?;
+    let reply = DispatcherClient::new(channel)
+        .register_worker(RegisterWorkerRequest {
+            worker_id: state.id.clone(),
+            rpc_address: state.rpc_address.clone(),
+            slots: state.slots,
+            leader_epoch: leader.epoch.0,
+        })
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let epoch = keel_ha::LeaderEpoch(reply.epoch);
+    if let Err(fenced) = state.gate.admit(epoch) {
+        return Err(format!("registration answered by a stale leader: {fenced}"));
+    }
+    let n = state.registrations.fetch_add(1, Ordering::SeqCst) + 1;
+    *state.registration.lock().expect("registration lock") = Some(Registration {
+        leader_id: reply.leader_id.clone(),
+        epoch,
+        address: leader.address.clone(),
+        last_heard: Instant::now(),
+    });
+    tracing::info!(
+        target: "keel::events", event = "registered",
+        worker = %state.id, leader = %reply.leader_id, epoch = %epoch, registrations = n,
+        "registered with leader"
+    );
+    Ok(())
+}

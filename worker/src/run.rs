@@ -1,0 +1,89 @@
+//! Wiring of a worker process.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use keel_conf::{Config, HaType};
+use keel_ha::{LeaderEpoch, LeaderRetrieval, LeaderView, ZkSettings};
+use keel_proto::v1::worker_server::WorkerServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::registration::follow_leader;
+use crate::service::WorkerService;
+use crate::state::WorkerState;
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {}
+
+/// Runs a worker until `shutdown` fires.
+pub async fn run_worker(config: Config, _options: WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind((config.rpc_address.as_str(), config.rpc_port))
+        .await
+        .with_context(|| format!("cannot bind the rpc listener on {}:{}", config.rpc_address, config.rpc_port))?;
+    let rpc_addr = listener.local_addr()?;
+    let id = config.taskmanager_resource_id.clone().unwrap_or_else(|| {
+        format!("worker-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
+    });
+    let state = Arc::new(WorkerState::new(id.clone(), rpc_addr.to_string(), config.taskmanager_slots));
+
+    let mut retrieval = None;
+    let leader_rx = match config.ha_type {
+        HaType::Zookeeper => {
+            let settings =
+                ZkSettings::from_config(&config).context("high-availability.type is zookeeper but no quorum is set")?;
+            let r = LeaderRetrieval::start(settings);
+            let rx = r.subscribe();
+            retrieval = Some(r);
+            rx
+        }
+        HaType::None => {
+            let (tx, rx) = watch::channel(Some(LeaderView {
+                leader_id: String::new(),
+                epoch: LeaderEpoch(1),
+                address: format!("{}:{}", config.jobmanager_rpc_address, config.jobmanager_rpc_port),
+                rest_address: String::new(),
+                session_id: String::new(),
+                latch_node: String::new(),
+                since_unix_ms: 0,
+            }));
+            std::mem::forget(tx);
+            rx
+        }
+    };
+
+    let tasks = CancellationToken::new();
+    let follow =
+        tokio::spawn(follow_leader(state.clone(), leader_rx, config.heartbeat_timeout.duration, tasks.clone()));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(WorkerServer::new(WorkerService { state: state.clone() }))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            tasks.clone().cancelled_owned(),
+        );
+    let grpc_task = tokio::spawn(grpc);
+
+    tracing::info!(id = %id, rpc = %rpc_addr, slots = config.taskmanager_slots, "worker started");
+    let ready = serde_json::json!({"role": "worker", "id": id, "rpc": rpc_addr.to_string()});
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "keel-ready {ready}")?;
+        out.flush()?;
+    }
+
+    shutdown.cancelled().await;
+    tasks.cancel();
+    if let Some(r) = retrieval {
+        r.shutdown().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = follow.await;
+        let _ = grpc_task.await;
+    })
+    .await;
+    tracing::info!(id = %id, "worker stopped");
+    Ok(())
+}

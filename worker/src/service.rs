@@ -1,0 +1,71 @@
+//! The gRPC `Worker` service: fenced leader commands and a read-only status.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use keel_ha::LeaderEpoch;
+use keel_proto::v1::worker_server::Worker;
+use keel_proto::v1::{leader_command, CommandReply, LeaderCommand, StatusRequest, WorkerStatus};
+use tonic::{Request, Response, Status};
+
+use crate::state::WorkerState;
+
+/// Same key as the coordinator's `FENCED_EPOCH_METADATA`.
+pub const FENCED_EPOCH_METADATA: &str = "keel-fenced-epoch";
+
+pub struct WorkerService {
+    pub state: Arc<WorkerState>,
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    async fn command(&self, request: Request<LeaderCommand>) -> Result<Response<CommandReply>, Status> {
+        let command = request.into_inner();
+        let epoch = LeaderEpoch(command.epoch);
+        if let Err(fenced) = self.state.gate.admit(epoch) {
+            let n = self.state.refused.fetch_add(1, Ordering::SeqCst) + 1;
+            let message = format!("{fenced} (command from {:?})", command.leader_id);
+            tracing::warn!(
+                target: "keel::events", event = "command_refused",
+                worker = %self.state.id, from = %command.leader_id, epoch = %epoch,
+                highest = %fenced.highest, refused_total = n, "{message}"
+            );
+            *self.state.last_refusal.lock().expect("refusal lock") = message.clone();
+            let mut status = Status::failed_precondition(message);
+            if let Ok(v) = fenced.highest.0.to_string().parse() {
+                status.metadata_mut().insert(FENCED_EPOCH_METADATA, v);
+            }
+            return Err(status);
+        }
+        self.state.accepted.fetch_add(1, Ordering::SeqCst);
+        match command.kind {
+            Some(leader_command::Kind::Heartbeat(_)) => {
+                let mut reg = self.state.registration.lock().expect("registration lock");
+                if let Some(r) = reg.as_mut() {
+                    if r.epoch == epoch {
+                        r.last_heard = Instant::now();
+                    }
+                }
+            }
+            Some(leader_command::Kind::Disconnect(d)) => {
+                let mut reg = self.state.registration.lock().expect("registration lock");
+                if reg.as_ref().is_some_and(|r| r.epoch == epoch) {
+                    tracing::warn!(from = %command.leader_id, reason = %d.reason, "leader disconnected us; will register again");
+                    *reg = None;
+                }
+            }
+            None => return Err(Status::invalid_argument("command has no kind; expected heartbeat or disconnect")),
+        }
+        Ok(Response::new(CommandReply {
+            worker_id: self.state.id.clone(),
+            slots_total: self.state.slots,
+            // No jobs run yet, so every slot is free.
+            slots_free: self.state.slots,
+        }))
+    }
+
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<WorkerStatus>, Status> {
+        Ok(Response::new(self.state.status()))
+    }
+}

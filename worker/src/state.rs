@@ -1,0 +1,66 @@
+//! The worker's shared state: identity, registration, epoch gate and counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use keel_ha::{EpochGate, LeaderEpoch};
+use keel_proto::v1::WorkerStatus;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub leader_id: String,
+    pub epoch: LeaderEpoch,
+    pub address: String,
+    pub last_heard: Instant,
+}
+
+#[derive(Debug)]
+pub struct WorkerState {
+    pub id: String,
+    pub rpc_address: String,
+    pub slots: u32,
+    pub gate: EpochGate,
+    pub registration: Mutex<Option<Registration>>,
+    pub registrations: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub last_refusal: Mutex<String>,
+}
+
+impl WorkerState {
+    pub fn new(id: String, rpc_address: String, slots: u32) -> Self {
+        Self {
+            id,
+            rpc_address,
+            slots,
+            gate: EpochGate::new(),
+            registration: Mutex::new(None),
+            registrations: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_refusal: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn registration(&self) -> Option<Registration> {
+        self.registration.lock().expect("registration lock").clone()
+    }
+
+    pub fn status(&self) -> WorkerStatus {
+        let reg = self.registration();
+        WorkerStatus {
+            worker_id: self.id.clone(),
+            rpc_address: self.rpc_address.clone(),
+            slots: self.slots,
+            highest_epoch: self.gate.highest().0,
+            registered_leader_id: reg.as_ref().map(|r| r.leader_id.clone()).unwrap_or_default(),
+            registered_epoch: reg.as_ref().map(|r| r.epoch.0).unwrap_or(0),
+            registered_leader_address: reg.as_ref().map(|r| r.address.clone()).unwrap_or_default(),
+            registrations: self.registrations.load(Ordering::SeqCst),
+            commands_accepted: self.accepted.load(Ordering::SeqCst),
+            commands_refused: self.refused.load(Ordering::SeqCst),
+            last_refusal: self.last_refusal.lock().expect("refusal lock").clone(),
+        }
+    }
+}
