@@ -1,0 +1,207 @@
+//! Shared scaffolding for the process-level HA tests: a real ZooKeeper ensemble, real `keel`
+//! dispatcher and worker processes, and read-only probes (REST, gRPC status, `keel status`).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chaos_tests::{config_yaml, http_get_json, wait_until, KeelProcess, Role, ZkEnsemble};
+use keel_proto::v1::worker_client::WorkerClient;
+use keel_proto::v1::{leader_command, HeartbeatRequest, LeaderCommand, StatusRequest, WorkerStatus};
+use serde_json::Value;
+
+pub const KEEL: &str = env!("CARGO_BIN_EXE_keel");
+
+pub struct Cluster {
+    pub zk: ZkEnsemble,
+    pub dir: tempfile::TempDir,
+    pub cfg: String,
+    pub cfg_path: std::path::PathBuf,
+    pub dispatchers: Vec<KeelProcess>,
+    pub workers: Vec<KeelProcess>,
+}
+
+/// The acting leader as the dispatchers report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub index: usize,
+    pub id: String,
+    pub epoch: i64,
+}
+
+impl Cluster {
+    pub fn start(cluster_id: &str, dispatchers: usize, workers: usize, extra: &[(&str, &str)]) -> Cluster {
+        let zk = ZkEnsemble::start(3).expect("3-node ZooKeeper ensemble");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config_yaml(&zk.connect_string(), cluster_id, extra);
+        let cfg_path = dir.path().join("cluster.yaml");
+        std::fs::write(&cfg_path, &cfg).expect("write config");
+        let mut c = Cluster { zk, dir, cfg, cfg_path, dispatchers: vec![], workers: vec![] };
+        for i in 0..dispatchers {
+            c.add_dispatcher(&format!("d{i}"));
+        }
+        for i in 0..workers {
+            c.add_worker(&format!("w{i}"));
+        }
+        c
+    }
+
+    pub fn add_dispatcher(&mut self, name: &str) {
+        let p = KeelProcess::spawn(
+            Path::new(KEEL),
+            Role::Dispatcher,
+            &self.cfg,
+            &["--id".to_string(), name.to_string()],
+            self.dir.path(),
+            name,
+        )
+        .expect("dispatcher starts");
+        self.dispatchers.push(p);
+    }
+
+    pub fn add_worker(&mut self, name: &str) {
+        let args = [
+            "-D".to_string(),
+            format!("taskmanager.resource-id={name}"),
+            "-D".into(),
+            "taskmanager.numberOfTaskSlots=2".into(),
+        ];
+        let p = KeelProcess::spawn(Path::new(KEEL), Role::Worker, &self.cfg, &args, self.dir.path(), name)
+            .expect("worker starts");
+        self.workers.push(p);
+    }
+
+    /// `GET /ha/leader` of dispatcher `i`; `None` if it does not answer (dead or paused).
+    pub fn ha_leader(&self, i: usize) -> Option<Value> {
+        let addr = self.dispatchers[i].rest_addr()?;
+        match http_get_json(&addr, "/ha/leader", Duration::from_millis(500)) {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Every answering dispatcher that says it is the acting leader, with its epoch.
+    pub fn acting(&self, among: &[usize]) -> Vec<(usize, i64)> {
+        among
+            .iter()
+            .filter_map(|&i| {
+                let v = self.ha_leader(i)?;
+                (v["is_leader"] == true).then(|| (i, v["own_epoch"].as_i64().unwrap_or(-1)))
+            })
+            .collect()
+    }
+
+    /// Waits until exactly one of `among` acts as leader and every answering one of `among`
+    /// names it (id and epoch) in `/ha/leader`.
+    pub fn wait_leader(&self, among: &[usize], timeout: Duration) -> Leader {
+        wait_until(timeout, Duration::from_millis(50), "exactly one acting leader that everyone agrees on", || {
+            let acting = self.acting(among);
+            if acting.len() != 1 {
+                return None;
+            }
+            let (index, epoch) = acting[0];
+            let id = self.dispatchers[index].id();
+            for &i in among {
+                let v = self.ha_leader(i)?;
+                if v["leader_id"] != id.as_str() || v["epoch"].as_i64() != Some(epoch) {
+                    return None;
+                }
+            }
+            Some(Leader { index, id, epoch })
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Worker ids the dispatcher `i` has registered (`GET /taskmanagers`), if it answers 200.
+    pub fn registered_workers(&self, i: usize) -> Option<Vec<String>> {
+        let addr = self.dispatchers[i].rest_addr()?;
+        let (code, v) = http_get_json(&addr, "/taskmanagers", Duration::from_millis(500)).ok()?;
+        if code != 200 {
+            return None;
+        }
+        let mut ids: Vec<String> =
+            v["taskmanagers"].as_array()?.iter().filter_map(|w| w["id"].as_str().map(str::to_string)).collect();
+        ids.sort();
+        Some(ids)
+    }
+
+    pub fn worker_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.workers.iter().map(|w| w.id()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits until the leader `leader` lists every worker and every worker says it is
+    /// registered with that leader at that epoch.
+    pub fn wait_workers_follow(&self, leader: &Leader, timeout: Duration) {
+        let want = self.worker_ids();
+        wait_until(timeout, Duration::from_millis(50), "every worker registered with the new leader", || {
+            if self.registered_workers(leader.index)? != want {
+                return None;
+            }
+            for w in 0..self.workers.len() {
+                let s = self.worker_status(w).ok()?;
+                if s.registered_epoch != leader.epoch || s.registered_leader_id != leader.id {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    pub fn worker_status(&self, w: usize) -> Result<WorkerStatus, String> {
+        let addr = format!("http://{}", self.workers[w].rpc_addr());
+        block_on(async move {
+            let mut client = WorkerClient::connect(addr).await.map_err(|e| e.to_string())?;
+            client.status(StatusRequest {}).await.map(|r| r.into_inner()).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Sends a heartbeat command stamped with `epoch` to worker `w`, as a leader would.
+    pub fn send_command(&self, w: usize, epoch: i64, from: &str) -> Result<(), tonic::Status> {
+        let addr = format!("http://{}", self.workers[w].rpc_addr());
+        let from = from.to_string();
+        block_on(async move {
+            let mut client =
+                WorkerClient::connect(addr).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            client
+                .command(LeaderCommand {
+                    epoch,
+                    leader_id: from,
+                    kind: Some(leader_command::Kind::Heartbeat(HeartbeatRequest {})),
+                })
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Runs the `keel` CLI against this cluster's config.
+    pub fn keel(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(KEEL).arg("--config").arg(&self.cfg_path).args(args).output().expect("run keel")
+    }
+
+    pub fn status_json(&self) -> Value {
+        let out = self.keel(&["status", "--json"]);
+        assert!(out.status.success(), "keel status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("keel status --json prints JSON")
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for p in self.dispatchers.iter().chain(self.workers.iter()) {
+            s.push_str(&format!("---- {} ----\n{}\n", p.name(), p.log_tail(40)));
+        }
+        s
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+}
+
+/// Prints a measured duration (informational; tests never assert on wall-clock time).
+pub fn report(what: &str, since: Instant) {
+    eprintln!("measured: {what}: {} ms", since.elapsed().as_millis());
+}
