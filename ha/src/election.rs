@@ -279,6 +279,13 @@ impl Task {
                         None => pending.extend(engine.handle(Event::LatchVerified { present: false })),
                     },
                     Command::AbandonSession => {
+                        // Delete our latch if the session still lives (fenced, isolated): a
+                        // Fence clone held elsewhere keeps the session open, and its latch
+                        // would block every other contender.
+                        match client.delete(&latch, None).await {
+                            Ok(()) => tracing::info!(latch = %latch, "deleted own latch node"),
+                            Err(err) => tracing::debug!(%err, "own latch not deleted (already gone with the session)"),
+                        }
                         drop(fence);
                         close(client, Duration::from_millis(500)).await;
                         return End::Again;
