@@ -1,0 +1,198 @@
+//! `keel-demo`: the README's first command. Starts a local HA cluster (a 3-node ZooKeeper
+//! ensemble, three dispatchers, two workers), shows who leads, kills the leader with SIGKILL,
+//! and reports the failover: old and new epoch, time to a new leader, time until every worker
+//! re-registered. Then it stops the new leader gracefully (SIGTERM) and reports that handover
+//! too. Everything it starts is stopped when it ends (also on Ctrl-C: children get SIGKILL
+//! through PDEATHSIG).
+//!
+//! Usage: `keel-demo [--keel PATH] [--workdir DIR] [--session-timeout 3s] [--json]`
+//! (`bin/demo` builds everything and runs it).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chaos_tests::{config_yaml, http_get_json, KeelProcess, Role, ZkEnsemble};
+use serde_json::{json, Value};
+
+struct Args {
+    keel: PathBuf,
+    workdir: PathBuf,
+    session_timeout: String,
+    json: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut keel = std::env::var_os("KEEL_BIN").map(PathBuf::from);
+    let mut workdir = None;
+    let mut session_timeout = "3 s".to_string();
+    let mut json = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--keel" => keel = Some(it.next().ok_or("--keel needs a path")?.into()),
+            "--workdir" => workdir = Some(PathBuf::from(it.next().ok_or("--workdir needs a directory")?)),
+            "--session-timeout" => session_timeout = it.next().ok_or("--session-timeout needs a duration")?,
+            "--json" => json = true,
+            "-h" | "--help" => {
+                println!("usage: keel-demo [--keel PATH] [--workdir DIR] [--session-timeout 3s] [--json]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}; see --help")),
+        }
+    }
+    let keel = match keel {
+        Some(k) => k,
+        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("keel"),
+    };
+    if !keel.exists() {
+        return Err(format!("keel binary not found at {}; build it (cargo build -p keel-cli) or pass --keel", keel.display()));
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let workdir = workdir.unwrap_or_else(|| PathBuf::from(format!(".keel-demo/run-{stamp}")));
+    Ok(Args { keel, workdir, session_timeout, json })
+}
+
+fn say(msg: &str) {
+    eprintln!("[demo] {msg}");
+}
+
+fn ha_leader(p: &KeelProcess) -> Option<Value> {
+    let (code, v) = http_get_json(&p.rest_addr()?, "/ha/leader", Duration::from_millis(300)).ok()?;
+    (code == 200).then_some(v)
+}
+
+/// (index, id, epoch) of the single acting leader among `among`, if exactly one acts and all
+/// answering dispatchers agree.
+fn agreed_leader(ds: &[KeelProcess], among: &[usize]) -> Option<(usize, String, i64)> {
+    let views: Vec<(usize, Value)> = among.iter().filter_map(|&i| ha_leader(&ds[i]).map(|v| (i, v))).collect();
+    let acting: Vec<&(usize, Value)> = views.iter().filter(|(_, v)| v["is_leader"] == true).collect();
+    if acting.len() != 1 {
+        return None;
+    }
+    let (i, v) = acting[0];
+    let id = ds[*i].id();
+    let epoch = v["own_epoch"].as_i64()?;
+    views.iter().all(|(_, v)| v["leader_id"] == id.as_str() && v["epoch"].as_i64() == Some(epoch)).then(|| (*i, id, epoch))
+}
+
+fn workers_registered(leader: &KeelProcess, n: usize) -> bool {
+    let Some(addr) = leader.rest_addr() else { return false };
+    matches!(http_get_json(&addr, "/overview", Duration::from_millis(300)), Ok((200, v)) if v["taskmanagers"] == n as u64)
+}
+
+fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return Ok(t);
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("gave up after {timeout:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run(args: Args) -> Result<Value, String> {
+    std::fs::create_dir_all(&args.workdir).map_err(|e| format!("cannot create {}: {e}", args.workdir.display()))?;
+    say(&format!("logs go to {}", args.workdir.display()));
+    say("starting a 3-node ZooKeeper ensemble on free loopback ports ...");
+    let mut zk = ZkEnsemble::start(3).map_err(|e| format!("ZooKeeper: {e}"))?;
+    say(&format!("ZooKeeper serving at {}", zk.connect_string()));
+    let cfg = config_yaml(
+        &zk.connect_string(),
+        "demo",
+        &[
+            ("high-availability.zookeeper.client.session-timeout", args.session_timeout.as_str()),
+            ("heartbeat.interval", "500 ms"),
+            ("heartbeat.timeout", "5 s"),
+        ],
+    );
+    let cfg_path = args.workdir.join("config.yaml");
+    std::fs::write(&cfg_path, &cfg).map_err(|e| e.to_string())?;
+    let spawn = |role: Role, name: &str, extra: &[String]| {
+        KeelProcess::spawn(&args.keel, role, &cfg, extra, &args.workdir, name).map_err(|e| format!("{name}: {e}"))
+    };
+    let mut ds = Vec::new();
+    for i in 1..=3 {
+        ds.push(spawn(Role::Dispatcher, &format!("dispatcher-{i}"), &["--id".into(), format!("dispatcher-{i}")])?);
+    }
+    let mut ws = Vec::new();
+    for i in 1..=2 {
+        ws.push(spawn(Role::Worker, &format!("worker-{i}"), &["-D".into(), format!("taskmanager.resource-id=worker-{i}")])?);
+    }
+    say("3 dispatchers and 2 workers started; waiting for a leader ...");
+    let (li, lid, lepoch) = poll(Duration::from_secs(30), "a leader", || agreed_leader(&ds, &[0, 1, 2]))?;
+    poll(Duration::from_secs(30), "both workers registered", || workers_registered(&ds[li], 2).then_some(()))?;
+    let status = std::process::Command::new(&args.keel)
+        .args(["--config", cfg_path.to_str().unwrap_or_default(), "status"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    eprintln!("\n$ keel status\n{}", String::from_utf8_lossy(&status.stdout));
+
+    say(&format!("kill -9 the leader {lid} (epoch {lepoch}) ..."));
+    let t0 = Instant::now();
+    ds[li].kill9();
+    let rest: Vec<usize> = (0..3).filter(|&i| i != li).collect();
+    let (ni, nid, nepoch) = poll(Duration::from_secs(60), "a new leader", || agreed_leader(&ds, &rest))?;
+    let to_leader = t0.elapsed();
+    poll(Duration::from_secs(60), "workers re-registered", || workers_registered(&ds[ni], 2).then_some(()))?;
+    let to_workers = t0.elapsed();
+    if nepoch <= lepoch {
+        return Err(format!("epoch did not grow: {lepoch} -> {nepoch}"));
+    }
+
+    say(&format!("SIGTERM the new leader {nid} (graceful: it resigns and closes its session) ..."));
+    let t1 = Instant::now();
+    ds[ni].terminate().map_err(|e| e.to_string())?;
+    let last: Vec<usize> = rest.iter().copied().filter(|&i| i != ni).collect();
+    let (gi, gid, gepoch) = poll(Duration::from_secs(60), "a leader after the graceful stop", || agreed_leader(&ds, &last))?;
+    let to_graceful = t1.elapsed();
+    poll(Duration::from_secs(60), "workers re-registered", || workers_registered(&ds[gi], 2).then_some(()))?;
+    let to_graceful_workers = t1.elapsed();
+
+    let report = json!({
+        "session_timeout": args.session_timeout,
+        "hard_kill": {
+            "old_leader": lid, "old_epoch": lepoch, "new_leader": nid, "new_epoch": nepoch,
+            "new_leader_ms": to_leader.as_millis() as u64, "workers_reregistered_ms": to_workers.as_millis() as u64,
+        },
+        "graceful_stop": {
+            "old_leader": nid, "old_epoch": nepoch, "new_leader": gid, "new_epoch": gepoch,
+            "new_leader_ms": to_graceful.as_millis() as u64, "workers_reregistered_ms": to_graceful_workers.as_millis() as u64,
+        },
+        "workdir": args.workdir.display().to_string(),
+    });
+    eprintln!();
+    eprintln!("{:<16} {:<14} {:>14} {:<14} {:>14} {:>12} {:>16}", "fault", "old leader", "old epoch", "new leader", "new epoch", "new leader", "workers follow");
+    eprintln!("{:<16} {:<14} {:>14} {:<14} {:>14} {:>10}ms {:>14}ms", "kill -9", lid, lepoch, nid, nepoch, to_leader.as_millis(), to_workers.as_millis());
+    eprintln!("{:<16} {:<14} {:>14} {:<14} {:>14} {:>10}ms {:>14}ms", "SIGTERM", nid, nepoch, gid, gepoch, to_graceful.as_millis(), to_graceful_workers.as_millis());
+    eprintln!("(session timeout {}: a hard kill waits for it, a graceful stop does not)\n", args.session_timeout);
+    drop(ws);
+    drop(ds);
+    zk.kill(0);
+    Ok(report)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("keel-demo: {e}");
+            std::process::exit(2);
+        }
+    };
+    let json = args.json;
+    match run(args) {
+        Ok(report) => {
+            if json {
+                println!("{report}");
+            }
+            say("done; every process it started is stopped");
+        }
+        Err(e) => {
+            eprintln!("keel-demo: FAILED: {e}");
+            std::process::exit(1);
+        }
+    }
+}
