@@ -76,10 +76,12 @@
 mod child;
 pub mod ports;
 pub mod process;
+pub mod s3;
 pub mod util;
 pub mod zk;
 
 pub use ports::free_port;
 pub use process::{config_yaml, KeelProcess, KeelSpec, Role};
+pub use s3::S3Server;
 pub use util::{http_get_json, http_request_json, wait_until};
 pub use zk::{ZkEnsemble, ZkEnsembleBuilder};

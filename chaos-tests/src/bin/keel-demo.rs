@@ -45,7 +45,10 @@ fn parse_args() -> Result<Args, String> {
         None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("keel"),
     };
     if !keel.exists() {
-        return Err(format!("keel binary not found at {}; build it (cargo build -p keel-cli) or pass --keel", keel.display()));
+        return Err(format!(
+            "keel binary not found at {}; build it (cargo build -p keel-cli) or pass --keel",
+            keel.display()
+        ));
     }
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let workdir = workdir.unwrap_or_else(|| PathBuf::from(format!(".keel-demo/run-{stamp}")));
@@ -72,7 +75,10 @@ fn agreed_leader(ds: &[KeelProcess], among: &[usize]) -> Option<(usize, String, 
     let (i, v) = acting[0];
     let id = ds[*i].id();
     let epoch = v["own_epoch"].as_i64()?;
-    views.iter().all(|(_, v)| v["leader_id"] == id.as_str() && v["epoch"].as_i64() == Some(epoch)).then(|| (*i, id, epoch))
+    views
+        .iter()
+        .all(|(_, v)| v["leader_id"] == id.as_str() && v["epoch"].as_i64() == Some(epoch))
+        .then_some((*i, id, epoch))
 }
 
 fn workers_registered(leader: &KeelProcess, n: usize) -> bool {
@@ -119,7 +125,11 @@ fn run(args: Args) -> Result<Value, String> {
     }
     let mut ws = Vec::new();
     for i in 1..=2 {
-        ws.push(spawn(Role::Worker, &format!("worker-{i}"), &["-D".into(), format!("taskmanager.resource-id=worker-{i}")])?);
+        ws.push(spawn(
+            Role::Worker,
+            &format!("worker-{i}"),
+            &["-D".into(), format!("taskmanager.resource-id=worker-{i}")],
+        )?);
     }
     say("3 dispatchers and 2 workers started; waiting for a leader ...");
     let (li, lid, lepoch) = poll(Duration::from_secs(30), "a leader", || agreed_leader(&ds, &[0, 1, 2]))?;
@@ -146,7 +156,8 @@ fn run(args: Args) -> Result<Value, String> {
     let t1 = Instant::now();
     ds[ni].terminate().map_err(|e| e.to_string())?;
     let last: Vec<usize> = rest.iter().copied().filter(|&i| i != ni).collect();
-    let (gi, gid, gepoch) = poll(Duration::from_secs(60), "a leader after the graceful stop", || agreed_leader(&ds, &last))?;
+    let (gi, gid, gepoch) =
+        poll(Duration::from_secs(60), "a leader after the graceful stop", || agreed_leader(&ds, &last))?;
     let to_graceful = t1.elapsed();
     poll(Duration::from_secs(60), "workers re-registered", || workers_registered(&ds[gi], 2).then_some(()))?;
     let to_graceful_workers = t1.elapsed();
@@ -164,9 +175,30 @@ fn run(args: Args) -> Result<Value, String> {
         "workdir": args.workdir.display().to_string(),
     });
     eprintln!();
-    eprintln!("{:<16} {:<14} {:>14} {:<14} {:>14} {:>12} {:>16}", "fault", "old leader", "old epoch", "new leader", "new epoch", "new leader", "workers follow");
-    eprintln!("{:<16} {:<14} {:>14} {:<14} {:>14} {:>10}ms {:>14}ms", "kill -9", lid, lepoch, nid, nepoch, to_leader.as_millis(), to_workers.as_millis());
-    eprintln!("{:<16} {:<14} {:>14} {:<14} {:>14} {:>10}ms {:>14}ms", "SIGTERM", nid, nepoch, gid, gepoch, to_graceful.as_millis(), to_graceful_workers.as_millis());
+    eprintln!(
+        "{:<16} {:<14} {:>14} {:<14} {:>14} {:>12} {:>16}",
+        "fault", "old leader", "old epoch", "new leader", "new epoch", "new leader", "workers follow"
+    );
+    eprintln!(
+        "{:<16} {:<14} {:>14} {:<14} {:>14} {:>10}ms {:>14}ms",
+        "kill -9",
+        lid,
+        lepoch,
+        nid,
+        nepoch,
+        to_leader.as_millis(),
+        to_workers.as_millis()
+    );
+    eprintln!(
+        "{:<16} {:<14} {:>14} {:<14} {:>14} {:>10}ms {:>14}ms",
+        "SIGTERM",
+        nid,
+        nepoch,
+        gid,
+        gepoch,
+        to_graceful.as_millis(),
+        to_graceful_workers.as_millis()
+    );
     eprintln!("(session timeout {}: a hard kill waits for it, a graceful stop does not)\n", args.session_timeout);
     drop(ws);
     drop(ds);
