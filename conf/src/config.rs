@@ -1,6 +1,7 @@
 //! The typed configuration and the per-key parsing of values.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::duration::{parse_parts, DURATION_FORMS};
@@ -32,9 +33,48 @@ impl fmt::Display for HaType {
     }
 }
 
+/// `state.backend`: where tasks keep keyed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateBackendKind {
+    /// In memory (`hashmap`; Flink's legacy `filesystem` and `jobmanager` mean this too):
+    /// fastest, bounded by memory, every checkpoint a full snapshot.
+    Hashmap,
+    /// RocksDB on local disk (`rocksdb`): state may exceed memory; checkpoints can be
+    /// incremental.
+    Rocksdb,
+}
+
+impl StateBackendKind {
+    /// The canonical spelling: `hashmap` or `rocksdb`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateBackendKind::Hashmap => "hashmap",
+            StateBackendKind::Rocksdb => "rocksdb",
+        }
+    }
+}
+
+impl fmt::Display for StateBackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `keel config show`, [`Config::value_of`], `Debug` and error messages print instead
+/// of a secret (`s3.secret-key`, `rest.auth.token`).
+pub(crate) const MASK: &str = "******";
+
+/// The system temporary directory as text: the default of `io.tmp.dirs`.
+pub(crate) fn system_temp_dir() -> String {
+    std::env::temp_dir().display().to_string()
+}
+
 /// The effective configuration. Build it with [`load`](crate::load) or
 /// [`from_str`](crate::from_str), which validate it; [`Config::defaults`] gives the defaults.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` output shows secrets (`s3_secret_key`, `rest_auth_token`) as `******`.
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// `high-availability.type`.
     pub ha_type: HaType,
@@ -74,6 +114,40 @@ pub struct Config {
     pub heartbeat_interval: ConfDuration,
     /// `heartbeat.timeout`.
     pub heartbeat_timeout: ConfDuration,
+    /// `high-availability.recovery.worker-wait`: how long a new leader waits for workers to
+    /// re-register before restarting recovered jobs on what it has (may be 0).
+    pub recovery_worker_wait: ConfDuration,
+    /// `rest.auth.token`: when set, mutating REST endpoints require `Authorization: Bearer`
+    /// with it. A secret.
+    pub rest_auth_token: Option<String>,
+    /// `state.backend`.
+    pub state_backend: StateBackendKind,
+    /// `state.backend.rocksdb.localdir`, an absolute path; see
+    /// [`Config::effective_rocksdb_localdir`] for the default.
+    pub rocksdb_localdir: Option<String>,
+    /// `state.backend.incremental`.
+    pub state_incremental: bool,
+    /// `state.backend.local-recovery`.
+    pub state_local_recovery: bool,
+    /// `state.checkpoints.dir`, normalised like `storage_dir` (`file:///...`); see
+    /// [`Config::effective_checkpoints_dir`] for the default.
+    pub checkpoints_dir: Option<String>,
+    /// `state.checkpoints.num-retained` (at least 1).
+    pub checkpoints_num_retained: u32,
+    /// `execution.checkpointing.timeout` (greater than 0).
+    pub checkpoint_timeout: ConfDuration,
+    /// `io.tmp.dirs`: absolute paths, at least one.
+    pub io_tmp_dirs: Vec<String>,
+    /// `s3.endpoint`, an `http://` or `https://` URL (scheme lower-cased).
+    pub s3_endpoint: Option<String>,
+    /// `s3.region`.
+    pub s3_region: Option<String>,
+    /// `s3.access-key`.
+    pub s3_access_key: Option<String>,
+    /// `s3.secret-key`. A secret.
+    pub s3_secret_key: Option<String>,
+    /// `s3.path.style.access`.
+    pub s3_path_style_access: bool,
 }
 
 impl Config {
@@ -102,6 +176,21 @@ impl Config {
             taskmanager_resource_id: None,
             heartbeat_interval: duration(10, "10 s"),
             heartbeat_timeout: duration(50, "50 s"),
+            recovery_worker_wait: duration(10, "10 s"),
+            rest_auth_token: None,
+            state_backend: StateBackendKind::Hashmap,
+            rocksdb_localdir: None,
+            state_incremental: false,
+            state_local_recovery: false,
+            checkpoints_dir: None,
+            checkpoints_num_retained: 1,
+            checkpoint_timeout: duration(10 * 60, "10 min"),
+            io_tmp_dirs: vec![system_temp_dir()],
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key: None,
+            s3_secret_key: None,
+            s3_path_style_access: false,
         }
     }
 
@@ -111,11 +200,121 @@ impl Config {
         format!("{}{}", self.zk_path_root, self.cluster_id)
     }
 
+    /// The local working directory of RocksDB: `state.backend.rocksdb.localdir`, else
+    /// `<first io.tmp.dirs entry>/keel-rocksdb`.
+    #[must_use]
+    pub fn effective_rocksdb_localdir(&self) -> PathBuf {
+        match &self.rocksdb_localdir {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let tmp = self.io_tmp_dirs.first().cloned().unwrap_or_else(system_temp_dir);
+                Path::new(&tmp).join("keel-rocksdb")
+            }
+        }
+    }
+
+    /// Where checkpoint data goes: `state.checkpoints.dir`, else
+    /// `<high-availability.storageDir>/checkpoints`; `None` when neither is set.
+    #[must_use]
+    pub fn effective_checkpoints_dir(&self) -> Option<String> {
+        self.checkpoints_dir
+            .clone()
+            .or_else(|| self.storage_dir.as_ref().map(|dir| format!("{}/checkpoints", dir.trim_end_matches('/'))))
+    }
+
     /// The effective value of a known `key` as text (empty when unset); `None` for an
-    /// unknown key.
+    /// unknown key. A secret that is set (`s3.secret-key`, `rest.auth.token`) is `******`:
+    /// read it from its field.
     #[must_use]
     pub fn value_of(&self, key: &str) -> Option<String> {
-        Field::of(key).map(|field| field.get(self))
+        Field::of(key).map(|field| {
+            let value = field.get(self);
+            if field.secret() && !value.is_empty() {
+                MASK.to_owned()
+            } else {
+                value
+            }
+        })
+    }
+}
+
+/// Like the derived `Debug`, with secrets shown as `******`.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured so that a new field cannot be left out.
+        let Config {
+            ha_type,
+            zk_quorum,
+            zk_path_root,
+            cluster_id,
+            storage_dir,
+            zk_session_timeout,
+            zk_connection_timeout,
+            zk_retry_wait,
+            zk_tolerate_suspended_connections,
+            rest_address,
+            rest_port,
+            rpc_address,
+            rpc_port,
+            jobmanager_rpc_address,
+            jobmanager_rpc_port,
+            taskmanager_slots,
+            taskmanager_resource_id,
+            heartbeat_interval,
+            heartbeat_timeout,
+            recovery_worker_wait,
+            rest_auth_token,
+            state_backend,
+            rocksdb_localdir,
+            state_incremental,
+            state_local_recovery,
+            checkpoints_dir,
+            checkpoints_num_retained,
+            checkpoint_timeout,
+            io_tmp_dirs,
+            s3_endpoint,
+            s3_region,
+            s3_access_key,
+            s3_secret_key,
+            s3_path_style_access,
+        } = self;
+        let masked = |secret: &Option<String>| secret.as_ref().map(|_| MASK);
+        f.debug_struct("Config")
+            .field("ha_type", ha_type)
+            .field("zk_quorum", zk_quorum)
+            .field("zk_path_root", zk_path_root)
+            .field("cluster_id", cluster_id)
+            .field("storage_dir", storage_dir)
+            .field("zk_session_timeout", zk_session_timeout)
+            .field("zk_connection_timeout", zk_connection_timeout)
+            .field("zk_retry_wait", zk_retry_wait)
+            .field("zk_tolerate_suspended_connections", zk_tolerate_suspended_connections)
+            .field("rest_address", rest_address)
+            .field("rest_port", rest_port)
+            .field("rpc_address", rpc_address)
+            .field("rpc_port", rpc_port)
+            .field("jobmanager_rpc_address", jobmanager_rpc_address)
+            .field("jobmanager_rpc_port", jobmanager_rpc_port)
+            .field("taskmanager_slots", taskmanager_slots)
+            .field("taskmanager_resource_id", taskmanager_resource_id)
+            .field("heartbeat_interval", heartbeat_interval)
+            .field("heartbeat_timeout", heartbeat_timeout)
+            .field("recovery_worker_wait", recovery_worker_wait)
+            .field("rest_auth_token", &masked(rest_auth_token))
+            .field("state_backend", state_backend)
+            .field("rocksdb_localdir", rocksdb_localdir)
+            .field("state_incremental", state_incremental)
+            .field("state_local_recovery", state_local_recovery)
+            .field("checkpoints_dir", checkpoints_dir)
+            .field("checkpoints_num_retained", checkpoints_num_retained)
+            .field("checkpoint_timeout", checkpoint_timeout)
+            .field("io_tmp_dirs", io_tmp_dirs)
+            .field("s3_endpoint", s3_endpoint)
+            .field("s3_region", s3_region)
+            .field("s3_access_key", s3_access_key)
+            .field("s3_secret_key", &masked(s3_secret_key))
+            .field("s3_path_style_access", s3_path_style_access)
+            .finish()
     }
 }
 
@@ -148,11 +347,31 @@ pub(crate) enum Field {
     TaskmanagerResourceId,
     HeartbeatInterval,
     HeartbeatTimeout,
+    RecoveryWorkerWait,
+    RestAuthToken,
+    StateBackend,
+    RocksdbLocaldir,
+    StateIncremental,
+    StateLocalRecovery,
+    CheckpointsDir,
+    CheckpointsNumRetained,
+    CheckpointTimeout,
+    IoTmpDirs,
+    S3Endpoint,
+    S3Region,
+    S3AccessKey,
+    S3SecretKey,
+    S3PathStyleAccess,
 }
 
 const QUORUM_EXPECTED: &str = "a comma-separated list of host:port, for example zk1:2181,zk2:2181,zk3:2181";
 const PORT_EXPECTED: &str = "an integer from 0 to 65535";
 const ADDRESS_EXPECTED: &str = "a host name or IP address";
+const URI_EXPECTED: &str = "a URI with scheme file://, s3://, hdfs:// or swift://, or an absolute path";
+const BOOLEAN_EXPECTED: &str = "true or false";
+const AT_LEAST_ONE_EXPECTED: &str = "an integer of at least 1";
+/// Separates `io.tmp.dirs` entries besides `,`, like Java's `File.pathSeparator`.
+const PATH_LIST_SEPARATOR: char = if cfg!(windows) { ';' } else { ':' };
 /// ZooKeeper carries the session timeout as a signed 32-bit number of milliseconds.
 const MAX_SESSION_TIMEOUT_MS: u128 = i32::MAX as u128;
 
@@ -179,6 +398,21 @@ impl Field {
             "taskmanager.resource-id" => Field::TaskmanagerResourceId,
             "heartbeat.interval" => Field::HeartbeatInterval,
             "heartbeat.timeout" => Field::HeartbeatTimeout,
+            "high-availability.recovery.worker-wait" => Field::RecoveryWorkerWait,
+            "rest.auth.token" => Field::RestAuthToken,
+            "state.backend" => Field::StateBackend,
+            "state.backend.rocksdb.localdir" => Field::RocksdbLocaldir,
+            "state.backend.incremental" => Field::StateIncremental,
+            "state.backend.local-recovery" => Field::StateLocalRecovery,
+            "state.checkpoints.dir" => Field::CheckpointsDir,
+            "state.checkpoints.num-retained" => Field::CheckpointsNumRetained,
+            "execution.checkpointing.timeout" => Field::CheckpointTimeout,
+            "io.tmp.dirs" => Field::IoTmpDirs,
+            "s3.endpoint" => Field::S3Endpoint,
+            "s3.region" => Field::S3Region,
+            "s3.access-key" => Field::S3AccessKey,
+            "s3.secret-key" => Field::S3SecretKey,
+            "s3.path.style.access" => Field::S3PathStyleAccess,
             _ => return None,
         })
     }
@@ -193,23 +427,56 @@ impl Field {
                  or empty segments"
             }
             Field::ClusterId => "a ZooKeeper path such as /default or default, without empty segments",
-            Field::StorageDir => "a URI with scheme file://, s3://, hdfs:// or swift://, or an absolute path",
+            Field::StorageDir | Field::CheckpointsDir => URI_EXPECTED,
             Field::ZkSessionTimeout
             | Field::ZkConnectionTimeout
             | Field::ZkRetryWait
             | Field::HeartbeatInterval
-            | Field::HeartbeatTimeout => DURATION_FORMS,
-            Field::ZkTolerateSuspended => "true or false",
+            | Field::HeartbeatTimeout
+            | Field::RecoveryWorkerWait
+            | Field::CheckpointTimeout => DURATION_FORMS,
+            Field::ZkTolerateSuspended
+            | Field::StateIncremental
+            | Field::StateLocalRecovery
+            | Field::S3PathStyleAccess => BOOLEAN_EXPECTED,
             Field::RestAddress | Field::RpcAddress | Field::JobmanagerRpcAddress => ADDRESS_EXPECTED,
             Field::RestPort | Field::RpcPort | Field::JobmanagerRpcPort => PORT_EXPECTED,
-            Field::TaskmanagerSlots => "an integer of at least 1",
+            Field::TaskmanagerSlots | Field::CheckpointsNumRetained => AT_LEAST_ONE_EXPECTED,
             Field::TaskmanagerResourceId => "an identifier without whitespace",
+            Field::RestAuthToken => "a token without whitespace",
+            Field::StateBackend => "one of hashmap, rocksdb (or Flink's legacy filesystem, jobmanager for hashmap)",
+            Field::RocksdbLocaldir => "one absolute directory path, for example /var/lib/keel/rocksdb",
+            Field::IoTmpDirs => {
+                "absolute directory paths separated by ',' or ':', for example /tmp or \
+                 /data1/tmp,/data2/tmp"
+            }
+            Field::S3Endpoint => "an http:// or https:// URL, for example http://minio:9000",
+            Field::S3Region => "a region name without whitespace, for example us-east-1",
+            Field::S3AccessKey => "an access key id without whitespace",
+            Field::S3SecretKey => "a secret key without whitespace",
         }
     }
 
     /// Whether the key may be unset (has no default).
     pub(crate) fn optional(self) -> bool {
-        matches!(self, Field::ZkQuorum | Field::StorageDir | Field::TaskmanagerResourceId)
+        matches!(
+            self,
+            Field::ZkQuorum
+                | Field::StorageDir
+                | Field::TaskmanagerResourceId
+                | Field::RestAuthToken
+                | Field::RocksdbLocaldir
+                | Field::CheckpointsDir
+                | Field::S3Endpoint
+                | Field::S3Region
+                | Field::S3AccessKey
+                | Field::S3SecretKey
+        )
+    }
+
+    /// Whether the value is a secret, printed as `******` everywhere.
+    pub(crate) fn secret(self) -> bool {
+        matches!(self, Field::S3SecretKey | Field::RestAuthToken)
     }
 
     /// Parses `text` into the field of `config`; `None` unsets an optional field.
@@ -221,6 +488,13 @@ impl Field {
                 match self {
                     Field::ZkQuorum => config.zk_quorum = None,
                     Field::StorageDir => config.storage_dir = None,
+                    Field::RestAuthToken => config.rest_auth_token = None,
+                    Field::RocksdbLocaldir => config.rocksdb_localdir = None,
+                    Field::CheckpointsDir => config.checkpoints_dir = None,
+                    Field::S3Endpoint => config.s3_endpoint = None,
+                    Field::S3Region => config.s3_region = None,
+                    Field::S3AccessKey => config.s3_access_key = None,
+                    Field::S3SecretKey => config.s3_secret_key = None,
                     _ => config.taskmanager_resource_id = None,
                 }
                 return Ok(());
@@ -261,11 +535,7 @@ impl Field {
                 config.heartbeat_timeout = positive_duration(text).map_err(|p| invalid(&p))?;
             }
             Field::ZkTolerateSuspended => {
-                config.zk_tolerate_suspended_connections = match text.to_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(invalid("not a boolean")),
-                }
+                config.zk_tolerate_suspended_connections = boolean(text).map_err(|p| invalid(&p))?;
             }
             Field::RestAddress => config.rest_address = address(text).map_err(|p| invalid(&p))?,
             Field::RpcAddress => config.rpc_address = address(text).map_err(|p| invalid(&p))?,
@@ -290,6 +560,40 @@ impl Field {
                 }
                 config.taskmanager_resource_id = Some(text.to_owned());
             }
+            Field::RecoveryWorkerWait => {
+                let duration = parse_parts(text).map_err(|p| invalid(&p))?;
+                config.recovery_worker_wait = ConfDuration { duration, text: text.to_owned() };
+            }
+            Field::RestAuthToken => config.rest_auth_token = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::StateBackend => {
+                config.state_backend = match text.to_lowercase().as_str() {
+                    "hashmap" | "filesystem" | "jobmanager" => StateBackendKind::Hashmap,
+                    "rocksdb" => StateBackendKind::Rocksdb,
+                    _ => return Err(invalid("unknown state backend")),
+                }
+            }
+            Field::RocksdbLocaldir => config.rocksdb_localdir = Some(local_dir(text).map_err(|p| invalid(&p))?),
+            Field::StateIncremental => config.state_incremental = boolean(text).map_err(|p| invalid(&p))?,
+            Field::StateLocalRecovery => config.state_local_recovery = boolean(text).map_err(|p| invalid(&p))?,
+            Field::CheckpointsDir => {
+                config.checkpoints_dir = Some(storage_dir(text).map_err(|p| invalid(&p))?);
+            }
+            Field::CheckpointsNumRetained => {
+                let retained: u32 = integer(text).map_err(|p| invalid(&p))?;
+                if retained == 0 {
+                    return Err(invalid("must keep at least one completed checkpoint"));
+                }
+                config.checkpoints_num_retained = retained;
+            }
+            Field::CheckpointTimeout => {
+                config.checkpoint_timeout = positive_duration(text).map_err(|p| invalid(&p))?;
+            }
+            Field::IoTmpDirs => config.io_tmp_dirs = tmp_dirs(text).map_err(|p| invalid(&p))?,
+            Field::S3Endpoint => config.s3_endpoint = Some(http_url(text).map_err(|p| invalid(&p))?),
+            Field::S3Region => config.s3_region = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::S3AccessKey => config.s3_access_key = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::S3SecretKey => config.s3_secret_key = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::S3PathStyleAccess => config.s3_path_style_access = boolean(text).map_err(|p| invalid(&p))?,
         }
         Ok(())
     }
@@ -316,6 +620,21 @@ impl Field {
             Field::TaskmanagerResourceId => config.taskmanager_resource_id.clone().unwrap_or_default(),
             Field::HeartbeatInterval => config.heartbeat_interval.text.clone(),
             Field::HeartbeatTimeout => config.heartbeat_timeout.text.clone(),
+            Field::RecoveryWorkerWait => config.recovery_worker_wait.text.clone(),
+            Field::RestAuthToken => config.rest_auth_token.clone().unwrap_or_default(),
+            Field::StateBackend => config.state_backend.as_str().to_owned(),
+            Field::RocksdbLocaldir => config.rocksdb_localdir.clone().unwrap_or_default(),
+            Field::StateIncremental => config.state_incremental.to_string(),
+            Field::StateLocalRecovery => config.state_local_recovery.to_string(),
+            Field::CheckpointsDir => config.checkpoints_dir.clone().unwrap_or_default(),
+            Field::CheckpointsNumRetained => config.checkpoints_num_retained.to_string(),
+            Field::CheckpointTimeout => config.checkpoint_timeout.text.clone(),
+            Field::IoTmpDirs => config.io_tmp_dirs.join(","),
+            Field::S3Endpoint => config.s3_endpoint.clone().unwrap_or_default(),
+            Field::S3Region => config.s3_region.clone().unwrap_or_default(),
+            Field::S3AccessKey => config.s3_access_key.clone().unwrap_or_default(),
+            Field::S3SecretKey => config.s3_secret_key.clone().unwrap_or_default(),
+            Field::S3PathStyleAccess => config.s3_path_style_access.to_string(),
         }
     }
 }
@@ -341,6 +660,76 @@ fn integer<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
 
 fn port(text: &str) -> Result<u16, String> {
     integer(text)
+}
+
+fn boolean(text: &str) -> Result<bool, String> {
+    match text.to_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("not a boolean".to_owned()),
+    }
+}
+
+/// A name, key or token: any text without whitespace.
+fn no_whitespace(text: &str) -> Result<String, String> {
+    if text.chars().any(char::is_whitespace) {
+        return Err("contains whitespace".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// One absolute directory (`state.backend.rocksdb.localdir`).
+fn local_dir(text: &str) -> Result<String, String> {
+    if text.contains(',') {
+        return Err("a list of directories is not supported; give one directory".to_owned());
+    }
+    if !Path::new(text).is_absolute() {
+        return Err("not an absolute path".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// Absolute directories separated by `,` or [`PATH_LIST_SEPARATOR`] (`io.tmp.dirs`).
+fn tmp_dirs(text: &str) -> Result<Vec<String>, String> {
+    let mut dirs = Vec::new();
+    for entry in text.split([',', PATH_LIST_SEPARATOR]).map(str::trim) {
+        if entry.is_empty() {
+            return Err("empty entry (two separators in a row, or a leading or trailing one)".to_owned());
+        }
+        if !Path::new(entry).is_absolute() {
+            return Err(format!("entry '{entry}' is not an absolute path"));
+        }
+        dirs.push(entry.to_owned());
+    }
+    Ok(dirs)
+}
+
+/// An `http://` or `https://` URL with a host and an optional port (`s3.endpoint`).
+fn http_url(text: &str) -> Result<String, String> {
+    if text.chars().any(char::is_whitespace) {
+        return Err("contains whitespace".to_owned());
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err("not a URL (no scheme://)".to_owned());
+    };
+    let scheme = scheme.to_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(format!("unsupported scheme '{scheme}://'"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !authority.ends_with(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(format!("no host after '{scheme}://'"));
+    }
+    if let Some(port) = port {
+        if !matches!(integer::<u16>(port), Ok(1..)) {
+            return Err(format!("port '{port}' is not a number from 1 to 65535"));
+        }
+    }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 fn address(text: &str) -> Result<String, String> {
@@ -531,6 +920,108 @@ mod tests {
         assert_eq!(problem(Field::TaskmanagerResourceId, "w 1"), "contains whitespace");
         assert_eq!(problem(Field::HaType, "kubernetes"), "unknown high-availability type");
         assert_eq!(problem(Field::RestPort, "  "), "empty value");
+        assert_eq!(problem(Field::StateBackend, "memory"), "unknown state backend");
+        assert_eq!(problem(Field::CheckpointsNumRetained, "0"), "must keep at least one completed checkpoint");
+        assert_eq!(problem(Field::CheckpointsNumRetained, "4294967296"), "out of range");
+        assert_eq!(problem(Field::CheckpointTimeout, "0"), "must be greater than 0");
+        assert_eq!(problem(Field::RecoveryWorkerWait, "-1 s"), "negative durations are not allowed");
+        assert_eq!(problem(Field::StateIncremental, "on"), "not a boolean");
+        assert_eq!(problem(Field::S3SecretKey, "a b"), "contains whitespace");
+        assert_eq!(problem(Field::RestAuthToken, "Bearer x"), "contains whitespace");
+        assert_eq!(problem(Field::CheckpointsDir, "cp"), "neither a URI nor an absolute path");
+        assert_eq!(problem(Field::IoTmpDirs, ""), "empty value");
+    }
+
+    #[test]
+    fn state_backends_and_legacy_names() {
+        for (text, kind) in [
+            ("hashmap", StateBackendKind::Hashmap),
+            ("HashMap", StateBackendKind::Hashmap),
+            ("filesystem", StateBackendKind::Hashmap),
+            ("JobManager", StateBackendKind::Hashmap),
+            ("rocksdb", StateBackendKind::Rocksdb),
+            ("RocksDB", StateBackendKind::Rocksdb),
+        ] {
+            let config = set(Field::StateBackend, text).unwrap();
+            assert_eq!(config.state_backend, kind, "{text}");
+            assert_eq!(Field::StateBackend.get(&config), kind.as_str());
+        }
+        assert_eq!(StateBackendKind::Rocksdb.to_string(), "rocksdb");
+    }
+
+    #[test]
+    fn tmp_dir_lists() {
+        let dirs = |list: &[&str]| Ok(list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert_eq!(tmp_dirs("/tmp"), dirs(&["/tmp"]));
+        assert_eq!(tmp_dirs("/a,/b"), dirs(&["/a", "/b"]));
+        assert_eq!(tmp_dirs("/a:/b , /c"), dirs(&["/a", "/b", "/c"]));
+        assert_eq!(
+            tmp_dirs("/a,,/b"),
+            Err("empty entry (two separators in a row, or a leading or trailing one)".into())
+        );
+        assert_eq!(tmp_dirs("/a:"), Err("empty entry (two separators in a row, or a leading or trailing one)".into()));
+        assert_eq!(tmp_dirs("/a,tmp"), Err("entry 'tmp' is not an absolute path".into()));
+        assert_eq!(tmp_dirs("file:///tmp"), Err("entry 'file' is not an absolute path".into()));
+        let config = set(Field::IoTmpDirs, "/a:/b").unwrap();
+        assert_eq!(Field::IoTmpDirs.get(&config), "/a,/b");
+    }
+
+    #[test]
+    fn local_dirs() {
+        assert_eq!(local_dir("/var/lib/keel"), Ok("/var/lib/keel".to_owned()));
+        assert_eq!(local_dir("rocksdb"), Err("not an absolute path".to_owned()));
+        assert_eq!(local_dir("/a,/b"), Err("a list of directories is not supported; give one directory".to_owned()));
+    }
+
+    #[test]
+    fn http_urls() {
+        assert_eq!(http_url("http://minio:9000"), Ok("http://minio:9000".to_owned()));
+        assert_eq!(http_url("HTTPS://s3.eu.example.com/"), Ok("https://s3.eu.example.com/".to_owned()));
+        assert_eq!(http_url("http://[::1]:9000"), Ok("http://[::1]:9000".to_owned()));
+        assert_eq!(http_url("http://[::1]"), Ok("http://[::1]".to_owned()));
+        assert_eq!(http_url("minio:9000"), Err("not a URL (no scheme://)".to_owned()));
+        assert_eq!(http_url("s3://bucket"), Err("unsupported scheme 's3://'".to_owned()));
+        assert_eq!(http_url("http://"), Err("no host after 'http://'".to_owned()));
+        assert_eq!(http_url("http://:9000"), Err("no host after 'http://'".to_owned()));
+        assert_eq!(http_url("http://minio:"), Err("port '' is not a number from 1 to 65535".to_owned()));
+        assert_eq!(http_url("http://minio:0"), Err("port '0' is not a number from 1 to 65535".to_owned()));
+        assert_eq!(http_url("http://minio:9x/a"), Err("port '9x' is not a number from 1 to 65535".to_owned()));
+        assert_eq!(http_url("http://a b"), Err("contains whitespace".to_owned()));
+    }
+
+    #[test]
+    fn secrets_are_masked_in_value_of_and_debug() {
+        let mut config = Config::defaults();
+        assert_eq!(config.value_of("s3.secret-key"), Some(String::new()));
+        Field::S3SecretKey.set(&mut config, Some("wJalrXUtnFEMI")).unwrap();
+        Field::RestAuthToken.set(&mut config, Some("t0ken")).unwrap();
+        Field::S3AccessKey.set(&mut config, Some("AKIAEXAMPLE")).unwrap();
+        assert_eq!(config.s3_secret_key.as_deref(), Some("wJalrXUtnFEMI"));
+        assert_eq!(config.value_of("s3.secret-key").as_deref(), Some("******"));
+        assert_eq!(config.value_of("rest.auth.token").as_deref(), Some("******"));
+        assert_eq!(config.value_of("s3.access-key").as_deref(), Some("AKIAEXAMPLE"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("wJalrXUtnFEMI") && !debug.contains("t0ken"), "{debug}");
+        assert!(debug.contains("s3_secret_key: Some(\"******\")"), "{debug}");
+        assert!(debug.contains("rest_auth_token: Some(\"******\")"), "{debug}");
+        assert!(debug.contains("s3_access_key: Some(\"AKIAEXAMPLE\")"), "{debug}");
+        assert!(format!("{:?}", Config::defaults()).contains("s3_secret_key: None"));
+    }
+
+    #[test]
+    fn effective_directories() {
+        let mut config = Config::defaults();
+        config.io_tmp_dirs = vec!["/data1/tmp".to_owned(), "/data2/tmp".to_owned()];
+        assert_eq!(config.effective_rocksdb_localdir(), PathBuf::from("/data1/tmp/keel-rocksdb"));
+        config.rocksdb_localdir = Some("/ssd/rocksdb".to_owned());
+        assert_eq!(config.effective_rocksdb_localdir(), PathBuf::from("/ssd/rocksdb"));
+        assert_eq!(config.effective_checkpoints_dir(), None);
+        config.storage_dir = Some("s3://bucket/ha/".to_owned());
+        assert_eq!(config.effective_checkpoints_dir().as_deref(), Some("s3://bucket/ha/checkpoints"));
+        config.checkpoints_dir = Some("file:///cp".to_owned());
+        assert_eq!(config.effective_checkpoints_dir().as_deref(), Some("file:///cp"));
+        let tmp = Config::defaults().effective_rocksdb_localdir();
+        assert_eq!(tmp, std::env::temp_dir().join("keel-rocksdb"));
     }
 
     #[test]
@@ -541,6 +1032,32 @@ mod tests {
         assert_eq!(config.zk_quorum, None);
         Field::StorageDir.set(&mut config, Some(" ")).unwrap();
         assert_eq!(config.storage_dir, None);
+        let optional = [
+            Field::RestAuthToken,
+            Field::RocksdbLocaldir,
+            Field::CheckpointsDir,
+            Field::S3Endpoint,
+            Field::S3Region,
+            Field::S3AccessKey,
+            Field::S3SecretKey,
+        ];
+        for field in optional {
+            let value = if field == Field::S3Endpoint { "http://minio:9000" } else { "/x" };
+            field.set(&mut config, Some(value)).unwrap();
+            assert_ne!(field.get(&config), "", "{field:?}");
+            field.set(&mut config, None).unwrap();
+            assert_eq!(field.get(&config), "", "{field:?}");
+        }
+        assert_eq!(config, Config::defaults());
+    }
+
+    #[test]
+    fn every_key_has_a_field_and_secrets_say_so() {
+        for doc in crate::KEYS {
+            let field = Field::of(doc.key).unwrap_or_else(|| panic!("{} has no field", doc.key));
+            assert_eq!(field.optional(), doc.default.is_empty(), "{}", doc.key);
+            assert_eq!(field.secret(), doc.kind.contains("secret"), "{}", doc.key);
+        }
     }
 
     #[test]

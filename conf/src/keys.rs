@@ -7,11 +7,30 @@ pub struct KeyDoc {
     /// The dotted key, as written in `config.yaml` or after `-D`.
     pub key: &'static str,
     /// The default as text, parsed like a user's value; empty when the key has no default.
+    /// A default computed at start (only `io.tmp.dirs`: the system temporary directory) is
+    /// described in words instead (`$TMPDIR or /tmp`); [`KeyDoc::default_value`] computes it.
     pub default: &'static str,
     /// The value type: `duration`, `integer ...`, `boolean`, `string ...`, `enum: a|b`.
     pub kind: &'static str,
     /// What the key does (Markdown).
     pub description: &'static str,
+}
+
+/// The documented default of `io.tmp.dirs`, which [`KeyDoc::default_value`] computes.
+const SYSTEM_TEMP_DIR: &str = "$TMPDIR or /tmp";
+
+impl KeyDoc {
+    /// The default as a value, parsed like a user's: [`KeyDoc::default`], except for a
+    /// default computed at start (`io.tmp.dirs`: [`std::env::temp_dir`] as text). Empty when
+    /// the key has no default.
+    #[must_use]
+    pub fn default_value(&self) -> String {
+        if self.default == SYSTEM_TEMP_DIR {
+            crate::config::system_temp_dir()
+        } else {
+            self.default.to_owned()
+        }
+    }
 }
 
 /// Every key Keel reads, in documentation order. The single source of truth for the key list.
@@ -86,6 +105,14 @@ pub const KEYS: &[KeyDoc] = &[
             the connection is suspended.",
     },
     KeyDoc {
+        key: "high-availability.recovery.worker-wait",
+        default: "10 s",
+        kind: "duration",
+        description: "How long a new leader waits for enough workers to re-register before it \
+            restarts the jobs it recovered anyway, on the workers it has. `0` restarts them at \
+            once.",
+    },
+    KeyDoc {
         key: "rest.address",
         default: "127.0.0.1",
         kind: "string",
@@ -96,6 +123,14 @@ pub const KEYS: &[KeyDoc] = &[
         default: "8081",
         kind: "integer (0..65535)",
         description: "Port of the REST API; `0` picks a free port.",
+    },
+    KeyDoc {
+        key: "rest.auth.token",
+        default: "",
+        kind: "string (secret)",
+        description: "When set, mutating REST endpoints (`POST`, `DELETE` and the admin \
+            endpoints) require the header `Authorization: Bearer <token>`. No whitespace. \
+            `keel config show` and error messages print `******` instead of the token.",
     },
     KeyDoc {
         key: "rpc.address",
@@ -149,12 +184,117 @@ pub const KEYS: &[KeyDoc] = &[
         description: "A peer that sent no heartbeat for this long is considered dead. Greater \
             than `heartbeat.interval`.",
     },
+    KeyDoc {
+        key: "state.backend",
+        default: "hashmap",
+        kind: "enum: hashmap|rocksdb",
+        description: "Keyed state backend of tasks. `hashmap` keeps state in memory (fastest, \
+            bounded by memory; every checkpoint is a full snapshot); `rocksdb` keeps it in \
+            RocksDB on local disk under `state.backend.rocksdb.localdir` (state may exceed \
+            memory; checkpoints can be incremental). Case-insensitive; Flink's legacy names \
+            `filesystem` and `jobmanager` mean `hashmap`. Other keys start with \
+            `state.backend.`, so in nested YAML write them beside this one as \
+            `backend.incremental: true` under `state:`, or flat.",
+    },
+    KeyDoc {
+        key: "state.backend.rocksdb.localdir",
+        default: "",
+        kind: "string (absolute path)",
+        description: "Local working directory of RocksDB on each worker: one absolute path. \
+            When unset, `<first io.tmp.dirs entry>/keel-rocksdb`.",
+    },
+    KeyDoc {
+        key: "state.backend.incremental",
+        default: "false",
+        kind: "boolean",
+        description: "Upload only the SST files that the previous retained checkpoint does not \
+            already hold, instead of a full snapshot every time. Needs `state.backend: \
+            rocksdb`; with `hashmap` it has no effect (a warning says so).",
+    },
+    KeyDoc {
+        key: "state.backend.local-recovery",
+        default: "false",
+        kind: "boolean",
+        description: "Keep a local copy of the latest checkpoint on the worker, and restore \
+            from it instead of downloading when a task comes back on the same worker.",
+    },
+    KeyDoc {
+        key: "state.checkpoints.dir",
+        default: "",
+        kind: "string (URI)",
+        description: "Where checkpoint data goes. A `file://`, `s3://`, `hdfs://` or \
+            `swift://` URI, or an absolute path (read as `file://`). When unset, \
+            `<high-availability.storageDir>/checkpoints`.",
+    },
+    KeyDoc {
+        key: "state.checkpoints.num-retained",
+        default: "1",
+        kind: "integer (>= 1)",
+        description: "Number of completed checkpoints kept per job.",
+    },
+    KeyDoc {
+        key: "execution.checkpointing.timeout",
+        default: "10 min",
+        kind: "duration",
+        description: "A checkpoint that is not complete within this long is aborted. Greater \
+            than 0.",
+    },
+    KeyDoc {
+        key: "io.tmp.dirs",
+        default: SYSTEM_TEMP_DIR,
+        kind: "string (list of absolute paths)",
+        description: "Local directories for temporary files, separated by `,` or (as in \
+            Flink) `:`, for example `/data1/tmp,/data2/tmp`. The default is the system \
+            temporary directory: `$TMPDIR`, else `/tmp`.",
+    },
+    KeyDoc {
+        key: "s3.endpoint",
+        default: "",
+        kind: "string (URL)",
+        description: "Endpoint of an S3-compatible store, `http://host:port` or \
+            `https://host:port` (for example `http://minio:9000`). When unset, \
+            `AWS_ENDPOINT_URL`, else AWS itself.",
+    },
+    KeyDoc {
+        key: "s3.region",
+        default: "",
+        kind: "string",
+        description: "Region of the S3 buckets. When unset, `AWS_REGION`, else \
+            `AWS_DEFAULT_REGION`, else `us-east-1`.",
+    },
+    KeyDoc {
+        key: "s3.access-key",
+        default: "",
+        kind: "string",
+        description: "S3 access key id. When unset, `AWS_ACCESS_KEY_ID`.",
+    },
+    KeyDoc {
+        key: "s3.secret-key",
+        default: "",
+        kind: "string (secret)",
+        description: "S3 secret access key. When unset, `AWS_SECRET_ACCESS_KEY`. \
+            `keel config show` and error messages print `******` instead of the key.",
+    },
+    KeyDoc {
+        key: "s3.path.style.access",
+        default: "false",
+        kind: "boolean",
+        description: "Send path-style requests (`http://host/bucket/key`) instead of \
+            virtual-hosted ones (`http://bucket.host/key`); most S3-compatible servers need \
+            `true`.",
+    },
 ];
 
 /// The documentation of `key`, if Keel knows it.
 #[must_use]
 pub fn key_doc(key: &str) -> Option<&'static KeyDoc> {
     KEYS.iter().find(|doc| doc.key == key)
+}
+
+/// Whether other keys start with `key.` (only `state.backend`). In a YAML file such a key
+/// is a value and also the start of other keys, so a mapping under it is flattened.
+pub(crate) fn has_subkeys(key: &str) -> bool {
+    KEYS.iter().any(|doc| doc.key.strip_prefix(key).is_some_and(|rest| rest.starts_with('.')))
 }
 
 /// The known key closest to an unknown `key`, if it is close enough to be a likely typo.
@@ -209,7 +349,9 @@ pub fn reference_markdown() -> String {
          \n\
          **Booleans** are `true` or `false` (any case). **Integers** are plain YAML integers \
          or quoted strings of digits. A key left empty (`key:`) or set to `~`/`null` is unset: \
-         allowed for keys without a default, an error for the others.\n\
+         allowed for keys without a default, an error for the others. Secrets \
+         (`s3.secret-key`, `rest.auth.token`) are printed as `******` by `keel config show` \
+         and in error messages.\n\
          \n\
          Errors name what was wrong, the key, the file and line (or `-D`), the value given and \
          what was expected.\n\
@@ -241,13 +383,33 @@ mod tests {
 
     #[test]
     fn keys_are_unique_and_not_prefixes_of_each_other() {
+        // `state.backend` (Flink's name) is the one exception: a value in YAML cannot also be
+        // a mapping, so every such key makes nested files harder to write. Add no others.
+        const PREFIXES: &[&str] = &["state.backend"];
         for (i, a) in KEYS.iter().enumerate() {
             for b in &KEYS[i + 1..] {
                 assert_ne!(a.key, b.key);
-                assert!(!b.key.starts_with(&format!("{}.", a.key)), "{}", b.key);
-                assert!(!a.key.starts_with(&format!("{}.", b.key)), "{}", a.key);
+                if !PREFIXES.contains(&a.key) {
+                    assert!(!b.key.starts_with(&format!("{}.", a.key)), "{}", b.key);
+                }
+                if !PREFIXES.contains(&b.key) {
+                    assert!(!a.key.starts_with(&format!("{}.", b.key)), "{}", a.key);
+                }
             }
         }
+        let with_subkeys: Vec<&str> = KEYS.iter().map(|doc| doc.key).filter(|key| has_subkeys(key)).collect();
+        assert_eq!(with_subkeys, PREFIXES);
+        assert!(!has_subkeys("state.backend.rocksdb.localdir"));
+        assert!(!has_subkeys("state.backend.incremental"));
+    }
+
+    #[test]
+    fn computed_default_of_io_tmp_dirs() {
+        let doc = key_doc("io.tmp.dirs").unwrap();
+        assert_eq!(doc.default, "$TMPDIR or /tmp");
+        assert_eq!(doc.default_value(), std::env::temp_dir().display().to_string());
+        assert_eq!(key_doc("rest.port").unwrap().default_value(), "8081");
+        assert_eq!(key_doc("s3.region").unwrap().default_value(), "");
     }
 
     #[test]
@@ -257,6 +419,9 @@ mod tests {
         assert_eq!(nearest_key("taskmanager.numberoftaskslots"), Some("taskmanager.numberOfTaskSlots"));
         assert_eq!(nearest_key("heartbeat.intervall"), Some("heartbeat.interval"));
         assert_eq!(nearest_key("state.backend.type"), None);
+        assert_eq!(nearest_key("state.checkpoint.dir"), Some("state.checkpoints.dir"));
+        assert_eq!(nearest_key("s3.secret_key"), Some("s3.secret-key"));
+        assert_eq!(nearest_key("io.tmp.dir"), Some("io.tmp.dirs"));
         assert_eq!(nearest_key("jobmanager.memory.process.size"), None);
     }
 
@@ -267,6 +432,7 @@ mod tests {
             assert!(md.contains(&format!("| `{}` |", doc.key)), "{}", doc.key);
         }
         assert!(md.contains("enum: none\\|zookeeper"));
+        assert!(md.contains("| `io.tmp.dirs` | string (list of absolute paths) | `$TMPDIR or /tmp` |"));
         assert!(md.starts_with("# Keel configuration reference\n"));
     }
 }

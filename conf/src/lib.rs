@@ -37,8 +37,22 @@
 //!
 //! Values: durations as in [`parse_duration`] (`60000` is milliseconds; `5 s`, `1min`, ...);
 //! booleans `true`/`false` in any case; integers as YAML integers or strings of digits, range
-//! checked; `high-availability.type` is `none` or `zookeeper` in any case. A key left empty or
-//! `null` is unset, which only keys without a default allow.
+//! checked; `high-availability.type` is `none` or `zookeeper` and `state.backend` is `hashmap`
+//! or `rocksdb` (Flink's legacy `filesystem` and `jobmanager` mean `hashmap`), in any case;
+//! `io.tmp.dirs` is a list separated by `,` or `:`. A key left empty or `null` is unset, which
+//! only keys without a default allow.
+//!
+//! `state.backend` is the one key that other keys extend (`state.backend.incremental`, ...):
+//! in a nested file, a mapping under `state.backend` holds those keys, so write
+//! `state.backend: rocksdb` flat, or as `backend: rocksdb` beside `backend.incremental: true`
+//! under `state:`.
+//!
+//! # Secrets
+//!
+//! `s3.secret-key` and `rest.auth.token` are secrets: [`Loaded::show`], [`Loaded::to_json`],
+//! [`Loaded::entries`], [`Config::value_of`], `Debug` of [`Config`] and every
+//! [`ConfigError`] print `******` instead of their value. Only the fields of [`Config`] hold
+//! them.
 //!
 //! # Errors
 //!
@@ -57,7 +71,7 @@ mod loader;
 mod source;
 mod yaml;
 
-pub use config::{Config, HaType};
+pub use config::{Config, HaType, StateBackendKind};
 pub use duration::{parse_duration, ConfDuration};
 pub use error::{Combination, ConfigError};
 pub use keys::{key_doc, reference_markdown, KeyDoc, KEYS};

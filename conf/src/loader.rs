@@ -5,10 +5,10 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::Field;
-use crate::keys::{key_doc, nearest_key};
+use crate::config::{Field, MASK};
+use crate::keys::{has_subkeys, key_doc, nearest_key};
 use crate::yaml::{self, FlatValue};
-use crate::{Combination, Config, ConfigError, HaType, Source, KEYS};
+use crate::{Combination, Config, ConfigError, HaType, Source, StateBackendKind, KEYS};
 
 /// One key's effective value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,7 +16,7 @@ pub struct Entry {
     /// The key, as in [`KEYS`].
     pub key: &'static str,
     /// The effective value as text, normalised (`zookeeper`, `/default`, `file:///data`);
-    /// durations as written. Empty when the key is unset.
+    /// durations as written. Empty when the key is unset; `******` for a secret that is set.
     pub value: String,
     /// The layer that set it.
     pub source: Source,
@@ -106,7 +106,8 @@ pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Loaded, ConfigE
 /// [`ConfigError::BadValue`] for one key's value; [`ConfigError::MissingKey`] and
 /// [`ConfigError::InvalidCombination`] for checks across keys.
 pub fn from_str(text: &str, origin: &str, overrides: &[String]) -> Result<Loaded, ConfigError> {
-    let is_leaf = |key: &str| key_doc(key).is_some();
+    // A mapping under `state.backend` holds `state.backend.*` keys, so it is flattened.
+    let is_leaf = |key: &str| key_doc(key).is_some() && !has_subkeys(key);
     let flat = yaml::flatten(text, origin, &is_leaf)?;
     build(Some((origin, flat)), overrides)
 }
@@ -179,7 +180,7 @@ fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Re
         };
         field.set(&mut config, text).map_err(|invalid| ConfigError::BadValue {
             key,
-            value: text.unwrap_or_default().to_owned(),
+            value: if field.secret() { MASK } else { text.unwrap_or_default() }.to_owned(),
             at: setting.at.clone(),
             problem: invalid.problem,
             expected: invalid.expected,
@@ -224,6 +225,8 @@ fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
     const QUORUM: &str = "high-availability.zookeeper.quorum";
     const INTERVAL: &str = "heartbeat.interval";
     const TIMEOUT: &str = "heartbeat.timeout";
+    const BACKEND: &str = "state.backend";
+    const INCREMENTAL: &str = "state.backend.incremental";
 
     let config = &loaded.config;
     let entries = &loaded.entries;
@@ -247,6 +250,18 @@ fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
             loaded.warnings.push(warning);
         }
         _ => {}
+    }
+
+    let config = &loaded.config;
+    if config.state_incremental && config.state_backend == StateBackendKind::Hashmap {
+        let (_, incremental_at) = provenance(&loaded.entries, INCREMENTAL);
+        let (_, backend_at) = provenance(&loaded.entries, BACKEND);
+        let warning = format!(
+            "'{INCREMENTAL}' ({}) has no effect: '{BACKEND}' is 'hashmap' ({})",
+            incremental_at.describe(),
+            backend_at.describe()
+        );
+        loaded.warnings.push(warning);
     }
 
     let config = &loaded.config;

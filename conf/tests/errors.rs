@@ -342,3 +342,168 @@ fn first_error_in_file_order_is_reported() {
          expected an integer from 0 to 65535"
     );
 }
+
+#[test]
+fn bad_state_backend() {
+    assert_eq!(
+        err("state.backend: memory\n"),
+        "invalid value 'memory' for 'state.backend' (set at conf/config.yaml:1): unknown state \
+         backend; expected one of hashmap, rocksdb (or Flink's legacy filesystem, jobmanager for \
+         hashmap)"
+    );
+    assert_eq!(
+        err("state:\n  backend: {}\n"),
+        "invalid value for 'state.backend' (set at conf/config.yaml:2): found a mapping where a \
+         single value belongs; expected one of hashmap, rocksdb (or Flink's legacy filesystem, \
+         jobmanager for hashmap)"
+    );
+}
+
+#[test]
+fn zero_retained_checkpoints() {
+    assert_eq!(
+        err("state.checkpoints.num-retained: 0\n"),
+        "invalid value '0' for 'state.checkpoints.num-retained' (set at conf/config.yaml:1): \
+         must keep at least one completed checkpoint; expected an integer of at least 1"
+    );
+    assert_eq!(
+        err_with("", &["state.checkpoints.num-retained=-2"]),
+        "invalid value '-2' for 'state.checkpoints.num-retained' (set by -D): negative; expected \
+         an integer of at least 1"
+    );
+}
+
+#[test]
+fn bad_s3_endpoint() {
+    assert_eq!(
+        err("s3.endpoint: ftp://minio:9000\n"),
+        "invalid value 'ftp://minio:9000' for 's3.endpoint' (set at conf/config.yaml:1): \
+         unsupported scheme 'ftp://'; expected an http:// or https:// URL, for example \
+         http://minio:9000"
+    );
+    assert_eq!(
+        err("s3:\n  endpoint: minio:9000\n"),
+        "invalid value 'minio:9000' for 's3.endpoint' (set at conf/config.yaml:2): not a URL \
+         (no scheme://); expected an http:// or https:// URL, for example http://minio:9000"
+    );
+    assert_eq!(
+        err_with("", &["s3.endpoint=http://minio:9x"]),
+        "invalid value 'http://minio:9x' for 's3.endpoint' (set by -D): port '9x' is not a \
+         number from 1 to 65535; expected an http:// or https:// URL, for example \
+         http://minio:9000"
+    );
+}
+
+#[test]
+fn bad_checkpoints_dir() {
+    assert_eq!(
+        err("state.checkpoints.dir: gs://bucket/cp\n"),
+        "invalid value 'gs://bucket/cp' for 'state.checkpoints.dir' (set at conf/config.yaml:1): \
+         unsupported scheme 'gs://'; expected a URI with scheme file://, s3://, hdfs:// or \
+         swift://, or an absolute path"
+    );
+    assert_eq!(
+        err("state.checkpoints.dir: checkpoints\n"),
+        "invalid value 'checkpoints' for 'state.checkpoints.dir' (set at conf/config.yaml:1): \
+         neither a URI nor an absolute path; expected a URI with scheme file://, s3://, hdfs:// \
+         or swift://, or an absolute path"
+    );
+    assert_eq!(
+        err("state.checkpoints.dir: file://cp\n"),
+        "invalid value 'file://cp' for 'state.checkpoints.dir' (set at conf/config.yaml:1): a \
+         file:// URI needs an absolute path (file:///data/keel); expected a URI with scheme \
+         file://, s3://, hdfs:// or swift://, or an absolute path"
+    );
+}
+
+#[test]
+fn bad_local_directories() {
+    assert_eq!(
+        err("io.tmp.dirs: /tmp,scratch\n"),
+        "invalid value '/tmp,scratch' for 'io.tmp.dirs' (set at conf/config.yaml:1): entry \
+         'scratch' is not an absolute path; expected absolute directory paths separated by ',' \
+         or ':', for example /tmp or /data1/tmp,/data2/tmp"
+    );
+    assert_eq!(
+        err("io.tmp.dirs: '/a,,/b'\n"),
+        "invalid value '/a,,/b' for 'io.tmp.dirs' (set at conf/config.yaml:1): empty entry (two \
+         separators in a row, or a leading or trailing one); expected absolute directory paths \
+         separated by ',' or ':', for example /tmp or /data1/tmp,/data2/tmp"
+    );
+    assert_eq!(
+        err("io.tmp.dirs:\n"),
+        "invalid value '' for 'io.tmp.dirs' (set at conf/config.yaml:1): empty value; expected \
+         absolute directory paths separated by ',' or ':', for example /tmp or \
+         /data1/tmp,/data2/tmp"
+    );
+    assert_eq!(
+        err("state.backend.rocksdb.localdir: rocksdb\n"),
+        "invalid value 'rocksdb' for 'state.backend.rocksdb.localdir' (set at \
+         conf/config.yaml:1): not an absolute path; expected one absolute directory path, for \
+         example /var/lib/keel/rocksdb"
+    );
+}
+
+#[test]
+fn bad_checkpoint_durations_and_booleans() {
+    assert_eq!(
+        err("execution.checkpointing.timeout: 0 s\n"),
+        format!(
+            "invalid value '0 s' for 'execution.checkpointing.timeout' (set at \
+             conf/config.yaml:1): must be greater than 0; expected {DURATION}"
+        )
+    );
+    assert_eq!(
+        err_with("", &["high-availability.recovery.worker-wait=-10 s"]),
+        format!(
+            "invalid value '-10 s' for 'high-availability.recovery.worker-wait' (set by -D): \
+             negative durations are not allowed; expected {DURATION}"
+        )
+    );
+    assert_eq!(
+        err("state.backend.local-recovery: enabled\n"),
+        "invalid value 'enabled' for 'state.backend.local-recovery' (set at conf/config.yaml:1): \
+         not a boolean; expected true or false"
+    );
+    assert_eq!(
+        err("s3.path.style.access: 1\n"),
+        "invalid value '1' for 's3.path.style.access' (set at conf/config.yaml:1): not a \
+         boolean; expected true or false"
+    );
+}
+
+#[test]
+fn secrets_are_masked_in_errors() {
+    let message = err("s3.secret-key: wJalr XUtnFEMI\n");
+    assert_eq!(
+        message,
+        "invalid value '******' for 's3.secret-key' (set at conf/config.yaml:1): contains \
+         whitespace; expected a secret key without whitespace"
+    );
+    assert!(!message.contains("wJalr"));
+    let message = err_with("", &["rest.auth.token=Bearer s3cr3t"]);
+    assert_eq!(
+        message,
+        "invalid value '******' for 'rest.auth.token' (set by -D): contains whitespace; expected \
+         a token without whitespace"
+    );
+    assert!(!message.contains("s3cr3t"));
+    let error = from_str("s3.secret-key: 'a\tb'\n", FILE, &[]).unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::BadValue {
+            key: "s3.secret-key",
+            value: "******".to_owned(),
+            at: Source::File { path: FILE.to_owned(), line: 1 },
+            problem: "contains whitespace".to_owned(),
+            expected: "a secret key without whitespace",
+        }
+    );
+    assert!(!format!("{error:?}").contains("a\tb"));
+    // Not secret: the access key id is shown.
+    assert_eq!(
+        err("s3.access-key: AKIA EXAMPLE\n"),
+        "invalid value 'AKIA EXAMPLE' for 's3.access-key' (set at conf/config.yaml:1): contains \
+         whitespace; expected an access key id without whitespace"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keel_conf::{from_str, load, Config, HaType, Source, KEYS};
+use keel_conf::{from_str, load, Config, HaType, Source, StateBackendKind, KEYS};
 
 const FILE: &str = "conf/config.yaml";
 
@@ -12,6 +12,7 @@ fn d(overrides: &[&str]) -> Vec<String> {
 
 /// A valid non-default value for every key, and the effective value it should produce.
 /// Values for `high-availability.type` come with the quorum it needs (added by `base`).
+/// Secrets show as `******`.
 const SAMPLES: &[(&str, &str, &str)] = &[
     ("high-availability.type", "ZooKeeper", "zookeeper"),
     ("high-availability.zookeeper.quorum", "zk1:2181, zk2:2182", "zk1:2181,zk2:2182"),
@@ -22,8 +23,10 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("high-availability.zookeeper.client.connection-timeout", "2500", "2500"),
     ("high-availability.zookeeper.client.retry-wait", "1min", "1min"),
     ("high-availability.zookeeper.client.tolerate-suspended-connections", "TRUE", "true"),
+    ("high-availability.recovery.worker-wait", "0 s", "0 s"),
     ("rest.address", "0.0.0.0", "0.0.0.0"),
     ("rest.port", "8082", "8082"),
+    ("rest.auth.token", "t0ken-Secret", "******"),
     ("rpc.address", "10.1.2.3", "10.1.2.3"),
     ("rpc.port", "7000", "7000"),
     ("jobmanager.rpc.address", "jm.example.com", "jm.example.com"),
@@ -32,6 +35,19 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("taskmanager.resource-id", "worker-7", "worker-7"),
     ("heartbeat.interval", "2 s", "2 s"),
     ("heartbeat.timeout", "1 min", "1 min"),
+    ("state.backend", "RocksDB", "rocksdb"),
+    ("state.backend.rocksdb.localdir", "/var/lib/keel/rocksdb", "/var/lib/keel/rocksdb"),
+    ("state.backend.incremental", "TRUE", "true"),
+    ("state.backend.local-recovery", "true", "true"),
+    ("state.checkpoints.dir", "HDFS://nn:8020/keel/cp", "hdfs://nn:8020/keel/cp"),
+    ("state.checkpoints.num-retained", "3", "3"),
+    ("execution.checkpointing.timeout", "90 s", "90 s"),
+    ("io.tmp.dirs", "/data1/tmp:/data2/tmp, /data3/tmp", "/data1/tmp,/data2/tmp,/data3/tmp"),
+    ("s3.endpoint", "HTTP://minio:9000", "http://minio:9000"),
+    ("s3.region", "eu-west-1", "eu-west-1"),
+    ("s3.access-key", "AKIAEXAMPLE", "AKIAEXAMPLE"),
+    ("s3.secret-key", "wJalrXUtnFEMI/K7MDENG", "******"),
+    ("s3.path.style.access", "True", "true"),
 ];
 
 /// The quorum a `high-availability.type: zookeeper` sample needs, unless it is the sample.
@@ -130,6 +146,24 @@ fn typed_fields_from_samples() {
     assert_eq!(config.taskmanager_resource_id.as_deref(), Some("worker-7"));
     assert_eq!(config.heartbeat_interval.duration, Duration::from_secs(2));
     assert_eq!(config.heartbeat_timeout.duration, Duration::from_secs(60));
+    assert_eq!(config.recovery_worker_wait.duration, Duration::ZERO);
+    assert_eq!(config.recovery_worker_wait.text, "0 s");
+    assert_eq!(config.rest_auth_token.as_deref(), Some("t0ken-Secret"));
+    assert_eq!(config.state_backend, StateBackendKind::Rocksdb);
+    assert_eq!(config.rocksdb_localdir.as_deref(), Some("/var/lib/keel/rocksdb"));
+    assert_eq!(config.effective_rocksdb_localdir(), std::path::PathBuf::from("/var/lib/keel/rocksdb"));
+    assert!(config.state_incremental);
+    assert!(config.state_local_recovery);
+    assert_eq!(config.checkpoints_dir.as_deref(), Some("hdfs://nn:8020/keel/cp"));
+    assert_eq!(config.effective_checkpoints_dir().as_deref(), Some("hdfs://nn:8020/keel/cp"));
+    assert_eq!(config.checkpoints_num_retained, 3);
+    assert_eq!(config.checkpoint_timeout.duration, Duration::from_secs(90));
+    assert_eq!(config.io_tmp_dirs, vec!["/data1/tmp", "/data2/tmp", "/data3/tmp"]);
+    assert_eq!(config.s3_endpoint.as_deref(), Some("http://minio:9000"));
+    assert_eq!(config.s3_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(config.s3_access_key.as_deref(), Some("AKIAEXAMPLE"));
+    assert_eq!(config.s3_secret_key.as_deref(), Some("wJalrXUtnFEMI/K7MDENG"));
+    assert!(config.s3_path_style_access);
 }
 
 #[test]
@@ -139,7 +173,7 @@ fn defaults_when_absent() {
         assert_eq!(loaded.config, Config::defaults());
         for (entry, doc) in loaded.entries.iter().zip(KEYS) {
             assert_eq!(entry.key, doc.key);
-            assert_eq!(entry.value, doc.default, "{}", doc.key);
+            assert_eq!(entry.value, doc.default_value(), "{}", doc.key);
             assert_eq!(entry.source, Source::Default, "{}", doc.key);
         }
     }
@@ -152,7 +186,7 @@ fn defaults_match_the_key_table() {
     let text: String = KEYS
         .iter()
         .filter(|doc| !doc.default.is_empty())
-        .map(|doc| format!("{}: {}\n", doc.key, doc.default))
+        .map(|doc| format!("{}: {}\n", doc.key, doc.default_value()))
         .collect();
     assert_eq!(from_str(&text, FILE, &[]).unwrap().config, Config::defaults());
     let defaults = Config::defaults();
@@ -161,6 +195,20 @@ fn defaults_match_the_key_table() {
     assert_eq!(defaults.zk_retry_wait.duration, Duration::from_millis(5_000));
     assert_eq!(defaults.heartbeat_interval.duration, Duration::from_millis(10_000));
     assert_eq!(defaults.heartbeat_timeout.duration, Duration::from_millis(50_000));
+    assert_eq!(defaults.recovery_worker_wait.duration, Duration::from_secs(10));
+    assert_eq!(defaults.checkpoint_timeout.duration, Duration::from_secs(600));
+    assert_eq!(defaults.checkpoint_timeout.text, "10 min");
+    assert_eq!(defaults.state_backend, StateBackendKind::Hashmap);
+    assert_eq!(defaults.checkpoints_num_retained, 1);
+    assert_eq!(defaults.io_tmp_dirs, vec![std::env::temp_dir().display().to_string()]);
+    assert_eq!(defaults.effective_rocksdb_localdir(), std::env::temp_dir().join("keel-rocksdb"));
+    assert_eq!(defaults.effective_checkpoints_dir(), None);
+    assert!(!defaults.state_incremental && !defaults.state_local_recovery && !defaults.s3_path_style_access);
+    assert_eq!(key_doc_default("io.tmp.dirs"), "$TMPDIR or /tmp");
+}
+
+fn key_doc_default(key: &str) -> &'static str {
+    keel_conf::key_doc(key).unwrap().default
 }
 
 #[test]
@@ -306,7 +354,8 @@ fn quorum_without_zookeeper_warns() {
 #[test]
 fn show_renders_a_table_with_sources() {
     let text = "high-availability.type: zookeeper\nhigh-availability.zookeeper.quorum: zk:2181\n";
-    let loaded = from_str(text, FILE, &d(&["rest.port=9000"])).unwrap();
+    // io.tmp.dirs pinned: its default ($TMPDIR) could widen the value column.
+    let loaded = from_str(text, FILE, &d(&["rest.port=9000", "io.tmp.dirs=/tmp"])).unwrap();
     let shown = loaded.show();
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines.len(), KEYS.len() + 1);
@@ -366,4 +415,153 @@ fn crlf_and_bom_files() {
     let loaded = from_str(text, FILE, &[]).unwrap();
     assert_eq!(loaded.config.rest_port, 9001);
     assert_eq!(loaded.entry("rest.port").unwrap().source, Source::File { path: FILE.to_owned(), line: 3 });
+}
+
+#[test]
+fn state_backend_names_and_legacy_aliases() {
+    for (text, kind) in [
+        ("hashmap", StateBackendKind::Hashmap),
+        ("HASHMAP", StateBackendKind::Hashmap),
+        ("filesystem", StateBackendKind::Hashmap),
+        ("jobmanager", StateBackendKind::Hashmap),
+        ("rocksdb", StateBackendKind::Rocksdb),
+        ("RocksDB", StateBackendKind::Rocksdb),
+    ] {
+        let loaded = from_str(&format!("state.backend: {text}\n"), FILE, &[]).unwrap();
+        assert_eq!(loaded.config.state_backend, kind, "{text}");
+        assert_eq!(loaded.entry("state.backend").unwrap().value, kind.as_str(), "{text}");
+    }
+}
+
+#[test]
+fn state_backend_beside_its_subkeys_in_nested_files() {
+    // `backend` beside `backend.*` under `state:`, and a mapping under `state.backend`.
+    let text = "\
+state:
+  backend: rocksdb
+  backend.incremental: true
+  checkpoints:
+    dir: /mnt/cp
+    num-retained: 2
+";
+    let loaded = from_str(text, FILE, &[]).unwrap();
+    assert_eq!(loaded.config.state_backend, StateBackendKind::Rocksdb);
+    assert!(loaded.config.state_incremental);
+    assert_eq!(loaded.config.checkpoints_dir.as_deref(), Some("file:///mnt/cp"));
+    assert_eq!(loaded.config.checkpoints_num_retained, 2);
+    assert_eq!(
+        loaded.entry("state.backend.incremental").unwrap().source,
+        Source::File { path: FILE.to_owned(), line: 3 }
+    );
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+
+    let text = "state:\n  backend:\n    local-recovery: true\n    rocksdb:\n      localdir: /ssd\n    type: rocksdb\n";
+    let loaded = from_str(text, FILE, &[]).unwrap();
+    assert!(loaded.config.state_local_recovery);
+    assert_eq!(loaded.config.rocksdb_localdir.as_deref(), Some("/ssd"));
+    assert_eq!(loaded.config.state_backend, StateBackendKind::Hashmap);
+    assert_eq!(loaded.entry("state.backend").unwrap().source, Source::Default);
+    assert_eq!(loaded.warnings, vec!["unknown key 'state.backend.type' at conf/config.yaml:6"]);
+}
+
+#[test]
+fn incremental_with_hashmap_warns() {
+    let loaded = from_str("state.backend.incremental: true\n", FILE, &[]).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        vec![
+            "'state.backend.incremental' (set at conf/config.yaml:1) has no effect: \
+             'state.backend' is 'hashmap' (default)"
+        ]
+    );
+    let loaded = from_str("state.backend: filesystem\n", FILE, &d(&["state.backend.incremental=true"])).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        vec![
+            "'state.backend.incremental' (set by -D) has no effect: 'state.backend' is 'hashmap' \
+             (set at conf/config.yaml:1)"
+        ]
+    );
+    assert!(loaded.config.state_incremental);
+    let loaded = from_str("state.backend: rocksdb\nstate.backend.incremental: true\n", FILE, &[]).unwrap();
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    let loaded = from_str("state.backend.incremental: false\n", FILE, &[]).unwrap();
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn io_tmp_dirs_lists_and_default() {
+    for (text, dirs) in [
+        ("/tmp", vec!["/tmp"]),
+        ("/a,/b", vec!["/a", "/b"]),
+        ("/a:/b", vec!["/a", "/b"]),
+        ("' /a , /b:/c '", vec!["/a", "/b", "/c"]),
+    ] {
+        let loaded = from_str(&format!("io.tmp.dirs: {text}\n"), FILE, &[]).unwrap();
+        assert_eq!(loaded.config.io_tmp_dirs, dirs, "{text}");
+        assert_eq!(loaded.entry("io.tmp.dirs").unwrap().value, dirs.join(","), "{text}");
+    }
+    let loaded = load(None, &d(&["io.tmp.dirs=/data1/tmp,/data2/tmp"])).unwrap();
+    assert_eq!(loaded.config.effective_rocksdb_localdir(), std::path::PathBuf::from("/data1/tmp/keel-rocksdb"));
+    let loaded = load(None, &[]).unwrap();
+    assert_eq!(loaded.entry("io.tmp.dirs").unwrap().value, std::env::temp_dir().display().to_string());
+    assert_eq!(loaded.entry("io.tmp.dirs").unwrap().source, Source::Default);
+}
+
+#[test]
+fn checkpoints_dir_defaults_under_storage_dir() {
+    let loaded = from_str("high-availability.storageDir: s3://bucket/keel/ha\n", FILE, &[]).unwrap();
+    assert_eq!(loaded.config.checkpoints_dir, None);
+    assert_eq!(loaded.config.effective_checkpoints_dir().as_deref(), Some("s3://bucket/keel/ha/checkpoints"));
+    assert_eq!(loaded.entry("state.checkpoints.dir").unwrap().value, "");
+    let loaded = from_str("state.checkpoints.dir: /mnt/cp\n", FILE, &[]).unwrap();
+    assert_eq!(loaded.config.effective_checkpoints_dir().as_deref(), Some("file:///mnt/cp"));
+}
+
+#[test]
+fn secrets_are_masked_in_show_json_entries_and_debug() {
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG";
+    const TOKEN: &str = "s3cr3t-t0ken";
+    let text = format!("s3:\n  access-key: AKIAEXAMPLE\n  secret-key: {SECRET}\n");
+    let loaded = from_str(&text, FILE, &d(&[&format!("rest.auth.token={TOKEN}")])).unwrap();
+    assert_eq!(loaded.config.s3_secret_key.as_deref(), Some(SECRET));
+    assert_eq!(loaded.config.rest_auth_token.as_deref(), Some(TOKEN));
+
+    let shown = loaded.show();
+    let json = loaded.to_json().to_string();
+    let debug = format!("{loaded:?}");
+    for rendered in [&shown, &json, &debug] {
+        assert!(!rendered.contains(SECRET) && !rendered.contains(TOKEN), "{rendered}");
+    }
+    let row = |key: &str| shown.lines().find(|line| line.starts_with(&format!("{key} "))).unwrap().to_owned();
+    assert_eq!(
+        row("s3.secret-key").split_whitespace().collect::<Vec<_>>(),
+        ["s3.secret-key", "******", "conf/config.yaml:3"]
+    );
+    assert_eq!(row("rest.auth.token").split_whitespace().collect::<Vec<_>>(), ["rest.auth.token", "******", "-D"]);
+    assert_eq!(
+        row("s3.access-key").split_whitespace().collect::<Vec<_>>(),
+        ["s3.access-key", "AKIAEXAMPLE", "conf/config.yaml:2"]
+    );
+
+    let json = loaded.to_json();
+    let find = |key: &str| json["entries"].as_array().unwrap().iter().find(|e| e["key"] == key).unwrap().clone();
+    assert_eq!(
+        find("s3.secret-key"),
+        serde_json::json!({"key": "s3.secret-key", "value": "******",
+            "source": {"kind": "file", "path": FILE, "line": 3}})
+    );
+    assert_eq!(
+        find("rest.auth.token"),
+        serde_json::json!({"key": "rest.auth.token", "value": "******", "source": {"kind": "override"}})
+    );
+    assert_eq!(loaded.entry("s3.secret-key").unwrap().value, "******");
+    assert_eq!(loaded.config.value_of("rest.auth.token").as_deref(), Some("******"));
+
+    // Unset secrets show as unset, not masked.
+    let loaded = load(None, &[]).unwrap();
+    assert!(loaded.show().lines().any(|line| line.split_whitespace().eq(["s3.secret-key", "(none)", "default"])));
+    let json = loaded.to_json();
+    let entry = json["entries"].as_array().unwrap().iter().find(|e| e["key"] == "rest.auth.token").unwrap().clone();
+    assert_eq!(entry["value"], serde_json::Value::Null);
 }
