@@ -11,6 +11,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod client;
+mod events;
 mod inspect;
 
 #[derive(Parser)]
@@ -40,9 +42,50 @@ enum Command {
         /// Contender id (default: dispatcher-<pid>-<random>).
         #[arg(long)]
         id: Option<String>,
+        /// Append this process's history (leadership, commands, checkpoints, job states) as
+        /// JSON lines to FILE.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
     },
-    /// Run a worker: follow the leader, register, offer slots.
-    Worker,
+    /// Run a worker: follow the leader, register, offer slots, run subtasks.
+    Worker {
+        /// Append this process's history as JSON lines to FILE.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+    },
+    /// Submit a job spec (YAML) to the leader; prints the job id.
+    Run {
+        /// The job spec file.
+        spec: PathBuf,
+        /// Start from this savepoint (the URI `keel savepoint` printed).
+        #[arg(long)]
+        from_savepoint: Option<String>,
+        /// REST address of a dispatcher (default: the leader, found through ZooKeeper).
+        #[arg(long)]
+        rest: Option<String>,
+    },
+    /// List jobs (running, and ended ones from the result store).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        rest: Option<String>,
+    },
+    /// Cancel a job: its tasks stop, its result is recorded, its checkpoints are deleted.
+    Cancel {
+        job_id: String,
+        #[arg(long)]
+        rest: Option<String>,
+    },
+    /// Take a savepoint of a running job; prints its location.
+    Savepoint {
+        job_id: String,
+        /// Target directory URI (default: <checkpoints dir>/savepoints).
+        #[arg(long)]
+        dir: Option<String>,
+        #[arg(long)]
+        rest: Option<String>,
+    },
     /// Who leads, at which epoch, and the standbys (read from ZooKeeper).
     Status {
         #[arg(long)]
@@ -103,9 +146,26 @@ fn load(args: &ConfArgs) -> anyhow::Result<keel_conf::Loaded> {
     Ok(loaded)
 }
 
-fn init_logging() {
+fn init_logging(events: Option<(&std::path::Path, &str, &'static str)>) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let history = match events {
+        Some((path, process, role)) => Some(
+            events::EventsLayer::open(path, process, role)
+                .with_context(|| format!("cannot open the events file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    tracing_subscriber::registry().with(fmt).with(history).init();
+    Ok(())
+}
+
+fn generated_id(prefix: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{:06x}", std::process::id(), nanos & 0xff_ffff)
 }
 
 /// Cancels on SIGTERM or SIGINT.
@@ -140,17 +200,75 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Dispatcher { id } => {
-            init_logging();
+        Command::Dispatcher { id, events } => {
             let loaded = load(&cli.conf)?;
+            let id = id.unwrap_or_else(|| generated_id("dispatcher"));
+            init_logging(events.as_deref().map(|p| (p, id.as_str(), "dispatcher")))?;
             let shutdown = shutdown_on_signals();
-            keel_coordinator::run_dispatcher(loaded.config, keel_coordinator::DispatcherOptions { id }, shutdown).await
+            keel_coordinator::run_dispatcher(
+                loaded.config,
+                keel_coordinator::DispatcherOptions { id: Some(id) },
+                shutdown,
+            )
+            .await
         }
-        Command::Worker => {
-            init_logging();
-            let loaded = load(&cli.conf)?;
+        Command::Worker { events } => {
+            let mut loaded = load(&cli.conf)?;
+            let id = loaded.config.taskmanager_resource_id.clone().unwrap_or_else(|| generated_id("worker"));
+            loaded.config.taskmanager_resource_id = Some(id.clone());
+            init_logging(events.as_deref().map(|p| (p, id.as_str(), "worker")))?;
             let shutdown = shutdown_on_signals();
             keel_worker::run_worker(loaded.config, keel_worker::WorkerOptions::default(), shutdown).await
+        }
+        Command::Run { spec, from_savepoint, rest } => {
+            let loaded = load(&cli.conf)?;
+            let text =
+                std::fs::read_to_string(&spec).with_context(|| format!("cannot read job spec {}", spec.display()))?;
+            let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
+            let api = client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?;
+            let mut path = "/jobs".to_string();
+            if let Some(sp) = from_savepoint {
+                path.push_str(&format!("?fromSavepoint={}", url_escape(&sp)));
+            }
+            let v = api.call(reqwest::Method::POST, &path, Some(text)).await?;
+            let id = v["jobid"].as_str().unwrap_or_default();
+            eprintln!("Job has been submitted with JobID {id}");
+            println!("{id}");
+            Ok(())
+        }
+        Command::List { json, rest } => {
+            let loaded = load(&cli.conf)?;
+            let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
+            let v = client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?
+                .call(reqwest::Method::GET, "/jobs/overview", None)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", client::jobs_table(&v));
+            }
+            Ok(())
+        }
+        Command::Cancel { job_id, rest } => {
+            let loaded = load(&cli.conf)?;
+            let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
+            client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?
+                .call(reqwest::Method::POST, &format!("/jobs/{job_id}/cancel"), None)
+                .await?;
+            println!("Cancelled job {job_id}.");
+            Ok(())
+        }
+        Command::Savepoint { job_id, dir, rest } => {
+            let loaded = load(&cli.conf)?;
+            let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
+            let body = serde_json::json!({ "target-directory": dir }).to_string();
+            let v = client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?
+                .call(reqwest::Method::POST, &format!("/jobs/{job_id}/savepoints"), Some(body))
+                .await?;
+            let location = v["operation"]["location"].as_str().unwrap_or_default();
+            eprintln!("Savepoint completed. Path: {location}");
+            println!("{location}");
+            Ok(())
         }
         Command::Status { json } => {
             let loaded = load(&cli.conf)?;
@@ -192,4 +310,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Percent-escapes a query value.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

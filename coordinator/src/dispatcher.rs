@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::jobs::{JobManager, JobSettings};
 use crate::resource_manager::ResourceManager;
 use crate::rest::{router, RestState};
 use crate::role::Role;
@@ -107,9 +108,11 @@ pub async fn run_dispatcher(
     );
     let tasks = CancellationToken::new();
     let rm_task = tokio::spawn(rm.clone().run(tasks.clone()));
+    let jobs = JobManager::new(job_settings(&config)?, rm.clone(), role_rx.clone());
+    let jobs_task = tokio::spawn(jobs.clone().run(tasks.clone()));
 
     let grpc = tonic::transport::Server::builder()
-        .add_service(DispatcherServer::new(DispatcherService { rm: rm.clone(), id: id.clone() }))
+        .add_service(DispatcherServer::new(DispatcherService { rm: rm.clone(), jobs: jobs.clone(), id: id.clone() }))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(rpc_listener),
             tasks.clone().cancelled_owned(),
@@ -122,6 +125,8 @@ pub async fn run_dispatcher(
         role: role_rx.clone(),
         leader: leader_rx,
         rm,
+        jobs,
+        auth_token: config.rest_auth_token.clone(),
     };
     let rest = axum::serve(rest_listener, router(rest_state)).with_graceful_shutdown(tasks.clone().cancelled_owned());
     let rest_task = tokio::spawn(async move { rest.await });
@@ -146,10 +151,42 @@ pub async fn run_dispatcher(
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = rm_task.await;
+        let _ = jobs_task.await;
         let _ = grpc_task.await;
         let _ = rest_task.await;
     })
     .await;
     tracing::info!(id = %id, "dispatcher stopped");
     Ok(())
+}
+
+/// The job layer's settings; storage directories are opened here so a bad URI stops the
+/// dispatcher at start with an error naming the key.
+fn job_settings(config: &Config) -> anyhow::Result<JobSettings> {
+    let storage_options = keel_ha::stores::storage_options(config);
+    let ha_storage = match &config.storage_dir {
+        Some(uri) => Some(
+            keel_storage::StorageDir::open(&format!("{}/ha", uri.trim_end_matches('/')), &storage_options)
+                .with_context(|| format!("high-availability.storageDir {uri}"))?,
+        ),
+        None => None,
+    };
+    let checkpoints_uri = config.effective_checkpoints_dir().unwrap_or_default();
+    let checkpoints = if checkpoints_uri.is_empty() {
+        None
+    } else {
+        Some(
+            keel_storage::StorageDir::open(&checkpoints_uri, &storage_options)
+                .with_context(|| format!("state.checkpoints.dir {checkpoints_uri}"))?,
+        )
+    };
+    Ok(JobSettings {
+        ha_storage,
+        checkpoints,
+        checkpoints_uri,
+        storage_options,
+        num_retained: config.checkpoints_num_retained.max(1) as usize,
+        checkpoint_timeout: config.checkpoint_timeout.duration,
+        recovery_worker_wait: config.recovery_worker_wait.duration,
+    })
 }

@@ -19,6 +19,7 @@
 //! | [`dispatcher`] | wiring: listeners, election, retrieval, shutdown |
 
 pub mod dispatcher;
+pub mod jobs;
 pub mod resource_manager;
 mod rest;
 pub mod role;

@@ -63,9 +63,17 @@ pub enum RegisterError {
     Invalid(String),
 }
 
+/// A worker the leader can use, as the job layer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSlots {
+    pub id: String,
+    pub slots: u32,
+}
+
 #[derive(Clone)]
 pub struct ResourceManager {
     inner: Arc<Mutex<HashMap<String, WorkerEntry>>>,
+    lost_tx: tokio::sync::broadcast::Sender<String>,
     role: watch::Receiver<Role>,
     leader_id: String,
     heartbeat_interval: Duration,
@@ -83,7 +91,8 @@ impl ResourceManager {
         heartbeat_interval: Duration,
         heartbeat_timeout: Duration,
     ) -> Self {
-        Self { inner: Arc::default(), role, leader_id, heartbeat_interval, heartbeat_timeout }
+        let (lost_tx, _) = tokio::sync::broadcast::channel(256);
+        Self { inner: Arc::default(), lost_tx, role, leader_id, heartbeat_interval, heartbeat_timeout }
     }
 
     pub fn heartbeat_interval(&self) -> Duration {
@@ -135,6 +144,10 @@ impl ResourceManager {
             client,
         };
         let previous = self.inner.lock().expect("rm lock").insert(id.to_string(), entry);
+        if previous.is_some() {
+            // A worker registering again has dropped whatever it ran for us.
+            let _ = self.lost_tx.send(id.to_string());
+        }
         tracing::info!(
             target: "keel::events", event = "worker_registered",
             worker = id, address, slots, epoch = %own, again = previous.is_some(),
@@ -161,6 +174,62 @@ impl ResourceManager {
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
+    }
+
+    /// Registered workers and their slots, sorted by id.
+    pub fn worker_slots(&self) -> Vec<WorkerSlots> {
+        let mut v: Vec<WorkerSlots> = self
+            .inner
+            .lock()
+            .expect("rm lock")
+            .values()
+            .map(|w| WorkerSlots { id: w.id.clone(), slots: w.slots })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Ids of workers dropped from now on (missed heartbeats, refused commands, re-registered
+    /// as a new incarnation).
+    pub fn subscribe_lost(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.lost_tx.subscribe()
+    }
+
+    /// Sends a command stamped with the acting leader's epoch to a registered worker.
+    ///
+    /// # Notable errors
+    /// `FAILED_PRECONDITION` when this dispatcher does not act as leader or the worker refused
+    /// a stale epoch (this dispatcher then steps down); `NOT_FOUND` for an unknown worker.
+    pub async fn send(
+        &self,
+        worker_id: &str,
+        kind: leader_command::Kind,
+    ) -> Result<keel_proto::v1::CommandReply, tonic::Status> {
+        let role = self.role.borrow().clone();
+        let Some(epoch) = role.acting_epoch() else {
+            return Err(tonic::Status::failed_precondition(format!("not acting as leader (role {})", role.name())));
+        };
+        let client = self.inner.lock().expect("rm lock").get(worker_id).map(|w| w.client.clone());
+        let Some(mut client) = client else {
+            return Err(tonic::Status::not_found(format!("worker {worker_id} is not registered")));
+        };
+        let command = LeaderCommand { epoch: epoch.0, leader_id: self.leader_id.clone(), kind: Some(kind) };
+        let result = client.command(command).await;
+        if let Err(status) = &result {
+            if status.code() == tonic::Code::FailedPrecondition {
+                if let Some(seen) = status
+                    .metadata()
+                    .get(FENCED_EPOCH_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    if let Some(fence) = role.fence() {
+                        fence.report_fenced(LeaderEpoch(seen));
+                    }
+                }
+            }
+        }
+        result.map(|r| r.into_inner())
     }
 
     fn clear(&self) {
@@ -232,6 +301,7 @@ impl ResourceManager {
                         fence.report_fenced(LeaderEpoch(seen));
                     }
                     self.inner.lock().expect("rm lock").remove(&id);
+                    let _ = self.lost_tx.send(id.clone());
                 }
                 Err(status) => {
                     tracing::debug!(worker = %id, %status, "heartbeat failed");
@@ -249,6 +319,7 @@ impl ResourceManager {
             dead.into_iter().filter_map(|id| map.remove(&id).map(|w| (id, w.client))).collect()
         };
         for (id, mut client) in expired {
+            let _ = self.lost_tx.send(id.clone());
             tracing::warn!(
                 target: "keel::events", event = "worker_lost", worker = %id,
                 timeout_ms = self.heartbeat_timeout.as_millis() as u64,

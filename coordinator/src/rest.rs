@@ -9,6 +9,7 @@ use keel_ha::LeaderView;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::jobs::{JobError, JobManager};
 use crate::resource_manager::ResourceManager;
 use crate::role::Role;
 
@@ -19,6 +20,9 @@ pub struct RestState {
     pub role: watch::Receiver<Role>,
     pub leader: watch::Receiver<Option<LeaderView>>,
     pub rm: ResourceManager,
+    pub jobs: JobManager,
+    /// `rest.auth.token`: required as `Authorization: Bearer <token>` on mutating requests.
+    pub auth_token: Option<String>,
 }
 
 pub fn router(state: RestState) -> Router {
@@ -26,6 +30,12 @@ pub fn router(state: RestState) -> Router {
         .route("/overview", get(overview))
         .route("/taskmanagers", get(taskmanagers))
         .route("/ha/leader", get(ha_leader))
+        .route("/jobs", axum::routing::post(submit_job).get(jobs_overview))
+        .route("/jobs/overview", get(jobs_overview))
+        .route("/jobs/{id}", get(job_detail).patch(job_patch))
+        .route("/jobs/{id}/cancel", axum::routing::post(job_cancel))
+        .route("/jobs/{id}/checkpoints", get(job_checkpoints))
+        .route("/jobs/{id}/savepoints", axum::routing::post(job_savepoint))
         .fallback(not_found)
         .with_state(state)
 }
@@ -33,7 +43,7 @@ pub fn router(state: RestState) -> Router {
 async fn not_found(uri: axum::http::Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({"errors": [format!("no such endpoint: {}; known: GET /overview, GET /taskmanagers, GET /ha/leader", uri.path())]})),
+        Json(json!({"errors": [format!("no such endpoint: {}; known: GET /overview, GET /taskmanagers, GET /ha/leader, POST /jobs, GET /jobs/overview, GET /jobs/{{id}}, PATCH /jobs/{{id}}?mode=cancel, POST /jobs/{{id}}/cancel, GET /jobs/{{id}}/checkpoints, POST /jobs/{{id}}/savepoints", uri.path())]})),
     )
         .into_response()
 }
@@ -65,14 +75,15 @@ async fn overview(State(state): State<RestState>) -> Response {
     let workers = state.rm.workers();
     let total: u32 = workers.iter().map(|w| w.slots_number).sum();
     let free: u32 = workers.iter().map(|w| w.free_slots).sum();
+    let (running, finished, cancelled, failed) = state.jobs.counts();
     Json(json!({
         "taskmanagers": workers.len(),
         "slots-total": total,
         "slots-available": free,
-        "jobs-running": 0,
-        "jobs-finished": 0,
-        "jobs-cancelled": 0,
-        "jobs-failed": 0,
+        "jobs-running": running,
+        "jobs-finished": finished,
+        "jobs-cancelled": cancelled,
+        "jobs-failed": failed,
         "keel-version": env!("CARGO_PKG_VERSION"),
         "is_leader": true,
         "epoch": epoch,
@@ -104,4 +115,152 @@ async fn ha_leader(State(state): State<RestState>) -> Response {
         "cluster_id": state.cluster_id,
     }))
     .into_response()
+}
+
+fn error(code: StatusCode, message: String) -> Response {
+    (code, Json(json!({ "errors": [message] }))).into_response()
+}
+
+fn job_error(state: &RestState, e: JobError) -> Response {
+    match e {
+        JobError::NotLeader(_) => {
+            let role = state.role.borrow().clone();
+            not_leader(state, &role)
+        }
+        JobError::InvalidSpec(m) => error(StatusCode::BAD_REQUEST, format!("invalid job spec: {m}")),
+        e @ JobError::NotFound(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        e @ JobError::WrongState { .. } => error(StatusCode::CONFLICT, e.to_string()),
+        e @ JobError::NotConfigured(_) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `Some(401 response)` when `rest.auth.token` is set and the request does not carry it.
+fn unauthorized(state: &RestState, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let token = state.auth_token.as_ref()?;
+    let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if given.strip_prefix("Bearer ").is_some_and(|t| t == token) {
+        None
+    } else {
+        Some(error(StatusCode::UNAUTHORIZED, "this endpoint needs Authorization: Bearer <rest.auth.token>".into()))
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SubmitQuery {
+    #[serde(rename = "fromSavepoint")]
+    from_savepoint: Option<String>,
+}
+
+/// `POST /jobs` with the job spec (YAML) as the body; `?fromSavepoint=<uri>` restores.
+async fn submit_job(
+    State(state): State<RestState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<SubmitQuery>,
+    body: String,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    if body.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "empty request body; expected a job spec (YAML)".into());
+    }
+    match state.jobs.submit(&body, q.from_savepoint).await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
+        Err(e) => job_error(&state, e),
+    }
+}
+
+async fn jobs_overview(State(state): State<RestState>) -> Response {
+    match state.jobs.jobs().await {
+        Ok(jobs) => Json(json!({ "jobs": jobs })).into_response(),
+        Err(e) => job_error(&state, e),
+    }
+}
+
+async fn job_detail(State(state): State<RestState>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    match state.jobs.job(&id).await {
+        Ok(job) => Json(job).into_response(),
+        Err(e) => job_error(&state, e),
+    }
+}
+
+async fn job_checkpoints(
+    State(state): State<RestState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match state.jobs.checkpoints(&id).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => job_error(&state, e),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PatchQuery {
+    mode: Option<String>,
+}
+
+/// Flink's `PATCH /jobs/:id?mode=cancel`.
+async fn job_patch(
+    State(state): State<RestState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<PatchQuery>,
+) -> Response {
+    match q.mode.as_deref() {
+        None | Some("cancel") => job_cancel(State(state), headers, axum::extract::Path(id)).await,
+        Some(other) => error(StatusCode::BAD_REQUEST, format!("unknown mode {other:?}; expected mode=cancel")),
+    }
+}
+
+async fn job_cancel(
+    State(state): State<RestState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    match state.jobs.cancel(&id).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id, "state": "CANCELED" }))).into_response(),
+        Err(e) => job_error(&state, e),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SavepointBody {
+    #[serde(rename = "target-directory")]
+    target_directory: Option<String>,
+}
+
+/// `POST /jobs/:id/savepoints` with optional `{"target-directory": "<uri>"}`; answers when
+/// the savepoint is written, with its `location`.
+async fn job_savepoint(
+    State(state): State<RestState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: String,
+) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    let req: SavepointBody = if body.trim().is_empty() {
+        SavepointBody::default()
+    } else {
+        match serde_json::from_str(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid savepoint request body: {e}; expected {{\"target-directory\": \"<uri>\"}}"),
+                )
+            }
+        }
+    };
+    match state.jobs.savepoint(&id, req.target_directory).await {
+        Ok(location) => {
+            Json(json!({ "status": { "id": "COMPLETED" }, "operation": { "location": location } })).into_response()
+        }
+        Err(e) => job_error(&state, e),
+    }
 }

@@ -2,13 +2,14 @@
 
 use keel_ha::LeaderEpoch;
 use keel_proto::v1::dispatcher_server::Dispatcher;
-use keel_proto::v1::{RegisterWorkerRequest, RegisterWorkerResponse};
+use keel_proto::v1::{RegisterWorkerRequest, RegisterWorkerResponse, TaskReport, TaskReportAck};
 use tonic::{Request, Response, Status};
 
 use crate::resource_manager::{RegisterError, ResourceManager};
 
 pub struct DispatcherService {
     pub rm: ResourceManager,
+    pub jobs: crate::jobs::JobManager,
     pub id: String,
 }
 
@@ -29,5 +30,10 @@ impl Dispatcher for DispatcherService {
             Err(e @ RegisterError::Invalid(_)) => Err(Status::invalid_argument(e.to_string())),
             Err(e) => Err(Status::failed_precondition(e.to_string())),
         }
+    }
+
+    async fn report_task(&self, request: Request<TaskReport>) -> Result<Response<TaskReportAck>, Status> {
+        self.jobs.report(request.into_inner())?;
+        Ok(Response::new(TaskReportAck {}))
     }
 }

@@ -24,6 +24,15 @@ pub enum HaError {
     /// A guarded write found the leader's latch node gone: this process no longer leads.
     #[error("leadership lost (epoch {epoch}): guarded {op} {path} refused because the latch node is gone")]
     LeadershipLost { epoch: LeaderEpoch, op: &'static str, path: String },
+    /// A blob in the storage directory could not be written or read (corrupt, missing, I/O).
+    #[error("{0}")]
+    Storage(#[from] keel_storage::StorageError),
+    /// A job id that is already stored was submitted again.
+    #[error("job {job_id} already exists (znode {path})")]
+    JobExists { job_id: String, path: String },
+    /// A job, checkpoint or result that is not stored.
+    #[error("{what} not found (znode {path})")]
+    NotFound { what: String, path: String },
     /// A znode holds something Keel cannot read.
     #[error("corrupt znode {path}: {reason}")]
     CorruptZnode { path: String, reason: String },

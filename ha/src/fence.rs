@@ -116,11 +116,74 @@ impl Fence {
         }
     }
 
+    /// Starts a guarded multi-op: every operation added commits together, and only if this
+    /// leader's latch node still exists.
+    pub fn transaction(&self) -> Transaction<'_> {
+        Transaction { fence: self, writer: self.inner.lock.new_check_writer(), ops: Vec::new() }
+    }
+
     /// Reports that a peer refused one of this leader's commands because it has seen `seen`.
     /// When `seen` is greater than this leader's epoch, a newer leader exists and this one
     /// steps down at once, without waiting for ZooKeeper to tell it.
     pub fn report_fenced(&self, seen: LeaderEpoch) {
         let _ = self.inner.fenced_tx.send(seen);
+    }
+}
+
+/// A guarded multi-op being built (see [`Fence::transaction`]).
+#[must_use = "a transaction does nothing until committed"]
+pub struct Transaction<'a> {
+    fence: &'a Fence,
+    writer: zookeeper_client::CheckWriter<'a>,
+    ops: Vec<(&'static str, String)>,
+}
+
+impl Transaction<'_> {
+    pub fn create(&mut self, path: &str, data: &[u8], options: &CreateOptions<'_>) -> Result<&mut Self, HaError> {
+        self.writer.add_create(path, data, options).map_err(|e| HaError::zk("create", path, e))?;
+        self.ops.push(("create", path.to_string()));
+        Ok(self)
+    }
+
+    pub fn set_data(&mut self, path: &str, data: &[u8], version: Option<i32>) -> Result<&mut Self, HaError> {
+        self.writer.add_set_data(path, data, version).map_err(|e| HaError::zk("set_data", path, e))?;
+        self.ops.push(("set_data", path.to_string()));
+        Ok(self)
+    }
+
+    pub fn delete(&mut self, path: &str, version: Option<i32>) -> Result<&mut Self, HaError> {
+        self.writer.add_delete(path, version).map_err(|e| HaError::zk("delete", path, e))?;
+        self.ops.push(("delete", path.to_string()));
+        Ok(self)
+    }
+
+    /// Commits every operation atomically.
+    ///
+    /// # Notable errors
+    /// * [`HaError::LeadershipLost`] if the latch is gone (nothing was applied).
+    /// * [`HaError::Zk`] naming the first operation that failed (nothing was applied).
+    /// * [`HaError::ConnectionLoss`]: outcome unknown; read back before retrying.
+    pub async fn commit(self) -> Result<(), HaError> {
+        let Transaction { fence, writer, ops } = self;
+        let epoch = fence.epoch();
+        match writer.commit().await {
+            Ok(_) => Ok(()),
+            Err(zookeeper_client::CheckWriteError::CheckFailed { source }) => match source {
+                zookeeper_client::Error::NoNode | zookeeper_client::Error::BadVersion => Err(HaError::LeadershipLost {
+                    epoch,
+                    op: "multi",
+                    path: ops.first().map(|o| o.1.clone()).unwrap_or_default(),
+                }),
+                other => Err(HaError::zk("multi", fence.latch_path(), other)),
+            },
+            Err(zookeeper_client::CheckWriteError::OperationFailed { index, source }) => {
+                let (op, path) = ops.get(index).cloned().unwrap_or(("multi", String::new()));
+                Err(HaError::zk(op, &path, source))
+            }
+            Err(zookeeper_client::CheckWriteError::RequestFailed { source }) => {
+                Err(HaError::zk("multi", ops.first().map(|o| o.1.as_str()).unwrap_or(""), source))
+            }
+        }
     }
 }
 

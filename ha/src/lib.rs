@@ -35,11 +35,13 @@ pub mod inspect;
 pub mod paths;
 pub mod retrieval;
 pub mod session;
+pub mod stores;
 mod types;
 
 pub use election::{ElectionHandle, LeaderElection, Leadership};
 pub use error::HaError;
-pub use fence::{EpochGate, Fence, Fenced};
+pub use fence::{EpochGate, Fence, Fenced, Transaction};
 pub use retrieval::LeaderRetrieval;
 pub use session::ZkSettings;
+pub use stores::{CheckpointPointer, HaStores, ResultStatus};
 pub use types::{LeaderEpoch, LeaderView};

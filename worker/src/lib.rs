@@ -16,11 +16,13 @@
 //! | [`state`] | the worker's registration, counters and epoch gate |
 //! | `service` | the gRPC `Worker` service (commands, status) |
 //! | `registration` | following the leader and (re-)registering |
+//! | [`tasks`] | running deployed subtasks, routing checkpoint commands, reporting to the leader |
 //! | [`run`] | wiring and shutdown |
 
 mod registration;
 pub mod run;
 mod service;
 pub mod state;
+pub mod tasks;
 
 pub use run::{run_worker, WorkerOptions};

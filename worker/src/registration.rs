@@ -16,6 +16,7 @@ use crate::state::{Registration, WorkerState};
 
 pub async fn follow_leader(
     state: Arc<WorkerState>,
+    host: Arc<crate::tasks::TaskHost>,
     mut leader_rx: watch::Receiver<Option<LeaderView>>,
     heartbeat_timeout: Duration,
     cancel: CancellationToken,
@@ -41,7 +42,11 @@ pub async fn follow_leader(
                     }
                 }
                 match register(&state, &leader).await {
-                    Ok(()) => last_error = None,
+                    Ok(()) => {
+                        last_error = None;
+                        // Subtasks of older leaders: the new leader restarts its jobs itself.
+                        host.cancel_older_epochs(leader.epoch);
+                    }
                     Err(e) => {
                         if last_error.as_deref() != Some(e.as_str()) {
                             tracing::warn!(leader = %leader.leader_id, epoch = %leader.epoch, error = %e, "registration failed; retrying");

@@ -16,11 +16,16 @@ use crate::registration::follow_leader;
 use crate::service::WorkerService;
 use crate::state::WorkerState;
 
-#[derive(Debug, Clone, Default)]
-pub struct WorkerOptions {}
+/// Process-level options that are not configuration keys.
+#[derive(Clone, Default)]
+pub struct WorkerOptions {
+    /// Operators available to jobs; `None` = the built-ins. A custom worker build registers
+    /// its own operators here (see `keel_job::OperatorRegistry`).
+    pub registry: Option<Arc<keel_job::OperatorRegistry>>,
+}
 
 /// Runs a worker until `shutdown` fires.
-pub async fn run_worker(config: Config, _options: WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = TcpListener::bind((config.rpc_address.as_str(), config.rpc_port))
         .await
         .with_context(|| format!("cannot bind the rpc listener on {}:{}", config.rpc_address, config.rpc_port))?;
@@ -29,6 +34,23 @@ pub async fn run_worker(config: Config, _options: WorkerOptions, shutdown: Cance
         format!("worker-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
     });
     let state = Arc::new(WorkerState::new(id.clone(), rpc_addr.to_string(), config.taskmanager_slots));
+    // Each worker process gets its own local state directory (RocksDB files cannot be shared
+    // between processes); a stable taskmanager.resource-id keeps it across restarts, which is
+    // what local recovery needs.
+    let backend = match config.state_backend {
+        keel_conf::StateBackendKind::Rocksdb => keel_state::BackendKind::RocksDb,
+        keel_conf::StateBackendKind::Hashmap => keel_state::BackendKind::HashMap,
+    };
+    let state_options = keel_state::StateOptions::new(&config.effective_rocksdb_localdir())
+        .with_local_dir(config.effective_rocksdb_localdir().join(&id))
+        .with_backend(backend)
+        .with_incremental(config.state_incremental)
+        .with_local_recovery(config.state_local_recovery);
+    let host = Arc::new(crate::tasks::TaskHost::new(
+        state.clone(),
+        crate::tasks::HostSettings { storage_options: keel_ha::stores::storage_options(&config), state: state_options },
+        options.registry.clone().unwrap_or_default(),
+    ));
 
     let mut retrieval = None;
     let leader_rx = match config.ha_type {
@@ -56,10 +78,15 @@ pub async fn run_worker(config: Config, _options: WorkerOptions, shutdown: Cance
     };
 
     let tasks = CancellationToken::new();
-    let follow =
-        tokio::spawn(follow_leader(state.clone(), leader_rx, config.heartbeat_timeout.duration, tasks.clone()));
+    let follow = tokio::spawn(follow_leader(
+        state.clone(),
+        host.clone(),
+        leader_rx,
+        config.heartbeat_timeout.duration,
+        tasks.clone(),
+    ));
     let grpc = tonic::transport::Server::builder()
-        .add_service(WorkerServer::new(WorkerService { state: state.clone() }))
+        .add_service(WorkerServer::new(WorkerService { state: state.clone(), host: host.clone() }))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             tasks.clone().cancelled_owned(),

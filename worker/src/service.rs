@@ -16,6 +16,7 @@ pub const FENCED_EPOCH_METADATA: &str = "keel-fenced-epoch";
 
 pub struct WorkerService {
     pub state: Arc<WorkerState>,
+    pub host: Arc<crate::tasks::TaskHost>,
 }
 
 #[tonic::async_trait]
@@ -39,6 +40,16 @@ impl Worker for WorkerService {
             return Err(status);
         }
         self.state.accepted.fetch_add(1, Ordering::SeqCst);
+        let kind = match &command.kind {
+            Some(leader_command::Kind::Heartbeat(_)) => "heartbeat",
+            Some(leader_command::Kind::Disconnect(_)) => "disconnect",
+            Some(leader_command::Kind::Deploy(_)) => "deploy",
+            Some(leader_command::Kind::TriggerCheckpoint(_)) => "trigger_checkpoint",
+            Some(leader_command::Kind::NotifyCheckpoint(_)) => "notify_checkpoint",
+            Some(leader_command::Kind::Cancel(_)) => "cancel",
+            None => "none",
+        };
+        tracing::debug!(target: "keel::events", event = "command_accepted", epoch = %epoch, kind, from = %command.leader_id, "command accepted");
         match command.kind {
             Some(leader_command::Kind::Heartbeat(_)) => {
                 let mut reg = self.state.registration.lock().expect("registration lock");
@@ -55,13 +66,25 @@ impl Worker for WorkerService {
                     *reg = None;
                 }
             }
+            Some(leader_command::Kind::Deploy(d)) => {
+                let leader = self.state.registration().filter(|r| r.epoch == epoch).map(|r| r.address);
+                let Some(address) = leader else {
+                    return Err(Status::unavailable(format!(
+                        "worker {} is not registered with the leader of epoch {epoch}; register first",
+                        self.state.id
+                    )));
+                };
+                self.host.deploy(epoch, address, d)?;
+            }
+            Some(leader_command::Kind::TriggerCheckpoint(t)) => self.host.trigger(t)?,
+            Some(leader_command::Kind::NotifyCheckpoint(n)) => self.host.notify(n)?,
+            Some(leader_command::Kind::Cancel(c)) => self.host.cancel(c),
             None => return Err(Status::invalid_argument("command has no kind; expected heartbeat or disconnect")),
         }
         Ok(Response::new(CommandReply {
             worker_id: self.state.id.clone(),
             slots_total: self.state.slots,
-            // No jobs run yet, so every slot is free.
-            slots_free: self.state.slots,
+            slots_free: self.state.slots.saturating_sub(self.host.running() as u32),
         }))
     }
 

@@ -34,7 +34,13 @@ impl Cluster {
     pub fn start(cluster_id: &str, dispatchers: usize, workers: usize, extra: &[(&str, &str)]) -> Cluster {
         let zk = ZkEnsemble::start(3).expect("3-node ZooKeeper ensemble");
         let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = config_yaml(&zk.connect_string(), cluster_id, extra);
+        // Job graphs, results and checkpoints go to a file:// storage directory in the test's
+        // temp dir (an `extra` entry for the same key wins).
+        let storage = format!("file://{}/storage", dir.path().display());
+        let tmp = format!("{}/tmp", dir.path().display());
+        let mut all: Vec<(&str, &str)> = vec![("high-availability.storageDir", &storage), ("io.tmp.dirs", &tmp)];
+        all.extend_from_slice(extra);
+        let cfg = config_yaml(&zk.connect_string(), cluster_id, &all);
         let cfg_path = dir.path().join("cluster.yaml");
         std::fs::write(&cfg_path, &cfg).expect("write config");
         let mut c = Cluster { zk, dir, cfg, cfg_path, dispatchers: vec![], workers: vec![] };
@@ -126,6 +132,16 @@ impl Cluster {
         Some(ids)
     }
 
+    /// `high-availability.storageDir` on disk.
+    pub fn storage_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// The default checkpoints directory (`<storageDir>/checkpoints`) on disk.
+    pub fn checkpoints_path(&self) -> std::path::PathBuf {
+        self.storage_path().join("checkpoints")
+    }
+
     pub fn worker_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.workers.iter().map(|w| w.id()).collect();
         ids.sort();
@@ -204,4 +220,124 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// Prints a measured duration (informational; tests never assert on wall-clock time).
 pub fn report(what: &str, since: Instant) {
     eprintln!("measured: {what}: {} ms", since.elapsed().as_millis());
+}
+
+// ---- jobs ----
+
+impl Cluster {
+    /// The REST address of the acting leader among the running dispatchers.
+    pub fn leader_rest(&self) -> Option<String> {
+        (0..self.dispatchers.len()).find_map(|i| {
+            let v = self.ha_leader(i)?;
+            (v["is_leader"] == true).then(|| self.dispatchers[i].rest_addr()).flatten()
+        })
+    }
+
+    /// `keel run` with the cluster's config; returns the job id (panics with stderr on failure).
+    pub fn submit(&self, spec: &str) -> String {
+        let path = self.dir.path().join(format!("job-{}.yaml", uuid_like()));
+        std::fs::write(&path, spec).unwrap();
+        let out = self.keel(&["run", path.to_str().unwrap()]);
+        assert!(out.status.success(), "keel run failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.logs());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `GET /jobs/{id}` on the leader.
+    pub fn job(&self, id: &str) -> Option<Value> {
+        let rest = self.leader_rest()?;
+        match http_get_json(&rest, &format!("/jobs/{id}"), Duration::from_secs(2)) {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn job_checkpoints(&self, id: &str) -> Option<Value> {
+        let rest = self.leader_rest()?;
+        match http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)) {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn wait_job_state(&self, id: &str, state: &str, timeout: Duration) -> Value {
+        wait_until(timeout, Duration::from_millis(100), &format!("job {id} to be {state}"), || {
+            self.job(id).filter(|j| j["state"] == state)
+        })
+        .unwrap_or_else(|e| panic!("{e}\nlast: {:?}\n{}", self.job(id), self.logs()))
+    }
+
+    /// Waits until the job has completed at least `n` checkpoints (as its leader reports).
+    pub fn wait_checkpoints(&self, id: &str, n: u64, timeout: Duration) -> Value {
+        wait_until(timeout, Duration::from_millis(100), &format!("job {id} to complete {n} checkpoints"), || {
+            self.job_checkpoints(id).filter(|c| c["counts"]["completed"].as_u64().unwrap_or(0) >= n)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    pub fn kill_all(&mut self) {
+        for p in self.dispatchers.iter_mut().chain(self.workers.iter_mut()) {
+            p.kill9();
+        }
+    }
+
+    pub fn restart_all(&mut self) {
+        for p in self.dispatchers.iter_mut().chain(self.workers.iter_mut()) {
+            p.restart().expect("restart");
+        }
+    }
+}
+
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The committed output of an exactly-once file sink directory: every line of every
+/// `part-*` file, sorted. Pending (`.pending/`) files are not output.
+pub fn committed_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return lines };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("part-") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// What `sequence(count, keys) → count → sink` outputs in a failure-free run: for each key,
+/// one line per running count.
+pub fn expected_counts(count: u64, keys: u64) -> Vec<String> {
+    let mut per_key = vec![0u64; keys as usize];
+    let mut lines = Vec::new();
+    for n in 0..count {
+        let k = (n % keys) as usize;
+        per_key[k] += 1;
+        lines.push(format!("k{k},{}", per_key[k]));
+    }
+    lines.sort();
+    lines
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -1,0 +1,970 @@
+//! One job master per job: scheduling, the checkpoint coordinator, failover with the restart
+//! strategy, savepoints, and the end of the job (result dirty → cleanup → clean).
+//!
+//! Only the leader session of one epoch runs a master. Every durable step goes through the
+//! leader's fence; every command to a worker carries the epoch. A checkpoint completes in
+//! this order: all subtasks acknowledged → metadata blob written under a unique name →
+//! guarded ZooKeeper pointer created (the commit point) → subtasks notified (sinks commit) →
+//! checkpoints beyond `state.checkpoints.num-retained` dropped (pointer first, files after).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use keel_ha::{Fence, HaError, HaStores, LeaderEpoch};
+use keel_job::JobSpec;
+use keel_proto::v1::{
+    leader_command, task_report, CancelTask, CheckpointMetadata, DeployTask, JobGraphRecord, JobResultRecord,
+    NotifyCheckpoint, SubtaskSnapshot, TaskReport, TriggerCheckpoint,
+};
+use keel_storage::{BlobKind, StorageDir};
+use prost::Message;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::slots::SlotPool;
+use super::{now_ms, JobError, JobSettings, JobView};
+use crate::resource_manager::ResourceManager;
+use crate::role::Role;
+
+pub enum JobMsg {
+    Report(TaskReport),
+    Cancel(oneshot::Sender<Result<(), JobError>>),
+    Savepoint { target: Option<String>, reply: oneshot::Sender<Result<String, JobError>> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubtaskView {
+    pub subtask: u32,
+    pub worker: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointEntry {
+    pub id: u64,
+    pub status: String,
+    pub trigger_timestamp: i64,
+    pub latest_ack_timestamp: i64,
+    pub external_path: String,
+    pub is_savepoint: bool,
+    pub failure_message: Option<String>,
+}
+
+/// A job's status, published to the REST API through a watch channel.
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub job_id: String,
+    pub name: String,
+    pub state: String,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub parallelism: u32,
+    pub attempt: u64,
+    pub restarts: u32,
+    pub failure: Option<String>,
+    pub subtasks: Vec<SubtaskView>,
+    pub completed: u64,
+    pub failed: u64,
+    pub restored: u64,
+    pub latest_completed: Option<CheckpointEntry>,
+    pub latest_restored: Option<(u64, i64, String)>,
+    pub history: VecDeque<CheckpointEntry>,
+    /// Result written and cleanup finished.
+    pub cleaned: bool,
+}
+
+impl JobStatus {
+    pub fn new(graph: &JobGraphRecord) -> Self {
+        Self {
+            job_id: graph.job_id.clone(),
+            name: graph.name.clone(),
+            state: "CREATED".into(),
+            start_time: graph.submitted_unix_ms,
+            end_time: -1,
+            parallelism: 0,
+            attempt: 0,
+            restarts: 0,
+            failure: None,
+            subtasks: vec![],
+            completed: 0,
+            failed: 0,
+            restored: 0,
+            latest_completed: None,
+            latest_restored: None,
+            history: VecDeque::new(),
+            cleaned: false,
+        }
+    }
+
+    pub fn view(&self) -> JobView {
+        let end = if self.end_time > 0 { self.end_time } else { now_ms() };
+        JobView {
+            jid: self.job_id.clone(),
+            name: self.name.clone(),
+            state: self.state.clone(),
+            start_time: self.start_time,
+            end_time: self.end_time,
+            duration: end - self.start_time,
+            parallelism: self.parallelism,
+            attempt: self.attempt,
+            restarts: self.restarts,
+            failure: self.failure.clone(),
+            restored_from: self.latest_restored.as_ref().map(|r| r.0),
+            subtasks: self.subtasks.clone(),
+        }
+    }
+
+    /// Flink's `/jobs/:id/checkpoints` shape.
+    pub fn checkpoints_json(&self) -> serde_json::Value {
+        json!({
+            "counts": {
+                "completed": self.completed,
+                "failed": self.failed,
+                "in_progress": self.history.iter().filter(|h| h.status == "IN_PROGRESS").count(),
+                "restored": self.restored,
+                "total": self.completed + self.failed,
+            },
+            "latest": {
+                "completed": self.latest_completed,
+                "restored": self.latest_restored.as_ref().map(|(id, ts, path)| json!({
+                    "id": id, "restore_timestamp": ts, "external_path": path,
+                })),
+            },
+            "history": self.history,
+        })
+    }
+}
+
+struct Pending {
+    id: u64,
+    savepoint: Option<(String, oneshot::Sender<Result<String, JobError>>)>,
+    triggered: i64,
+    deadline: Instant,
+    acks: HashMap<u32, SubtaskSnapshot>,
+}
+
+/// What a restart restores from.
+#[derive(Clone)]
+struct RestorePoint {
+    checkpoint_id: u64,
+    path: String,
+    metadata: CheckpointMetadata,
+}
+
+pub struct JobMaster {
+    graph: JobGraphRecord,
+    epoch: LeaderEpoch,
+    settings: JobSettings,
+    rm: ResourceManager,
+    role: watch::Receiver<Role>,
+    pool: SlotPool,
+    status: watch::Sender<JobStatus>,
+    rx: mpsc::UnboundedReceiver<JobMsg>,
+    recovered: bool,
+    // runtime
+    attempt_counter: u64,
+    attempt: u64,
+    assignment: Vec<String>,
+    subtask_state: Vec<&'static str>,
+    pending: Option<Pending>,
+    restore: Option<RestorePoint>,
+}
+
+enum Outcome {
+    /// The job ended with this state and reason.
+    Ended(&'static str, String),
+    /// Restart after a failure (reason).
+    Failover(String),
+    /// The leader session ended (lost leadership): stop without touching anything.
+    SessionEnded,
+}
+
+fn parse_spec(graph: &JobGraphRecord) -> Result<JobSpec, String> {
+    keel_job::parse_job_spec(&graph.spec_yaml, &format!("job {}", graph.job_id)).map_err(|e| e.to_string())
+}
+
+impl JobMaster {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        graph: JobGraphRecord,
+        epoch: LeaderEpoch,
+        settings: JobSettings,
+        rm: ResourceManager,
+        role: watch::Receiver<Role>,
+        pool: SlotPool,
+        status: watch::Sender<JobStatus>,
+        rx: mpsc::UnboundedReceiver<JobMsg>,
+        recovered: bool,
+    ) -> Self {
+        Self {
+            graph,
+            epoch,
+            settings,
+            rm,
+            role,
+            pool,
+            status,
+            rx,
+            recovered,
+            attempt_counter: 0,
+            attempt: 0,
+            assignment: vec![],
+            subtask_state: vec![],
+            pending: None,
+            restore: None,
+        }
+    }
+
+    fn job_id(&self) -> &str {
+        &self.graph.job_id
+    }
+
+    /// The fence of this master's epoch, if this dispatcher still acts at that epoch.
+    fn fence(&self) -> Option<Fence> {
+        let role = self.role.borrow();
+        match &*role {
+            Role::Leading { epoch, fence: Some(f) } if *epoch == self.epoch => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    fn can_act(&self) -> bool {
+        self.fence().is_some()
+    }
+
+    fn stores(&self) -> Option<HaStores> {
+        self.settings.ha_storage.clone().map(HaStores::new)
+    }
+
+    fn checkpoints_dir(&self) -> Option<&StorageDir> {
+        self.settings.checkpoints.as_ref()
+    }
+
+    fn set_state(&self, state: &str) {
+        self.status.send_modify(|s| {
+            if s.state != state {
+                tracing::info!(target: "keel::events", event = "job_state", job = %s.job_id, from = %s.state, to = state, "job state changed");
+                s.state = state.to_string();
+            }
+        });
+    }
+
+    fn publish_subtasks(&self) {
+        let views: Vec<SubtaskView> = self
+            .assignment
+            .iter()
+            .enumerate()
+            .map(|(i, w)| SubtaskView {
+                subtask: i as u32,
+                worker: w.clone(),
+                state: self.subtask_state.get(i).copied().unwrap_or("CREATED").to_string(),
+            })
+            .collect();
+        self.status.send_modify(|s| s.subtasks = views);
+    }
+
+    pub async fn run(mut self, session: CancellationToken) {
+        let spec = match parse_spec(&self.graph) {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = format!("the stored job spec no longer parses: {e}");
+                tracing::error!(job = %self.job_id(), %reason);
+                self.end("FAILED", reason).await;
+                return;
+            }
+        };
+        self.status.send_modify(|s| s.parallelism = spec.parallelism);
+        // Where to start: the latest usable checkpoint (recovery), or a savepoint.
+        match self.latest_restorable().await {
+            Ok(Some(point)) => self.restore = Some(point),
+            Ok(None) => {
+                if !self.graph.restore_from.is_empty() {
+                    match self.load_savepoint(&spec).await {
+                        Ok(point) => self.restore = Some(point),
+                        Err(e) => {
+                            self.end(
+                                "FAILED",
+                                format!("cannot restore from savepoint {}: {e}", self.graph.restore_from),
+                            )
+                            .await;
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(reason) => {
+                self.end("FAILED", reason).await;
+                return;
+            }
+        }
+        if self.recovered {
+            tracing::info!(job = %self.job_id(), restore = ?self.restore.as_ref().map(|r| r.checkpoint_id), "recovered job");
+        }
+        let mut restarts: u32 = 0;
+        loop {
+            let outcome = self.run_attempt(&spec, &session).await;
+            match outcome {
+                Outcome::SessionEnded => {
+                    tracing::info!(job = %self.job_id(), "job master stops: leader session ended");
+                    return;
+                }
+                Outcome::Ended(state, reason) => {
+                    self.stop_tasks().await;
+                    self.end(state, reason).await;
+                    return;
+                }
+                Outcome::Failover(reason) => {
+                    self.stop_tasks().await;
+                    self.set_state("RESTARTING");
+                    restarts += 1;
+                    self.status.send_modify(|s| {
+                        s.restarts = restarts;
+                        s.failure = Some(reason.clone());
+                    });
+                    let (attempts, delay) = match spec.restart_strategy {
+                        keel_job::RestartStrategy::FixedDelay { attempts, delay } => (attempts, delay),
+                        keel_job::RestartStrategy::None => (0, Duration::ZERO),
+                    };
+                    if restarts > attempts {
+                        let why = format!("{reason} (restart strategy exhausted after {} restart(s))", restarts - 1);
+                        self.end("FAILED", why).await;
+                        return;
+                    }
+                    tracing::warn!(job = %self.job_id(), restart = restarts, of = attempts, %reason, "restarting job from its latest checkpoint");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = session.cancelled() => return,
+                    }
+                    match self.latest_restorable().await {
+                        Ok(Some(p)) => self.restore = Some(p),
+                        Ok(None) => {}
+                        Err(reason) => {
+                            self.end("FAILED", reason).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Latest completed checkpoint whose metadata and state manifests read back; older ones
+    /// are tried when the newest is corrupt (loudly). `Err` when checkpoints exist but none is
+    /// usable: the job must fail rather than silently start from scratch.
+    async fn latest_restorable(&self) -> Result<Option<RestorePoint>, String> {
+        let (Some(stores), Some(fence), Some(dir)) = (self.stores(), self.fence(), self.checkpoints_dir()) else {
+            return Ok(self.restore.clone());
+        };
+        let pointers = match stores.checkpoints(fence.client(), self.job_id()).await {
+            Ok(p) => p,
+            Err(e) => return Err(format!("cannot list checkpoints: {e}")),
+        };
+        let mut problems = Vec::new();
+        for p in pointers.iter().rev() {
+            match read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await {
+                Ok(meta) => match check_manifests(dir, &meta).await {
+                    Ok(()) => {
+                        if !problems.is_empty() {
+                            tracing::error!(
+                                job = %self.job_id(), using = p.checkpoint_id, skipped = ?problems,
+                                "newer checkpoints are unusable; falling back to an older retained one \
+                                 (output a file sink committed after checkpoint {} will be produced again)",
+                                p.checkpoint_id
+                            );
+                        }
+                        return Ok(Some(RestorePoint {
+                            checkpoint_id: p.checkpoint_id,
+                            path: p.metadata_path.clone(),
+                            metadata: meta,
+                        }));
+                    }
+                    Err(e) => problems.push(format!(
+                        "checkpoint {} ({}): {e}",
+                        p.checkpoint_id,
+                        dir.location(&p.metadata_path)
+                    )),
+                },
+                Err(e) => problems.push(format!("checkpoint {}: {e}", p.checkpoint_id)),
+            }
+            tracing::error!(job = %self.job_id(), problem = %problems.last().map(String::as_str).unwrap_or(""), "checkpoint unusable");
+        }
+        if pointers.is_empty() {
+            Ok(None)
+        } else {
+            Err(format!("no usable checkpoint to recover from: {}", problems.join("; ")))
+        }
+    }
+
+    async fn load_savepoint(&self, spec: &JobSpec) -> Result<RestorePoint, String> {
+        let uri = self.graph.restore_from.trim_end_matches('/');
+        let sp = StorageDir::open(uri, &self.settings.storage_options).map_err(|e| e.to_string())?;
+        let meta = read_metadata(&sp, "_metadata", BlobKind::Savepoint).await?;
+        if meta.parallelism != spec.parallelism {
+            return Err(format!(
+                "the savepoint has parallelism {}, the job spec {}; rescaling is not supported",
+                meta.parallelism, spec.parallelism
+            ));
+        }
+        // Copy the savepoint's state into this job's checkpoint directory, so tasks always
+        // restore from there.
+        let dir = self.checkpoints_dir().ok_or("no checkpoints directory configured")?;
+        let mut subtasks = Vec::new();
+        for s in &meta.subtasks {
+            let mut s = s.clone();
+            s.pending.clear(); // committed by the job that took the savepoint
+            if !s.state_manifest.is_empty() {
+                let prefix = format!("{}/restored/subtask-{}", self.job_id(), s.subtask);
+                s.state_manifest = copy_state(&sp, &s.state_manifest, dir, &prefix).await?;
+            }
+            subtasks.push(s);
+        }
+        let metadata = CheckpointMetadata { subtasks, ..meta };
+        tracing::info!(job = %self.job_id(), savepoint = %uri, "restoring from savepoint");
+        Ok(RestorePoint { checkpoint_id: metadata.checkpoint_id, path: format!("{uri}/_metadata"), metadata })
+    }
+
+    /// Allocates, deploys and runs one attempt until it ends, fails or the session ends.
+    async fn run_attempt(&mut self, spec: &JobSpec, session: &CancellationToken) -> Outcome {
+        let p = spec.parallelism;
+        self.set_state("SCHEDULING");
+        // Wait for slots (bounded only by cancellation; the REST API shows SCHEDULING).
+        let mut lost_rx = self.rm.subscribe_lost();
+        let mut waited_log = Instant::now();
+        let assignment = loop {
+            if let Some(a) = self.can_act().then(|| self.pool.allocate(&self.graph.job_id, p)).flatten() {
+                break a;
+            }
+            if waited_log.elapsed() > Duration::from_secs(5) {
+                tracing::warn!(job = %self.job_id(), need = p, "waiting for free slots");
+                waited_log = Instant::now();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                msg = self.rx.recv() => match msg {
+                    Some(JobMsg::Cancel(reply)) => {
+                        let _ = reply.send(Ok(()));
+                        return Outcome::Ended("CANCELED", "canceled by request".into());
+                    }
+                    Some(JobMsg::Savepoint { reply, .. }) => {
+                        let _ = reply.send(Err(JobError::WrongState { job_id: self.job_id().into(), state: "SCHEDULING".into(), action: "a savepoint" }));
+                    }
+                    Some(JobMsg::Report(_)) => {}
+                    None => return Outcome::SessionEnded,
+                },
+                _ = session.cancelled() => return Outcome::SessionEnded,
+            }
+        };
+        self.attempt_counter += 1;
+        self.attempt = (self.epoch.0 as u64).saturating_mul(1_000_000).saturating_add(self.attempt_counter);
+        self.assignment = assignment;
+        self.subtask_state = vec!["DEPLOYING"; p as usize];
+        self.pending = None;
+        let attempt = self.attempt;
+        self.status.send_modify(|s| s.attempt = attempt);
+        self.publish_subtasks();
+        let restore = self.restore.clone();
+        if let Some(r) = &restore {
+            self.status.send_modify(|s| {
+                s.restored += 1;
+                s.latest_restored = Some((r.checkpoint_id, now_ms(), r.path.clone()));
+            });
+            tracing::info!(target: "keel::events", event = "checkpoint_restored", job = %self.job_id(), checkpoint = r.checkpoint_id, attempt, "restoring from checkpoint");
+        }
+        let checkpoints_uri = self.settings.checkpoints_uri.clone();
+        for i in 0..p {
+            let snapshot = restore.as_ref().and_then(|r| r.metadata.subtasks.iter().find(|s| s.subtask == i).cloned());
+            let deploy = DeployTask {
+                job_id: self.graph.job_id.clone(),
+                attempt,
+                subtask: i,
+                parallelism: p,
+                spec_yaml: self.graph.spec_yaml.clone(),
+                checkpoints_uri: checkpoints_uri.clone(),
+                restore: snapshot,
+                restore_checkpoint_id: restore.as_ref().map(|r| r.checkpoint_id).unwrap_or(0),
+            };
+            let worker = self.assignment[i as usize].clone();
+            if let Err(status) = self.rm.send(&worker, leader_command::Kind::Deploy(deploy)).await {
+                if !self.can_act() {
+                    return Outcome::SessionEnded;
+                }
+                return Outcome::Failover(format!(
+                    "deploying subtask {i} to worker {worker} failed: {}",
+                    status.message()
+                ));
+            }
+        }
+        self.set_state("RUNNING");
+        let mut tick = tokio::time::interval(spec.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let deadline = self.pending.as_ref().map(|p| p.deadline);
+            tokio::select! {
+                _ = tick.tick() => {
+                    if self.pending.is_none() && self.can_act() {
+                        if let Err(o) = self.trigger(None).await { return o; }
+                    }
+                }
+                _ = sleep_until_opt(deadline) => {
+                    let id = self.pending.as_ref().map(|p| p.id).unwrap_or(0);
+                    self.abort_pending(&format!("checkpoint {id} expired before completing (execution.checkpointing.timeout {:?})", self.settings.checkpoint_timeout)).await;
+                }
+                lost = lost_rx.recv() => {
+                    if let Ok(worker) = lost {
+                        if self.assignment.contains(&worker) {
+                            return Outcome::Failover(format!("worker {worker} was lost"));
+                        }
+                    }
+                }
+                msg = self.rx.recv() => match msg {
+                    None => return Outcome::SessionEnded,
+                    Some(JobMsg::Cancel(reply)) => {
+                        if !self.can_act() {
+                            let _ = reply.send(Err(JobError::NotLeader("leadership is suspended".into())));
+                            continue;
+                        }
+                        let _ = reply.send(Ok(()));
+                        return Outcome::Ended("CANCELED", "canceled by request".into());
+                    }
+                    Some(JobMsg::Savepoint { target, reply }) => {
+                        if self.pending.is_some() {
+                            // One checkpoint at a time: abort the periodic one in favour of the savepoint.
+                            self.abort_pending("superseded by a savepoint").await;
+                        }
+                        let target = target.unwrap_or_else(|| format!("{}/savepoints", self.settings.checkpoints_uri));
+                        if let Err(o) = self.trigger(Some((target, reply))).await { return o; }
+                    }
+                    Some(JobMsg::Report(r)) => {
+                        if r.attempt != self.attempt {
+                            continue;
+                        }
+                        if let Some(o) = self.on_report(r).await { return o; }
+                    }
+                },
+                _ = session.cancelled() => return Outcome::SessionEnded,
+            }
+        }
+    }
+
+    async fn trigger(
+        &mut self,
+        savepoint: Option<(String, oneshot::Sender<Result<String, JobError>>)>,
+    ) -> Result<(), Outcome> {
+        let (Some(fence), Some(stores)) = (self.fence(), self.stores()) else {
+            if let Some((_, reply)) = savepoint {
+                let _ = reply.send(Err(JobError::NotLeader("not acting as leader".into())));
+            }
+            return Ok(());
+        };
+        let id = match stores.next_checkpoint_id(&fence, self.job_id()).await {
+            Ok(id) => id,
+            Err(HaError::LeadershipLost { .. }) | Err(HaError::SessionExpired) => return Err(Outcome::SessionEnded),
+            Err(e) => {
+                tracing::warn!(job = %self.job_id(), error = %e, "cannot take a checkpoint id; checkpoint skipped");
+                if let Some((_, reply)) = savepoint {
+                    let _ = reply.send(Err(JobError::Ha(e)));
+                }
+                return Ok(());
+            }
+        };
+        let now = now_ms();
+        tracing::info!(target: "keel::events", event = "checkpoint_triggered", job = %self.job_id(), checkpoint = id, savepoint = savepoint.is_some(), "checkpoint triggered");
+        self.pending = Some(Pending {
+            id,
+            savepoint,
+            triggered: now,
+            deadline: Instant::now() + self.settings.checkpoint_timeout,
+            acks: HashMap::new(),
+        });
+        self.status.send_modify(|s| {
+            s.history.push_back(CheckpointEntry {
+                id,
+                status: "IN_PROGRESS".into(),
+                trigger_timestamp: now,
+                latest_ack_timestamp: 0,
+                external_path: String::new(),
+                is_savepoint: false,
+                failure_message: None,
+            });
+            while s.history.len() > 10 {
+                s.history.pop_front();
+            }
+        });
+        // Finished subtasks are not triggered: their end-of-input snapshot stands for them.
+        let finals: Vec<(u32, SubtaskSnapshot)> = (0..self.assignment.len() as u32)
+            .filter(|&i| self.subtask_state.get(i as usize) == Some(&"FINISHED"))
+            .filter_map(|i| self.final_snapshot(i).map(|s| (i, s)))
+            .collect();
+        if let Some(p) = self.pending.as_mut() {
+            p.acks.extend(finals);
+        }
+        for (i, worker) in self.assignment.clone().iter().enumerate() {
+            if self.subtask_state.get(i) == Some(&"FINISHED") {
+                continue;
+            }
+            let cmd = TriggerCheckpoint { job_id: self.graph.job_id.clone(), attempt: self.attempt, checkpoint_id: id };
+            if let Err(status) = self.rm.send(worker, leader_command::Kind::TriggerCheckpoint(cmd)).await {
+                self.abort_pending(&format!("triggering subtask {i} on {worker} failed: {}", status.message())).await;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn history_update(&self, id: u64, f: impl FnOnce(&mut CheckpointEntry)) {
+        self.status.send_modify(|s| {
+            if let Some(h) = s.history.iter_mut().find(|h| h.id == id) {
+                f(h);
+            }
+        });
+    }
+
+    async fn abort_pending(&mut self, reason: &str) {
+        let Some(p) = self.pending.take() else { return };
+        tracing::warn!(target: "keel::events", event = "checkpoint_aborted", job = %self.job_id(), checkpoint = p.id, reason, "checkpoint aborted");
+        self.history_update(p.id, |h| {
+            h.status = "FAILED".into();
+            h.failure_message = Some(reason.to_string());
+        });
+        self.status.send_modify(|s| s.failed += 1);
+        if let Some((_, reply)) = p.savepoint {
+            let _ = reply.send(Err(JobError::Failed(format!("savepoint {} failed: {reason}", p.id))));
+        }
+        self.notify_all(p.id, false).await;
+    }
+
+    /// The end-of-input snapshot of a finished subtask (from the latest completed checkpoint).
+    fn final_snapshot(&self, subtask: u32) -> Option<SubtaskSnapshot> {
+        self.restore.as_ref()?.metadata.subtasks.iter().find(|s| s.subtask == subtask && s.end_of_input).cloned()
+    }
+
+    async fn notify_all(&self, checkpoint_id: u64, complete: bool) {
+        for (i, worker) in self.assignment.iter().enumerate() {
+            if self.subtask_state.get(i) == Some(&"FINISHED") {
+                continue;
+            }
+            let cmd =
+                NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt: self.attempt, checkpoint_id, complete };
+            if let Err(status) = self.rm.send(worker, leader_command::Kind::NotifyCheckpoint(cmd)).await {
+                tracing::warn!(job = %self.job_id(), checkpoint_id, worker = %worker, %status, "checkpoint notification not delivered (the sink commits again on restore)");
+            }
+        }
+    }
+
+    async fn on_report(&mut self, r: TaskReport) -> Option<Outcome> {
+        let i = r.subtask as usize;
+        match r.kind? {
+            task_report::Kind::Running(_) => {
+                if let Some(s) = self.subtask_state.get_mut(i) {
+                    *s = "RUNNING";
+                }
+                self.publish_subtasks();
+            }
+            task_report::Kind::Failed(f) => {
+                return Some(Outcome::Failover(format!("subtask {i} failed on worker {}: {}", r.worker_id, f.reason)));
+            }
+            task_report::Kind::Finished(_) => {
+                if let Some(s) = self.subtask_state.get_mut(i) {
+                    *s = "FINISHED";
+                }
+                self.publish_subtasks();
+                if self.subtask_state.iter().all(|s| *s == "FINISHED") {
+                    return Some(Outcome::Ended("FINISHED", String::new()));
+                }
+                // A checkpoint in flight will get no ack from it: its final snapshot stands in.
+                let fin = self.final_snapshot(r.subtask);
+                let complete = match (self.pending.as_mut(), fin) {
+                    (Some(p), Some(snap)) => {
+                        p.acks.entry(r.subtask).or_insert(snap);
+                        p.acks.len() == self.assignment.len()
+                    }
+                    _ => false,
+                };
+                if complete {
+                    let pending = self.pending.take().expect("pending checkpoint");
+                    if let Err(o) = self.complete(pending).await {
+                        return Some(o);
+                    }
+                }
+            }
+            task_report::Kind::CheckpointDeclined(d) => {
+                if self.pending.as_ref().map(|p| p.id) == Some(d.checkpoint_id) {
+                    self.abort_pending(&format!("subtask {i} declined: {}", d.reason)).await;
+                }
+            }
+            task_report::Kind::CheckpointAck(ack) => {
+                let complete = match self.pending.as_mut() {
+                    Some(p) if p.id == ack.checkpoint_id => {
+                        if let Some(snap) = ack.snapshot {
+                            p.acks.insert(r.subtask, snap);
+                        }
+                        p.acks.len() == self.assignment.len()
+                    }
+                    _ => false,
+                };
+                if complete {
+                    let pending = self.pending.take().expect("pending checkpoint");
+                    if let Err(o) = self.complete(pending).await {
+                        return Some(o);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Writes the metadata blob, then the guarded pointer (the commit point), then notifies.
+    async fn complete(&mut self, p: Pending) -> Result<(), Outcome> {
+        let (Some(fence), Some(stores), Some(dir)) = (self.fence(), self.stores(), self.checkpoints_dir().cloned())
+        else {
+            return Err(Outcome::SessionEnded);
+        };
+        let id = p.id;
+        let mut subtasks: Vec<SubtaskSnapshot> = p.acks.into_values().collect();
+        subtasks.sort_by_key(|s| s.subtask);
+        let meta = CheckpointMetadata {
+            format_version: keel_proto::FORMAT_VERSION,
+            job_id: self.graph.job_id.clone(),
+            checkpoint_id: id,
+            attempt: self.attempt,
+            epoch: self.epoch.0,
+            triggered_unix_ms: p.triggered,
+            completed_unix_ms: now_ms(),
+            parallelism: self.assignment.len() as u32,
+            subtasks,
+            savepoint: p.savepoint.is_some(),
+        };
+        let path = format!("{}/chk-{id}/{}.metadata", self.job_id(), keel_storage::unique_name("_metadata"));
+        let bytes = meta.encode_to_vec();
+        let savepoint = p.savepoint;
+        let result: Result<Vec<keel_ha::CheckpointPointer>, String> = async {
+            if let Err(e) = dir.write_blob(&path, BlobKind::CheckpointMetadata, &bytes).await {
+                return Err(format!("writing checkpoint metadata failed: {e}"));
+            }
+            stores
+                .add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained)
+                .await
+                .map_err(|e| format!("publishing checkpoint {id} failed: {e}"))
+        }
+        .await;
+        let dropped = match result {
+            Ok(d) => d,
+            Err(reason) => {
+                let lost = !self.can_act();
+                self.pending =
+                    Some(Pending { id, savepoint, triggered: 0, deadline: Instant::now(), acks: HashMap::new() });
+                self.abort_pending(&reason).await;
+                let _ = dir.delete(&path).await;
+                return if lost { Err(Outcome::SessionEnded) } else { Ok(()) };
+            }
+        };
+        tracing::info!(target: "keel::events", event = "checkpoint_completed", job = %self.job_id(), checkpoint = id, epoch = %self.epoch, "checkpoint completed");
+        self.restore = Some(RestorePoint { checkpoint_id: id, path: path.clone(), metadata: meta.clone() });
+        let external = dir.location(&path);
+        self.status.send_modify(|s| {
+            s.completed += 1;
+            let entry = CheckpointEntry {
+                id,
+                status: "COMPLETED".into(),
+                trigger_timestamp: meta.triggered_unix_ms,
+                latest_ack_timestamp: meta.completed_unix_ms,
+                external_path: external.clone(),
+                is_savepoint: meta.savepoint,
+                failure_message: None,
+            };
+            if let Some(h) = s.history.iter_mut().find(|h| h.id == id) {
+                *h = entry.clone();
+            }
+            s.latest_completed = Some(entry);
+        });
+        self.notify_all(id, true).await;
+        if let Some((target, reply)) = savepoint {
+            let r = write_savepoint(&dir, &meta, &target, &self.settings).await.map_err(JobError::Failed);
+            let _ = reply.send(r);
+        }
+        // Retention: pointers are gone; now their files (shared files only when no retained
+        // checkpoint references them).
+        if !dropped.is_empty() {
+            let retained = self.retained_metadata(&stores, &fence, &dir).await;
+            for d in dropped {
+                match read_metadata(&dir, &d.metadata_path, BlobKind::CheckpointMetadata).await {
+                    Ok(old) => {
+                        if let Err(e) = keel_job::discard_checkpoints(&dir, self.job_id(), &[old], &retained).await {
+                            tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "could not delete a dropped checkpoint's files");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "dropped checkpoint's metadata unreadable; its files stay")
+                    }
+                }
+                let _ = dir.delete(&d.metadata_path).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn retained_metadata(&self, stores: &HaStores, fence: &Fence, dir: &StorageDir) -> Vec<CheckpointMetadata> {
+        let mut out = Vec::new();
+        for p in stores.checkpoints(fence.client(), self.job_id()).await.unwrap_or_default() {
+            if let Ok(m) = read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// Cancels every subtask of the current attempt (best effort; workers also drop tasks of
+    /// older attempts and older epochs on their own).
+    async fn stop_tasks(&mut self) {
+        if self.pending.is_some() {
+            self.abort_pending("the attempt ended").await;
+        }
+        let mut workers = self.assignment.clone();
+        workers.dedup();
+        for w in workers {
+            let cmd = CancelTask { job_id: self.graph.job_id.clone(), attempt: self.attempt };
+            let _ = self.rm.send(&w, leader_command::Kind::Cancel(cmd)).await;
+        }
+        self.pool.release(&self.graph.job_id);
+    }
+
+    /// The end of a job: result (dirty) → cleanup → clean. Only with leadership; if it is
+    /// lost midway, the next leader finishes the cleanup from the dirty result.
+    async fn end(&mut self, state: &'static str, reason: String) {
+        self.set_state(state);
+        self.status.send_modify(|s| {
+            s.end_time = now_ms();
+            if !reason.is_empty() {
+                s.failure = Some(reason.clone());
+            }
+        });
+        let (Some(fence), Some(stores)) = (self.fence(), self.stores()) else {
+            tracing::warn!(job = %self.job_id(), state, "job ended without leadership; the next leader decides");
+            return;
+        };
+        tracing::info!(target: "keel::events", event = "job_ended", job = %self.job_id(), state, %reason, "job ended");
+        let record = JobResultRecord {
+            format_version: keel_proto::FORMAT_VERSION,
+            job_id: self.graph.job_id.clone(),
+            state: state.to_string(),
+            reason,
+            at_unix_ms: now_ms(),
+        };
+        if let Err(e) = stores.put_result(&fence, &record).await {
+            tracing::error!(job = %self.job_id(), error = %e, "cannot write the job result; the job stays stored and is recovered by the next leader");
+            return;
+        }
+        match cleanup(&stores, &fence, &self.settings, self.job_id()).await {
+            Ok(()) => self.status.send_modify(|s| s.cleaned = true),
+            Err(e) => {
+                tracing::error!(job = %self.job_id(), error = %e, "cleanup failed; the result stays dirty and the next leader session retries")
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Deletes an ended job's ZooKeeper nodes and checkpoint files, then marks its result clean.
+pub async fn cleanup(stores: &HaStores, fence: &Fence, settings: &JobSettings, job_id: &str) -> Result<(), JobError> {
+    // Sink parts that never committed (a cancelled attempt's) must never become visible.
+    if let Ok(graph) = stores.get_job_graph(fence.client(), job_id).await {
+        if let Ok(spec) = parse_spec(&graph) {
+            if let Err(e) = keel_job::discard_sink_pending(&spec, &settings.storage_options, job_id).await {
+                tracing::warn!(job = %job_id, error = %e, "could not delete the sink's pending parts");
+            }
+        }
+    }
+    stores.remove_job(fence, job_id).await?;
+    if let Some(dir) = &settings.checkpoints {
+        keel_job::discard_job(dir, job_id)
+            .await
+            .map_err(|e| JobError::Failed(format!("deleting checkpoint files: {e}")))?;
+    }
+    stores.mark_result_clean(fence, job_id).await?;
+    tracing::info!(target: "keel::events", event = "job_cleaned", job = %job_id, "job cleaned up");
+    Ok(())
+}
+
+async fn read_metadata(dir: &StorageDir, path: &str, kind: BlobKind) -> Result<CheckpointMetadata, String> {
+    let bytes = dir.read_blob(path, kind).await.map_err(|e| e.to_string())?;
+    let meta = CheckpointMetadata::decode(bytes.as_slice())
+        .map_err(|e| format!("{}: not checkpoint metadata ({e})", dir.location(path)))?;
+    if meta.format_version != keel_proto::FORMAT_VERSION {
+        return Err(format!(
+            "{}: metadata format version {} (expected {})",
+            dir.location(path),
+            meta.format_version,
+            keel_proto::FORMAT_VERSION
+        ));
+    }
+    if meta.subtasks.len() != meta.parallelism as usize {
+        return Err(format!(
+            "{}: {} subtask snapshots for parallelism {}",
+            dir.location(path),
+            meta.subtasks.len(),
+            meta.parallelism
+        ));
+    }
+    Ok(meta)
+}
+
+/// Every subtask's state manifest must read back before a checkpoint is chosen for recovery.
+async fn check_manifests(dir: &StorageDir, meta: &CheckpointMetadata) -> Result<(), String> {
+    for s in &meta.subtasks {
+        if !s.state_manifest.is_empty() {
+            keel_job::read_state_manifest(dir, &s.state_manifest).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies one subtask's state (manifest + files) from `from` to `to` under `prefix`; returns
+/// the new manifest path.
+async fn copy_state(from: &StorageDir, manifest_path: &str, to: &StorageDir, prefix: &str) -> Result<String, String> {
+    let mut manifest = keel_job::read_state_manifest(from, manifest_path).await.map_err(|e| e.to_string())?;
+    for f in manifest.files.iter_mut() {
+        let bytes = from.read(&f.remote_path).await.map_err(|e| e.to_string())?;
+        let dest = format!("{prefix}/{}", f.name);
+        to.write_once(&dest, &bytes).await.map_err(|e| e.to_string())?;
+        f.remote_path = dest;
+        f.shared = false;
+    }
+    let dest = format!("{prefix}/{}", keel_storage::unique_name("manifest"));
+    to.write_blob(&dest, BlobKind::StateManifest, &manifest.encode()).await.map_err(|e| e.to_string())?;
+    Ok(dest)
+}
+
+/// A savepoint is self-contained: the checkpoint's state files copied under the target
+/// directory plus a `_metadata` blob (kind Savepoint). Returns the savepoint's URI.
+async fn write_savepoint(
+    dir: &StorageDir,
+    meta: &CheckpointMetadata,
+    target: &str,
+    settings: &JobSettings,
+) -> Result<String, String> {
+    let name = format!("savepoint-{}-{}", &meta.job_id[..meta.job_id.len().min(8)], meta.checkpoint_id);
+    let root = format!("{}/{name}", target.trim_end_matches('/'));
+    let sp = StorageDir::open(&root, &settings.storage_options).map_err(|e| e.to_string())?;
+    let mut subtasks = Vec::new();
+    for s in &meta.subtasks {
+        let mut s = s.clone();
+        if !s.state_manifest.is_empty() {
+            s.state_manifest = copy_state(dir, &s.state_manifest, &sp, &format!("subtask-{}", s.subtask)).await?;
+        }
+        subtasks.push(s);
+    }
+    let sp_meta = CheckpointMetadata { subtasks, savepoint: true, ..meta.clone() };
+    sp.write_blob("_metadata", BlobKind::Savepoint, &sp_meta.encode_to_vec()).await.map_err(|e| e.to_string())?;
+    tracing::info!(target: "keel::events", event = "savepoint_written", job = %meta.job_id, checkpoint = meta.checkpoint_id, location = %sp.uri(), "savepoint written");
+    Ok(sp.uri().to_string())
+}

@@ -1,0 +1,421 @@
+//! The job layer of the leader: submission, one [`master`] per job, recovery after a
+//! leader change, results and cleanup.
+//!
+//! The [`JobManager`] follows this dispatcher's role. When it starts leading at epoch E it
+//! opens a *leader session*: it recovers every stored job graph without a result from
+//! ZooKeeper + storage, finishes the cleanup of results still marked dirty, and accepts new
+//! submissions. The session ends when the role becomes standby or a different epoch: every job
+//! master stops at once (they hold the fence of epoch E only). While the role is suspended the
+//! masters keep their state but do not act.
+
+pub mod master;
+pub mod slots;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel_ha::{HaError, HaStores, LeaderEpoch};
+use keel_proto::v1::{JobGraphRecord, TaskReport};
+use keel_storage::{StorageDir, StorageOptions};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::resource_manager::ResourceManager;
+use crate::role::Role;
+use master::{JobMaster, JobMsg, JobStatus};
+use slots::SlotPool;
+
+/// What the job layer needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    /// `high-availability.storageDir`: job graphs and results.
+    pub ha_storage: Option<StorageDir>,
+    /// `state.checkpoints.dir` (or `<storageDir>/checkpoints`).
+    pub checkpoints: Option<StorageDir>,
+    pub checkpoints_uri: String,
+    pub storage_options: StorageOptions,
+    pub num_retained: usize,
+    pub checkpoint_timeout: Duration,
+    pub recovery_worker_wait: Duration,
+}
+
+/// Why a request to the job layer failed; REST maps these to status codes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    NotLeader(String),
+    #[error("invalid job spec: {0}")]
+    InvalidSpec(String),
+    #[error("job {0} not found")]
+    NotFound(String),
+    #[error("job {job_id} is {state}; {action} needs a running job")]
+    WrongState { job_id: String, state: String, action: &'static str },
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error("{0}")]
+    Ha(#[from] HaError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One job as the REST API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub jid: String,
+    pub name: String,
+    pub state: String,
+    #[serde(rename = "start-time")]
+    pub start_time: i64,
+    #[serde(rename = "end-time")]
+    pub end_time: i64,
+    pub duration: i64,
+    pub parallelism: u32,
+    pub attempt: u64,
+    pub restarts: u32,
+    pub failure: Option<String>,
+    #[serde(rename = "restored-from")]
+    pub restored_from: Option<u64>,
+    pub subtasks: Vec<master::SubtaskView>,
+}
+
+struct Session {
+    epoch: LeaderEpoch,
+    cancel: CancellationToken,
+    jobs: HashMap<String, (mpsc::UnboundedSender<JobMsg>, watch::Receiver<JobStatus>)>,
+}
+
+/// The leader's job layer. Cheap to clone.
+#[derive(Clone)]
+pub struct JobManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: JobSettings,
+    rm: ResourceManager,
+    role: watch::Receiver<Role>,
+    pool: SlotPool,
+    session: Mutex<Option<Session>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl JobManager {
+    pub fn new(settings: JobSettings, rm: ResourceManager, role: watch::Receiver<Role>) -> Self {
+        let pool = SlotPool::new(rm.clone());
+        Self { inner: Arc::new(Inner { settings, rm, role, pool, session: Mutex::new(None) }) }
+    }
+
+    fn stores(&self) -> Result<HaStores, JobError> {
+        self.inner.settings.ha_storage.clone().map(HaStores::new).ok_or_else(|| {
+            JobError::NotConfigured(
+                "jobs need high-availability.storageDir (job graphs and results are stored there)".into(),
+            )
+        })
+    }
+
+    /// Follows the role until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut role_rx = self.inner.role.clone();
+        loop {
+            let role = role_rx.borrow_and_update().clone();
+            self.on_role(role);
+            tokio::select! {
+                r = role_rx.changed() => if r.is_err() { break },
+                _ = cancel.cancelled() => break,
+            }
+        }
+        self.end_session("dispatcher stopping");
+    }
+
+    fn end_session(&self, why: &str) {
+        if let Some(s) = self.inner.session.lock().expect("session lock").take() {
+            tracing::info!(epoch = %s.epoch, jobs = s.jobs.len(), "leader session ends ({why}): job masters stop");
+            s.cancel.cancel();
+            self.inner.pool.clear();
+        }
+    }
+
+    fn on_role(&self, role: Role) {
+        match role {
+            Role::Leading { epoch, fence: Some(_) } => {
+                let same = self.inner.session.lock().expect("session lock").as_ref().map(|s| s.epoch) == Some(epoch);
+                if !same {
+                    self.end_session("new epoch");
+                    self.start_session(epoch);
+                }
+            }
+            Role::Leading { fence: None, .. } => {
+                // high-availability.type none: no ZooKeeper stores; jobs are not supported.
+            }
+            Role::Suspended { epoch } => {
+                let same = self.inner.session.lock().expect("session lock").as_ref().map(|s| s.epoch) == Some(epoch);
+                if !same {
+                    self.end_session("suspended at another epoch");
+                }
+            }
+            Role::Standby => self.end_session("standby"),
+        }
+    }
+
+    fn start_session(&self, epoch: LeaderEpoch) {
+        let cancel = CancellationToken::new();
+        *self.inner.session.lock().expect("session lock") =
+            Some(Session { epoch, cancel: cancel.clone(), jobs: HashMap::new() });
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.recover(epoch, cancel.clone()).await {
+                tracing::error!(%epoch, error = %e, "job recovery failed; will retry when leadership is regained");
+            }
+        });
+    }
+
+    fn fence(&self) -> Result<keel_ha::Fence, JobError> {
+        let role = self.inner.role.borrow().clone();
+        role.fence()
+            .cloned()
+            .ok_or_else(|| JobError::NotLeader(format!("this dispatcher is {}, not the acting leader", role.name())))
+    }
+
+    /// Recovery at the start of a leader session.
+    async fn recover(&self, epoch: LeaderEpoch, cancel: CancellationToken) -> Result<(), JobError> {
+        let fence = self.fence()?;
+        let Ok(stores) = self.stores() else {
+            tracing::info!("no high-availability.storageDir: nothing to recover");
+            return Ok(());
+        };
+        HaStores::ensure_layout(fence.client()).await?;
+        // Results still dirty: finish their cleanup first (a finished job is never run again).
+        for id in stores.result_ids(fence.client()).await? {
+            if let Some((record, keel_ha::ResultStatus::Dirty)) = stores.result(fence.client(), &id).await? {
+                tracing::info!(job = %id, state = %record.state, "finishing the cleanup of an ended job");
+                if let Err(e) = master::cleanup(&stores, &fence, &self.inner.settings, &id).await {
+                    tracing::error!(job = %id, error = %e, "cleanup failed; retried at the next leader session");
+                }
+            }
+        }
+        let ids = stores.job_ids(fence.client()).await?;
+        let mut recovered = Vec::new();
+        for id in ids {
+            if stores.result(fence.client(), &id).await?.is_some() {
+                continue;
+            }
+            match stores.get_job_graph(fence.client(), &id).await {
+                Ok(graph) => recovered.push(graph),
+                Err(e) => {
+                    tracing::error!(job = %id, error = %e, "cannot load a stored job graph; the job is not recovered (its data is kept)")
+                }
+            }
+        }
+        if !recovered.is_empty() {
+            tracing::info!(%epoch, jobs = recovered.len(), "recovering jobs");
+            // Let workers re-register (bounded) before scheduling.
+            let need: u32 = recovered
+                .iter()
+                .map(|g| keel_job::parse_job_spec(&g.spec_yaml, &g.job_id).map(|s| s.parallelism).unwrap_or(1))
+                .sum();
+            let wait = self.inner.settings.recovery_worker_wait;
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < wait {
+                let have: u32 = self.inner.rm.worker_slots().iter().map(|w| w.slots).sum();
+                if have >= need {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = cancel.cancelled() => return Ok(()),
+                }
+            }
+        }
+        for graph in recovered {
+            self.start_master(epoch, graph, true);
+        }
+        Ok(())
+    }
+
+    fn start_master(&self, epoch: LeaderEpoch, graph: JobGraphRecord, recovered: bool) {
+        let mut guard = self.inner.session.lock().expect("session lock");
+        let Some(session) = guard.as_mut().filter(|s| s.epoch == epoch) else { return };
+        if session.jobs.contains_key(&graph.job_id) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(JobStatus::new(&graph));
+        session.jobs.insert(graph.job_id.clone(), (tx, status_rx));
+        let master = JobMaster::new(
+            graph,
+            epoch,
+            self.inner.settings.clone(),
+            self.inner.rm.clone(),
+            self.inner.role.clone(),
+            self.inner.pool.clone(),
+            status_tx,
+            rx,
+            recovered,
+        );
+        tokio::spawn(master.run(session.cancel.child_token()));
+    }
+
+    /// Submits a job: validates the spec, stores the graph (guarded), then starts it.
+    /// Returns the job id only after the job graph is durably stored.
+    pub async fn submit(&self, spec_yaml: &str, restore_from: Option<String>) -> Result<String, JobError> {
+        let spec = keel_job::parse_job_spec(spec_yaml, "the submitted job spec")
+            .map_err(|e| JobError::InvalidSpec(e.to_string()))?;
+        let fence = self.fence()?;
+        let epoch = fence.epoch();
+        let stores = self.stores()?;
+        if self.inner.settings.checkpoints.is_none() {
+            return Err(JobError::NotConfigured(
+                "jobs need state.checkpoints.dir or high-availability.storageDir".into(),
+            ));
+        }
+        HaStores::ensure_layout(fence.client()).await?;
+        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        let record = JobGraphRecord {
+            format_version: keel_proto::FORMAT_VERSION,
+            job_id: job_id.clone(),
+            name: spec.name.clone(),
+            spec_yaml: spec_yaml.to_string(),
+            submitted_unix_ms: now_ms(),
+            restore_from: restore_from.unwrap_or_default(),
+        };
+        stores.put_job_graph(&fence, &record).await?;
+        tracing::info!(target: "keel::events", event = "job_submitted", job = %job_id, name = %spec.name, %epoch, "job submitted");
+        self.start_master(epoch, record, false);
+        Ok(job_id)
+    }
+
+    fn job_channel(&self, job_id: &str) -> Option<(mpsc::UnboundedSender<JobMsg>, watch::Receiver<JobStatus>)> {
+        self.inner.session.lock().expect("session lock").as_ref().and_then(|s| s.jobs.get(job_id).cloned())
+    }
+
+    /// Routes a worker's task report to its job master.
+    pub fn report(&self, report: TaskReport) -> Result<(), tonic::Status> {
+        let session_epoch = self.inner.session.lock().expect("session lock").as_ref().map(|s| s.epoch);
+        if session_epoch != Some(LeaderEpoch(report.epoch)) {
+            return Err(tonic::Status::failed_precondition(format!(
+                "task report for epoch {} but this dispatcher leads epoch {:?}",
+                report.epoch,
+                session_epoch.map(|e| e.0)
+            )));
+        }
+        match self.job_channel(&report.job_id) {
+            Some((tx, _)) => {
+                let _ = tx.send(JobMsg::Report(report));
+                Ok(())
+            }
+            None => Err(tonic::Status::not_found(format!("job {} is not running here", report.job_id))),
+        }
+    }
+
+    pub async fn cancel(&self, job_id: &str) -> Result<(), JobError> {
+        let _ = self.fence()?;
+        let Some((tx, mut status)) = self.job_channel(job_id) else {
+            return Err(self.not_running(job_id).await);
+        };
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        tx.send(JobMsg::Cancel(reply_tx)).map_err(|_| JobError::NotFound(job_id.into()))?;
+        reply_rx.await.map_err(|_| JobError::Failed("the job master stopped".into()))??;
+        // Wait (bounded) until the result is written and the job is cleaned up.
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            while !status.borrow_and_update().cleaned {
+                if status.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    pub async fn savepoint(&self, job_id: &str, target: Option<String>) -> Result<String, JobError> {
+        let _ = self.fence()?;
+        let Some((tx, _)) = self.job_channel(job_id) else {
+            return Err(self.not_running(job_id).await);
+        };
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        tx.send(JobMsg::Savepoint { target, reply: reply_tx }).map_err(|_| JobError::NotFound(job_id.into()))?;
+        reply_rx.await.map_err(|_| JobError::Failed("the job master stopped".into()))?
+    }
+
+    async fn not_running(&self, job_id: &str) -> JobError {
+        if let (Ok(stores), Ok(fence)) = (self.stores(), self.fence()) {
+            if let Ok(Some((r, _))) = stores.result(fence.client(), job_id).await {
+                return JobError::WrongState { job_id: job_id.into(), state: r.state, action: "this" };
+            }
+        }
+        JobError::NotFound(job_id.into())
+    }
+
+    /// Every job this leader runs, plus ended jobs from the result store.
+    pub async fn jobs(&self) -> Result<Vec<JobView>, JobError> {
+        let fence = self.fence()?;
+        let live: Vec<watch::Receiver<JobStatus>> = self
+            .inner
+            .session
+            .lock()
+            .expect("session lock")
+            .as_ref()
+            .map(|s| s.jobs.values().map(|(_, st)| st.clone()).collect())
+            .unwrap_or_default();
+        let mut out: Vec<JobView> = live.iter().map(|st| st.borrow().view()).collect();
+        if let Ok(stores) = self.stores() {
+            for id in stores.result_ids(fence.client()).await.unwrap_or_default() {
+                if out.iter().any(|j| j.jid == id) {
+                    continue;
+                }
+                if let Ok(Some((r, _))) = stores.result(fence.client(), &id).await {
+                    out.push(JobView {
+                        jid: id.clone(),
+                        name: String::new(),
+                        state: r.state,
+                        start_time: 0,
+                        end_time: r.at_unix_ms,
+                        duration: 0,
+                        parallelism: 0,
+                        attempt: 0,
+                        restarts: 0,
+                        failure: (!r.reason.is_empty()).then_some(r.reason),
+                        restored_from: None,
+                        subtasks: vec![],
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.jid.cmp(&b.jid));
+        Ok(out)
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<JobView, JobError> {
+        self.jobs().await?.into_iter().find(|j| j.jid == job_id).ok_or_else(|| JobError::NotFound(job_id.into()))
+    }
+
+    pub async fn checkpoints(&self, job_id: &str) -> Result<serde_json::Value, JobError> {
+        let _ = self.fence()?;
+        match self.job_channel(job_id) {
+            Some((_, st)) => Ok(st.borrow().checkpoints_json()),
+            None => Err(self.not_running(job_id).await),
+        }
+    }
+
+    /// Counts for `/overview`.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let guard = self.inner.session.lock().expect("session lock");
+        let mut c = (0, 0, 0, 0);
+        if let Some(s) = guard.as_ref() {
+            for (_, st) in s.jobs.values() {
+                match st.borrow().state.as_str() {
+                    "FINISHED" => c.1 += 1,
+                    "CANCELED" => c.2 += 1,
+                    "FAILED" => c.3 += 1,
+                    _ => c.0 += 1,
+                }
+            }
+        }
+        c
+    }
+}
