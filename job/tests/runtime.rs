@@ -318,7 +318,7 @@ async fn failover(env: &Env, last_completed: bool, check_incremental: bool) -> C
     // pending parts exist.
     let parts = env.committed_parts();
     for s in 0..2 {
-        assert!(!parts.contains(&final_part_path(s, unnotified_id)), "{parts:?}");
+        assert!(!parts.contains(&final_part_path(&env.job_id, s, unnotified_id)), "{parts:?}");
     }
     assert!(!env.pending_files().is_empty());
 
@@ -327,7 +327,7 @@ async fn failover(env: &Env, last_completed: bool, check_incremental: bool) -> C
     let parts = env.committed_parts();
     for s in 0..2 {
         // Committed on restore exactly when that checkpoint completed.
-        assert_eq!(parts.contains(&final_part_path(s, unnotified_id)), last_completed, "{parts:?}");
+        assert_eq!(parts.contains(&final_part_path(&env.job_id, s, unnotified_id)), last_completed, "{parts:?}");
     }
     // Attempt 1's leftovers are gone: nothing of it is pending any more.
     assert!(
@@ -419,7 +419,10 @@ async fn parts_of_an_aborted_attempt_never_become_visible() {
     a2.run_to_end(&mut coord, Duration::from_millis(30)).await;
     for (s, snap) in aborted.subtasks.iter().enumerate() {
         let had_part = snap.pending.iter().any(|p| p.checkpoint_id == aborted.checkpoint_id);
-        assert_eq!(env.committed_parts().contains(&final_part_path(s as u32, aborted.checkpoint_id)), had_part);
+        assert_eq!(
+            env.committed_parts().contains(&final_part_path(&env.job_id, s as u32, aborted.checkpoint_id)),
+            had_part
+        );
     }
     assert_eq!(env.committed_lines(), expected_counts(count, keys));
 }

@@ -42,10 +42,11 @@ pub fn pending_part_path(job_id: &str, subtask: u32, attempt: u64, checkpoint_id
 }
 
 /// Where the part of `checkpoint_id` becomes visible, relative to the sink directory:
-/// `part-<subtask:05>-<checkpoint:020>` (deterministic, so a re-commit after recovery
-/// writes the same object).
-pub fn final_part_path(subtask: u32, checkpoint_id: u64) -> String {
-    format!("part-{subtask:05}-{checkpoint_id:020}")
+/// `part-<job>-<subtask:05>-<checkpoint:020>` (deterministic, so a re-commit after recovery
+/// writes the same object; the job id keeps jobs sharing a sink directory, such as a job and
+/// the job restored from its savepoint, apart).
+pub fn final_part_path(job_id: &str, subtask: u32, checkpoint_id: u64) -> String {
+    format!("part-{job_id}-{subtask:05}-{checkpoint_id:020}")
 }
 
 /// Checks that a job id can name a directory.
@@ -68,7 +69,7 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(final_part_path(3, 42), "part-00003-00000000000000000042");
+        assert_eq!(final_part_path("j1", 3, 42), "part-j1-00003-00000000000000000042");
         assert_eq!(pending_part_path("j1", 3, 2, 42), ".pending/j1/3/2-42.part");
         assert_eq!(manifest_path("j1", 7, 1, 2), "j1/chk-7/subtask-1/attempt-2/state-manifest");
         assert_eq!(exclusive_prefix("j1", 7, 1, 2), "j1/chk-7/subtask-1/attempt-2/state");

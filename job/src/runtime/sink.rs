@@ -125,7 +125,7 @@ impl FileSink {
         self.pending.push(PendingFile {
             checkpoint_id,
             pending_path,
-            final_path: layout::final_part_path(self.subtask, checkpoint_id),
+            final_path: layout::final_part_path(&self.job_id, self.subtask, checkpoint_id),
             records: self.part_records,
         });
         self.part.clear();
@@ -166,7 +166,7 @@ impl FileSink {
 fn check_restored(job_id: &str, subtask: u32, f: &PendingFile) -> Result<(), String> {
     let pending_ok =
         f.pending_path.starts_with(&layout::pending_dir(job_id, subtask)) && !f.pending_path.contains("..");
-    let final_ok = f.final_path == layout::final_part_path(subtask, f.checkpoint_id);
+    let final_ok = f.final_path == layout::final_part_path(job_id, subtask, f.checkpoint_id);
     if pending_ok && final_ok {
         Ok(())
     } else {
@@ -176,7 +176,7 @@ fn check_restored(job_id: &str, subtask: u32, f: &PendingFile) -> Result<(), Str
             f.final_path,
             f.checkpoint_id,
             layout::pending_dir(job_id, subtask),
-            layout::final_part_path(subtask, f.checkpoint_id)
+            layout::final_part_path(job_id, subtask, f.checkpoint_id)
         ))
     }
 }
