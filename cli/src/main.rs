@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 mod client;
+mod drill;
 mod events;
 mod inspect;
 
@@ -91,6 +92,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Failover drills against a live cluster, with a timed report.
+    Drill {
+        #[command(subcommand)]
+        command: DrillCommand,
+        /// Do not ask for confirmation.
+        #[arg(long, global = true)]
+        yes: bool,
+        /// Run even without a standby or without completed checkpoints.
+        #[arg(long, global = true)]
+        force: bool,
+        /// Print the report as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        /// Give up watching after this long (e.g. 120s).
+        #[arg(long, global = true, default_value = "120 s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// High-availability tools.
     Ha {
         #[command(subcommand)]
@@ -101,6 +119,26 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum DrillCommand {
+    /// Kill the leader (hard = SIGKILL, graceful = SIGTERM, pause = SIGSTOP past the session).
+    KillLeader {
+        #[arg(long, value_enum, default_value = "hard")]
+        mode: drill::Mode,
+        /// How long a pause lasts (default: twice the session timeout plus 1 s).
+        #[arg(long, value_parser = parse_duration)]
+        pause: Option<std::time::Duration>,
+    },
+    /// Make the leader drop its ZooKeeper session (it contends again as a standby).
+    IsolateLeader,
+    /// Kill one worker (SIGKILL); its tasks restart from the latest checkpoint elsewhere.
+    KillWorker { id: String },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    keel_conf::parse_duration(s)
 }
 
 #[derive(Subcommand)]
@@ -269,6 +307,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Savepoint completed. Path: {location}");
             println!("{location}");
             Ok(())
+        }
+        Command::Drill { command, yes, force, json, timeout } => {
+            let loaded = load(&cli.conf)?;
+            let (target, pause) = match command {
+                DrillCommand::KillLeader { mode, pause } => (drill::Target::KillLeader(mode), pause),
+                DrillCommand::IsolateLeader => (drill::Target::IsolateLeader, None),
+                DrillCommand::KillWorker { id } => (drill::Target::KillWorker(id), None),
+            };
+            drill::run(&loaded.config, target, drill::Options { yes, force, json, timeout, pause }).await
         }
         Command::Status { json } => {
             let loaded = load(&cli.conf)?;

@@ -127,6 +127,8 @@ pub async fn run_dispatcher(
         rm,
         jobs,
         auth_token: config.rest_auth_token.clone(),
+        shutdown: shutdown.clone(),
+        isolator: election.as_ref().map(|e| e.isolator()),
     };
     let rest = axum::serve(rest_listener, router(rest_state)).with_graceful_shutdown(tasks.clone().cancelled_owned());
     let rest_task = tokio::spawn(async move { rest.await });

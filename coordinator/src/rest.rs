@@ -23,6 +23,10 @@ pub struct RestState {
     pub jobs: JobManager,
     /// `rest.auth.token`: required as `Authorization: Bearer <token>` on mutating requests.
     pub auth_token: Option<String>,
+    /// Stops this dispatcher gracefully (the admin `terminate` fault).
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Drops the ZooKeeper session (the admin `isolate` fault); `None` without ZooKeeper.
+    pub isolator: Option<keel_ha::election::Isolator>,
 }
 
 pub fn router(state: RestState) -> Router {
@@ -36,6 +40,7 @@ pub fn router(state: RestState) -> Router {
         .route("/jobs/{id}/cancel", axum::routing::post(job_cancel))
         .route("/jobs/{id}/checkpoints", get(job_checkpoints))
         .route("/jobs/{id}/savepoints", axum::routing::post(job_savepoint))
+        .route("/admin/fault", axum::routing::post(admin_fault))
         .fallback(not_found)
         .with_state(state)
 }
@@ -43,7 +48,7 @@ pub fn router(state: RestState) -> Router {
 async fn not_found(uri: axum::http::Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({"errors": [format!("no such endpoint: {}; known: GET /overview, GET /taskmanagers, GET /ha/leader, POST /jobs, GET /jobs/overview, GET /jobs/{{id}}, PATCH /jobs/{{id}}?mode=cancel, POST /jobs/{{id}}/cancel, GET /jobs/{{id}}/checkpoints, POST /jobs/{{id}}/savepoints", uri.path())]})),
+        Json(json!({"errors": [format!("no such endpoint: {}; known: GET /overview, GET /taskmanagers, GET /ha/leader, POST /jobs, GET /jobs/overview, GET /jobs/{{id}}, PATCH /jobs/{{id}}?mode=cancel, POST /jobs/{{id}}/cancel, GET /jobs/{{id}}/checkpoints, POST /jobs/{{id}}/savepoints, POST /admin/fault", uri.path())]})),
     )
         .into_response()
 }
@@ -263,4 +268,43 @@ async fn job_savepoint(
         }
         Err(e) => job_error(&state, e),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct FaultBody {
+    fault: String,
+    pause_ms: Option<u64>,
+}
+
+/// `POST /admin/fault {"fault": "kill"|"terminate"|"pause"|"isolate", "pause_ms": N}`: the
+/// dispatcher inflicts the fault on itself (for `keel drill`). Needs the token when
+/// `rest.auth.token` is set.
+async fn admin_fault(State(state): State<RestState>, headers: axum::http::HeaderMap, body: String) -> Response {
+    if let Some(r) = unauthorized(&state, &headers) {
+        return r;
+    }
+    let req: FaultBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid fault request: {e}; expected {{\"fault\": \"kill|terminate|pause|isolate\", \"pause_ms\": N}}"
+            ),
+        ),
+    };
+    let fault = match keel_ha::drill::Fault::parse(&req.fault, req.pause_ms) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let role = state.role.borrow().clone();
+    if fault == keel_ha::drill::Fault::Isolate {
+        match &state.isolator {
+            Some(i) => i.isolate(),
+            None => return error(StatusCode::BAD_REQUEST, "isolate needs high-availability.type zookeeper".into()),
+        }
+    } else {
+        keel_ha::drill::inflict(fault, state.shutdown.clone());
+    }
+    Json(json!({ "id": state.id, "pid": std::process::id(), "role": role.name(), "epoch": role.epoch(), "fault": req.fault }))
+        .into_response()
 }

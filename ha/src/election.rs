@@ -99,11 +99,26 @@ impl ElectionHandle {
         let _ = self.isolate_tx.send(());
     }
 
+    /// A handle that can [`isolate`](Self::isolate) from elsewhere (the admin endpoint).
+    pub fn isolator(&self) -> Isolator {
+        Isolator(self.isolate_tx.clone())
+    }
+
     /// Resigns: deletes `leader/info` and the latch node, closes the session, and waits for
     /// the task to end.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.join.await;
+    }
+}
+
+/// See [`ElectionHandle::isolator`].
+#[derive(Clone, Debug)]
+pub struct Isolator(mpsc::UnboundedSender<()>);
+
+impl Isolator {
+    pub fn isolate(&self) {
+        let _ = self.0.send(());
     }
 }
 

@@ -27,6 +27,7 @@
 //! * **Graceful stop** deletes the latch node and closes the session, so a standby takes over
 //!   at once instead of after a session timeout.
 
+pub mod drill;
 pub mod election;
 pub mod engine;
 mod error;

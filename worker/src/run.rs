@@ -86,7 +86,12 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
         tasks.clone(),
     ));
     let grpc = tonic::transport::Server::builder()
-        .add_service(WorkerServer::new(WorkerService { state: state.clone(), host: host.clone() }))
+        .add_service(WorkerServer::new(WorkerService {
+            state: state.clone(),
+            host: host.clone(),
+            admin_token: config.rest_auth_token.clone(),
+            shutdown: shutdown.clone(),
+        }))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             tasks.clone().cancelled_owned(),

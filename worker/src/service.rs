@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use keel_ha::LeaderEpoch;
 use keel_proto::v1::worker_server::Worker;
-use keel_proto::v1::{leader_command, CommandReply, LeaderCommand, StatusRequest, WorkerStatus};
+use keel_proto::v1::{
+    leader_command, AdminReply, AdminRequest, CommandReply, LeaderCommand, StatusRequest, WorkerStatus,
+};
 use tonic::{Request, Response, Status};
 
 use crate::state::WorkerState;
@@ -17,6 +19,9 @@ pub const FENCED_EPOCH_METADATA: &str = "keel-fenced-epoch";
 pub struct WorkerService {
     pub state: Arc<WorkerState>,
     pub host: Arc<crate::tasks::TaskHost>,
+    /// `rest.auth.token`: required by the admin call when set.
+    pub admin_token: Option<String>,
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[tonic::async_trait]
@@ -90,5 +95,23 @@ impl Worker for WorkerService {
 
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<WorkerStatus>, Status> {
         Ok(Response::new(self.state.status()))
+    }
+
+    async fn admin(&self, request: Request<AdminRequest>) -> Result<Response<AdminReply>, Status> {
+        let r = request.into_inner();
+        if let Some(token) = &self.admin_token {
+            if &r.token != token {
+                return Err(Status::unauthenticated("the admin call needs the cluster's rest.auth.token"));
+            }
+        }
+        let fault = keel_ha::drill::Fault::parse(&r.fault, (r.pause_ms > 0).then_some(r.pause_ms))
+            .map_err(Status::invalid_argument)?;
+        if fault == keel_ha::drill::Fault::Isolate {
+            return Err(Status::invalid_argument(
+                "isolate is a dispatcher fault; workers support kill, terminate, pause",
+            ));
+        }
+        keel_ha::drill::inflict(fault, self.shutdown.clone());
+        Ok(Response::new(AdminReply { worker_id: self.state.id.clone(), pid: std::process::id() as i32 }))
     }
 }
