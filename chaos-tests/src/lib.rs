@@ -72,16 +72,38 @@
 //! Environment: `KEEL_TEST_JAVA` (default `java`), `KEEL_TEST_ZK_CLASSPATH` (default: the
 //! Debian jars, see [`zk`]), `KEEL_TEST_KEEP_DIRS`, and `RUST_LOG` (passed to Keel processes,
 //! default `info`).
+//!
+//! # Link faults, history, checker, report
+//!
+//! - [`FaultProxy`] ([`proxy`]): a TCP proxy in front of one upstream with
+//!   [`cut`](FaultProxy::cut), [`blackhole`](FaultProxy::blackhole),
+//!   [`latency`](FaultProxy::latency), [`bandwidth`](FaultProxy::bandwidth) and
+//!   [`heal`](FaultProxy::heal); [`ProxyMesh`] puts one in front of every ZooKeeper member
+//!   for one Keel process ([`ProxyMesh::connect_string`]).
+//! - [`History`] ([`history`]): the merged JSON-lines event logs of a run (`keel ... --events
+//!   FILE`), with typed [`EventKind`]s; [`FaultLog`] writes the harness's own fault events.
+//! - [`checker`]: one function per invariant, each returning a named [`Verdict`], plus
+//!   [`failover_times`]. Every check has unit tests that feed it a violating history.
+//! - [`Report`] ([`report`]): terminal summary table, `report.json`, and `report.html` with an
+//!   SVG timeline.
 
+pub mod checker;
 mod child;
+pub mod history;
 pub mod ports;
 pub mod process;
+pub mod proxy;
+pub mod report;
 pub mod s3;
 pub mod util;
 pub mod zk;
 
+pub use checker::{failover_times, FailoverTiming, FinalState, Verdict};
+pub use history::{Event, EventKind, FaultLog, History};
 pub use ports::free_port;
 pub use process::{config_yaml, KeelProcess, KeelSpec, Role};
+pub use proxy::{FaultProxy, ProxyMesh, ProxyStats};
+pub use report::Report;
 pub use s3::S3Server;
 pub use util::{http_get_json, http_request_json, wait_until};
 pub use zk::{ZkEnsemble, ZkEnsembleBuilder};

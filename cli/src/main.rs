@@ -109,6 +109,12 @@ enum Command {
         #[arg(long, global = true, default_value = "120 s", value_parser = parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Debugging tools for operators and tests.
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
     /// High-availability tools.
     Ha {
         #[command(subcommand)]
@@ -139,6 +145,21 @@ enum DrillCommand {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     keel_conf::parse_duration(s)
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Send one heartbeat command stamped with EPOCH to a worker, as a (possibly stale)
+    /// leader would; prints whether the worker accepted or refused it.
+    SendCommand {
+        /// The worker's gRPC address (host:port).
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        epoch: i64,
+        #[arg(long, default_value = "keel-debug")]
+        from: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -245,7 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_on_signals();
             keel_coordinator::run_dispatcher(
                 loaded.config,
-                keel_coordinator::DispatcherOptions { id: Some(id) },
+                keel_coordinator::DispatcherOptions { id: Some(id), registry: None },
                 shutdown,
             )
             .await
@@ -306,6 +327,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let location = v["operation"]["location"].as_str().unwrap_or_default();
             eprintln!("Savepoint completed. Path: {location}");
             println!("{location}");
+            Ok(())
+        }
+        Command::Debug { command: DebugCommand::SendCommand { worker, epoch, from } } => {
+            let mut client = keel_proto::v1::worker_client::WorkerClient::connect(format!("http://{worker}"))
+                .await
+                .with_context(|| format!("cannot reach worker {worker}"))?;
+            let command = keel_proto::v1::LeaderCommand {
+                epoch,
+                leader_id: from,
+                kind: Some(keel_proto::v1::leader_command::Kind::Heartbeat(keel_proto::v1::HeartbeatRequest {})),
+            };
+            let result = client.command(command).await;
+            let v = match result {
+                Ok(_) => serde_json::json!({"accepted": true}),
+                Err(s) => {
+                    serde_json::json!({"accepted": false, "code": format!("{:?}", s.code()), "message": s.message()})
+                }
+            };
+            println!("{v}");
             Ok(())
         }
         Command::Drill { command, yes, force, json, timeout } => {

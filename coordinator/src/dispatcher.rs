@@ -25,6 +25,9 @@ use crate::rpc::DispatcherService;
 pub struct DispatcherOptions {
     /// Contender id; generated (`dispatcher-<pid>-<random>`) when absent.
     pub id: Option<String>,
+    /// Operators job specs may use; `None` = the built-ins. A custom build passes the same
+    /// registry to its workers (`keel_worker::WorkerOptions::registry`).
+    pub registry: Option<std::sync::Arc<keel_job::OperatorRegistry>>,
 }
 
 async fn bind(what: &str, address: &str, port: u16) -> anyhow::Result<TcpListener> {
@@ -108,7 +111,8 @@ pub async fn run_dispatcher(
     );
     let tasks = CancellationToken::new();
     let rm_task = tokio::spawn(rm.clone().run(tasks.clone()));
-    let jobs = JobManager::new(job_settings(&config)?, rm.clone(), role_rx.clone());
+    let registry = options.registry.clone().unwrap_or_default();
+    let jobs = JobManager::new(job_settings(&config, registry)?, rm.clone(), role_rx.clone());
     let jobs_task = tokio::spawn(jobs.clone().run(tasks.clone()));
 
     let grpc = tonic::transport::Server::builder()
@@ -164,7 +168,7 @@ pub async fn run_dispatcher(
 
 /// The job layer's settings; storage directories are opened here so a bad URI stops the
 /// dispatcher at start with an error naming the key.
-fn job_settings(config: &Config) -> anyhow::Result<JobSettings> {
+fn job_settings(config: &Config, registry: std::sync::Arc<keel_job::OperatorRegistry>) -> anyhow::Result<JobSettings> {
     let storage_options = keel_ha::stores::storage_options(config);
     let ha_storage = match &config.storage_dir {
         Some(uri) => Some(
@@ -190,5 +194,6 @@ fn job_settings(config: &Config) -> anyhow::Result<JobSettings> {
         num_retained: config.checkpoints_num_retained.max(1) as usize,
         checkpoint_timeout: config.checkpoint_timeout.duration,
         recovery_worker_wait: config.recovery_worker_wait.duration,
+        registry,
     })
 }

@@ -285,12 +285,14 @@ async fn admin_fault(State(state): State<RestState>, headers: axum::http::Header
     }
     let req: FaultBody = match serde_json::from_str(&body) {
         Ok(b) => b,
-        Err(e) => return error(
-            StatusCode::BAD_REQUEST,
-            format!(
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
                 "invalid fault request: {e}; expected {{\"fault\": \"kill|terminate|pause|isolate\", \"pause_ms\": N}}"
             ),
-        ),
+            )
+        }
     };
     let fault = match keel_ha::drill::Fault::parse(&req.fault, req.pause_ms) {
         Ok(f) => f,

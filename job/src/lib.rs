@@ -18,7 +18,7 @@
 //!   coordinator through [`Control`] / [`SubtaskEvent`].
 //! * **The exactly-once file sink**: two-phase commit with write-once objects (never a
 //!   rename): parts are pre-committed under `.pending/` at each checkpoint and written once
-//!   to their final name `part-<subtask>-<checkpoint>` when the checkpoint completes, again
+//!   to their final name `part-<job>-<subtask>-<checkpoint>` when the checkpoint completes, again
 //!   idempotently after a recovery. Parts of checkpoints that never complete are deleted,
 //!   never made visible.
 //! * **Cleanup** of checkpoint files: [`discard_checkpoints`] (retention, shared files

@@ -127,10 +127,7 @@ mod tests {
         assert_eq!(BackendKind::parse("rocksdb").unwrap(), BackendKind::RocksDb);
         assert_eq!(BackendKind::parse(" HashMap ").unwrap(), BackendKind::HashMap);
         let err = BackendKind::parse("rocks").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid value \"rocks\" for `state.backend`: expected one of: rocksdb, hashmap"
-        );
+        assert_eq!(err.to_string(), "invalid value \"rocks\" for `state.backend`: expected one of: rocksdb, hashmap");
         for k in BackendKind::ALL {
             assert_eq!(BackendKind::parse(&k.to_string()).unwrap(), k);
         }

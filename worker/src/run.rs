@@ -91,6 +91,7 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
             host: host.clone(),
             admin_token: config.rest_auth_token.clone(),
             shutdown: shutdown.clone(),
+            disable_epoch_check: crate::service::epoch_check_disabled(),
         }))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),

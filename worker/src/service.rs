@@ -22,6 +22,20 @@ pub struct WorkerService {
     /// `rest.auth.token`: required by the admin call when set.
     pub admin_token: Option<String>,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Test-only: `KEEL_TEST_DISABLE_EPOCH_CHECK=1` makes this worker accept stale epochs, so
+    /// the chaos checker can be shown to catch the violation. Never set it in production.
+    pub disable_epoch_check: bool,
+}
+
+/// Reads the test-only switch (see [`WorkerService::disable_epoch_check`]).
+pub fn epoch_check_disabled() -> bool {
+    let off = std::env::var("KEEL_TEST_DISABLE_EPOCH_CHECK").is_ok_and(|v| v == "1");
+    if off {
+        tracing::error!(
+            "KEEL_TEST_DISABLE_EPOCH_CHECK=1: this worker ACCEPTS STALE EPOCHS (test-only switch; fencing is off)"
+        );
+    }
+    off
 }
 
 #[tonic::async_trait]
@@ -29,7 +43,10 @@ impl Worker for WorkerService {
     async fn command(&self, request: Request<LeaderCommand>) -> Result<Response<CommandReply>, Status> {
         let command = request.into_inner();
         let epoch = LeaderEpoch(command.epoch);
-        if let Err(fenced) = self.state.gate.admit(epoch) {
+        let admitted = self.state.gate.admit(epoch);
+        if let (Err(_), true) = (&admitted, self.disable_epoch_check) {
+            tracing::warn!(epoch = %epoch, "stale epoch accepted: epoch checking is disabled (test-only switch)");
+        } else if let Err(fenced) = admitted {
             let n = self.state.refused.fetch_add(1, Ordering::SeqCst) + 1;
             let message = format!("{fenced} (command from {:?})", command.leader_id);
             tracing::warn!(

@@ -182,8 +182,9 @@ enum Outcome {
     SessionEnded,
 }
 
-fn parse_spec(graph: &JobGraphRecord) -> Result<JobSpec, String> {
-    keel_job::parse_job_spec(&graph.spec_yaml, &format!("job {}", graph.job_id)).map_err(|e| e.to_string())
+fn parse_spec(graph: &JobGraphRecord, registry: &keel_job::OperatorRegistry) -> Result<JobSpec, String> {
+    keel_job::parse_job_spec_with(&graph.spec_yaml, &format!("job {}", graph.job_id), registry)
+        .map_err(|e| e.to_string())
 }
 
 impl JobMaster {
@@ -267,7 +268,7 @@ impl JobMaster {
     }
 
     pub async fn run(mut self, session: CancellationToken) {
-        let spec = match parse_spec(&self.graph) {
+        let spec = match parse_spec(&self.graph, &self.settings.registry) {
             Ok(s) => s,
             Err(e) => {
                 let reason = format!("the stored job spec no longer parses: {e}");
@@ -741,6 +742,8 @@ impl JobMaster {
         let path = format!("{}/chk-{id}/{}.metadata", self.job_id(), keel_storage::unique_name("_metadata"));
         let bytes = meta.encode_to_vec();
         let savepoint = p.savepoint;
+        // When the guarded pointer write is sent (the history checker orders it by this).
+        let issued_ms = now_ms();
         let result: Result<Vec<keel_ha::CheckpointPointer>, String> = async {
             if let Err(e) = dir.write_blob(&path, BlobKind::CheckpointMetadata, &bytes).await {
                 return Err(format!("writing checkpoint metadata failed: {e}"));
@@ -762,7 +765,7 @@ impl JobMaster {
                 return if lost { Err(Outcome::SessionEnded) } else { Ok(()) };
             }
         };
-        tracing::info!(target: "keel::events", event = "checkpoint_completed", job = %self.job_id(), checkpoint = id, epoch = %self.epoch, "checkpoint completed");
+        tracing::info!(target: "keel::events", event = "checkpoint_completed", job = %self.job_id(), checkpoint = id, epoch = %self.epoch, issued_ms, "checkpoint completed");
         self.restore = Some(RestorePoint { checkpoint_id: id, path: path.clone(), metadata: meta.clone() });
         let external = dir.location(&path);
         self.status.send_modify(|s| {
@@ -878,7 +881,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 pub async fn cleanup(stores: &HaStores, fence: &Fence, settings: &JobSettings, job_id: &str) -> Result<(), JobError> {
     // Sink parts that never committed (a cancelled attempt's) must never become visible.
     if let Ok(graph) = stores.get_job_graph(fence.client(), job_id).await {
-        if let Ok(spec) = parse_spec(&graph) {
+        if let Ok(spec) = parse_spec(&graph, &settings.registry) {
             if let Err(e) = keel_job::discard_sink_pending(&spec, &settings.storage_options, job_id).await {
                 tracing::warn!(job = %job_id, error = %e, "could not delete the sink's pending parts");
             }

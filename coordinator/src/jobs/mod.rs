@@ -39,6 +39,8 @@ pub struct JobSettings {
     pub num_retained: usize,
     pub checkpoint_timeout: Duration,
     pub recovery_worker_wait: Duration,
+    /// The operators job specs may use (the built-ins, plus a custom build's own).
+    pub registry: std::sync::Arc<keel_job::OperatorRegistry>,
 }
 
 /// Why a request to the job layer failed; REST maps these to status codes.
@@ -216,7 +218,11 @@ impl JobManager {
             // Let workers re-register (bounded) before scheduling.
             let need: u32 = recovered
                 .iter()
-                .map(|g| keel_job::parse_job_spec(&g.spec_yaml, &g.job_id).map(|s| s.parallelism).unwrap_or(1))
+                .map(|g| {
+                    keel_job::parse_job_spec_with(&g.spec_yaml, &g.job_id, &self.inner.settings.registry)
+                        .map(|s| s.parallelism)
+                        .unwrap_or(1)
+                })
                 .sum();
             let wait = self.inner.settings.recovery_worker_wait;
             let start = tokio::time::Instant::now();
@@ -263,7 +269,7 @@ impl JobManager {
     /// Submits a job: validates the spec, stores the graph (guarded), then starts it.
     /// Returns the job id only after the job graph is durably stored.
     pub async fn submit(&self, spec_yaml: &str, restore_from: Option<String>) -> Result<String, JobError> {
-        let spec = keel_job::parse_job_spec(spec_yaml, "the submitted job spec")
+        let spec = keel_job::parse_job_spec_with(spec_yaml, "the submitted job spec", &self.inner.settings.registry)
             .map_err(|e| JobError::InvalidSpec(e.to_string()))?;
         let fence = self.fence()?;
         let epoch = fence.epoch();
