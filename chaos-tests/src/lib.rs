@@ -87,6 +87,7 @@
 //! - [`Report`] ([`report`]): terminal summary table, `report.json`, and `report.html` with an
 //!   SVG timeline.
 
+pub mod campaign;
 pub mod checker;
 mod child;
 pub mod history;

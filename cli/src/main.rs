@@ -109,6 +109,26 @@ enum Command {
         #[arg(long, global = true, default_value = "120 s", value_parser = parse_duration)]
         timeout: std::time::Duration,
     },
+    /// A chaos campaign on a local cluster this command starts (ZooKeeper, dispatchers,
+    /// workers, fault proxies): seeded faults, a workload, a verdict on every invariant, and
+    /// report.json / report.html.
+    Chaos {
+        /// Seed of the fault schedule (replay a failing run with the same seed).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long faults are injected (then the jobs finish and the checker runs).
+        #[arg(long, default_value = "60 s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Comma-separated nemeses, or `all`.
+        #[arg(long, default_value = "all")]
+        nemesis: String,
+        /// Where logs, histories and the report go (default: .keel-chaos/seed-<seed>).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Keep HA storage and checkpoints on an S3-compatible server (moto).
+        #[arg(long)]
+        s3: bool,
+    },
     /// Debugging tools for operators and tests.
     #[command(hide = true)]
     Debug {
@@ -346,6 +366,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             println!("{v}");
+            Ok(())
+        }
+        Command::Chaos { seed, duration, nemesis, workdir, s3 } => {
+            let nemeses = chaos_tests::campaign::Nemesis::parse_list(&nemesis).map_err(|e| anyhow::anyhow!(e))?;
+            let keel = std::env::current_exe().context("locating the keel binary")?;
+            let workdir = workdir.unwrap_or_else(|| PathBuf::from(format!(".keel-chaos/seed-{seed}")));
+            let opts = chaos_tests::campaign::CampaignOptions {
+                keel,
+                seed,
+                duration,
+                nemeses,
+                workdir,
+                s3,
+                break_fencing: false,
+                progress: true,
+            };
+            let result = tokio::task::spawn_blocking(move || chaos_tests::campaign::run(opts))
+                .await
+                .context("the chaos campaign panicked")?
+                .map_err(|e| anyhow::anyhow!("chaos campaign: {e}"))?;
+            print!("{}", result.report.summary_table());
+            println!("report: {} and {}", result.report_json.display(), result.report_html.display());
+            if !result.report.ok() {
+                anyhow::bail!("invariants violated (see the report)");
+            }
             Ok(())
         }
         Command::Drill { command, yes, force, json, timeout } => {

@@ -293,7 +293,7 @@ impl ResourceManager {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<i64>().ok());
                     tracing::warn!(
-                        target: "keel::events", event = "command_refused",
+                        target: "keel::events", event = "command_fenced",
                         worker = %id, epoch = %epoch, seen = ?seen, message = status.message(),
                         "worker refused our command"
                     );

@@ -43,6 +43,14 @@ impl Worker for WorkerService {
     async fn command(&self, request: Request<LeaderCommand>) -> Result<Response<CommandReply>, Status> {
         let command = request.into_inner();
         let epoch = LeaderEpoch(command.epoch);
+        // A (re)started worker first learns the current leader from ZooKeeper: until then it
+        // cannot tell a stale leader from the current one and accepts nothing.
+        if self.state.gate.highest().0 == 0 && !self.disable_epoch_check {
+            return Err(Status::unavailable(format!(
+                "worker {} has not learnt the current leader yet; command from epoch {epoch} not accepted",
+                self.state.id
+            )));
+        }
         let admitted = self.state.gate.admit(epoch);
         if let (Err(_), true) = (&admitted, self.disable_epoch_check) {
             tracing::warn!(epoch = %epoch, "stale epoch accepted: epoch checking is disabled (test-only switch)");

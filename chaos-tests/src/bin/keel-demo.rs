@@ -1,9 +1,11 @@
 //! `keel-demo`: the README's first command. Starts a local HA cluster (a 3-node ZooKeeper
-//! ensemble, three dispatchers, two workers), shows who leads, kills the leader with SIGKILL,
-//! and reports the failover: old and new epoch, time to a new leader, time until every worker
-//! re-registered. Then it stops the new leader gracefully (SIGTERM) and reports that handover
-//! too. Everything it starts is stopped when it ends (also on Ctrl-C: children get SIGKILL
-//! through PDEATHSIG).
+//! ensemble, three dispatchers, two workers), submits an exactly-once counting job, kills the
+//! leader with SIGKILL while the job runs, and reports the failover: old and new epoch, time to
+//! a new leader, time until every worker re-registered, time until the job ran again and the
+//! checkpoint it restored from. Then it stops the new leader gracefully (SIGTERM) and reports
+//! that handover too, lets the job finish and verifies its committed output record for record
+//! against a failure-free run. Everything it starts is stopped when it ends (also on Ctrl-C:
+//! children get SIGKILL through PDEATHSIG).
 //!
 //! Usage: `keel-demo [--keel PATH] [--workdir DIR] [--session-timeout 3s] [--json]`
 //! (`bin/demo` builds everything and runs it).
@@ -105,6 +107,9 @@ fn run(args: Args) -> Result<Value, String> {
     say("starting a 3-node ZooKeeper ensemble on free loopback ports ...");
     let mut zk = ZkEnsemble::start(3).map_err(|e| format!("ZooKeeper: {e}"))?;
     say(&format!("ZooKeeper serving at {}", zk.connect_string()));
+    let storage =
+        format!("file://{}/storage", std::fs::canonicalize(&args.workdir).map_err(|e| e.to_string())?.display());
+    let tmp = format!("{}/tmp", std::fs::canonicalize(&args.workdir).map_err(|e| e.to_string())?.display());
     let cfg = config_yaml(
         &zk.connect_string(),
         "demo",
@@ -112,6 +117,10 @@ fn run(args: Args) -> Result<Value, String> {
             ("high-availability.zookeeper.client.session-timeout", args.session_timeout.as_str()),
             ("heartbeat.interval", "500 ms"),
             ("heartbeat.timeout", "5 s"),
+            ("high-availability.storageDir", storage.as_str()),
+            ("io.tmp.dirs", tmp.as_str()),
+            ("state.backend", "rocksdb"),
+            ("state.backend.incremental", "true"),
         ],
     );
     let cfg_path = args.workdir.join("config.yaml");
@@ -140,6 +149,38 @@ fn run(args: Args) -> Result<Value, String> {
         .map_err(|e| e.to_string())?;
     eprintln!("\n$ keel status\n{}", String::from_utf8_lossy(&status.stdout));
 
+    // An exactly-once counting job: sequence -> keyed count -> file sink.
+    let (count, keys) = (12_000u64, 8u64);
+    let sink = std::fs::canonicalize(&args.workdir).map_err(|e| e.to_string())?.join("output");
+    let spec = format!(
+        "name: demo-counts\nparallelism: 2\ncheckpoint-interval: 500 ms\npipeline:\n  - source: {{ type: sequence, count: {count}, keys: {keys}, rate: 600 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+        sink.display()
+    );
+    let spec_path = args.workdir.join("demo-job.yaml");
+    std::fs::write(&spec_path, &spec).map_err(|e| e.to_string())?;
+    let run = std::process::Command::new(&args.keel)
+        .args(["--config", cfg_path.to_str().unwrap_or_default(), "run", spec_path.to_str().unwrap_or_default()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !run.status.success() {
+        return Err(format!("keel run failed: {}", String::from_utf8_lossy(&run.stderr)));
+    }
+    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    say(&format!("$ keel run demo-job.yaml -> job {job} ({count} records over {keys} keys, exactly-once file sink)"));
+    let job_view = |p: &KeelProcess| -> Option<Value> {
+        let (code, v) = http_get_json(&p.rest_addr()?, &format!("/jobs/{job}"), Duration::from_millis(500)).ok()?;
+        (code == 200).then_some(v)
+    };
+    let checkpoints = |p: &KeelProcess| -> Option<Value> {
+        let (code, v) =
+            http_get_json(&p.rest_addr()?, &format!("/jobs/{job}/checkpoints"), Duration::from_millis(500)).ok()?;
+        (code == 200).then_some(v)
+    };
+    poll(Duration::from_secs(60), "two completed checkpoints", || {
+        checkpoints(&ds[li]).filter(|c| c["counts"]["completed"].as_u64().unwrap_or(0) >= 2)
+    })?;
+    let before_cp = checkpoints(&ds[li]).and_then(|c| c["latest"]["completed"]["id"].as_u64()).unwrap_or(0);
+
     say(&format!("kill -9 the leader {lid} (epoch {lepoch}) ..."));
     let t0 = Instant::now();
     ds[li].kill9();
@@ -148,6 +189,11 @@ fn run(args: Args) -> Result<Value, String> {
     let to_leader = t0.elapsed();
     poll(Duration::from_secs(60), "workers re-registered", || workers_registered(&ds[ni], 2).then_some(()))?;
     let to_workers = t0.elapsed();
+    let restored = poll(Duration::from_secs(60), "the job running again", || {
+        let j = job_view(&ds[ni])?;
+        (j["state"] == "RUNNING" || j["state"] == "FINISHED").then(|| j["restored-from"].as_u64())
+    })?;
+    let to_job = t0.elapsed();
     if nepoch <= lepoch {
         return Err(format!("epoch did not grow: {lepoch} -> {nepoch}"));
     }
@@ -162,11 +208,28 @@ fn run(args: Args) -> Result<Value, String> {
     poll(Duration::from_secs(60), "workers re-registered", || workers_registered(&ds[gi], 2).then_some(()))?;
     let to_graceful_workers = t1.elapsed();
 
+    let done =
+        poll(Duration::from_secs(120), "the job to finish", || job_view(&ds[gi]).filter(|j| j["state"] == "FINISHED"))?;
+    let mut committed = Vec::new();
+    for e in std::fs::read_dir(&sink).map_err(|e| e.to_string())?.flatten() {
+        if e.file_name().to_string_lossy().starts_with("part-") {
+            committed.extend(std::fs::read_to_string(e.path()).map_err(|e| e.to_string())?.lines().map(str::to_string));
+        }
+    }
+    committed.sort();
+    let expected = chaos_tests::campaign::expected_counts(count, keys);
+    let exactly_once = committed == expected;
     let report = json!({
         "session_timeout": args.session_timeout,
         "hard_kill": {
             "old_leader": lid, "old_epoch": lepoch, "new_leader": nid, "new_epoch": nepoch,
             "new_leader_ms": to_leader.as_millis() as u64, "workers_reregistered_ms": to_workers.as_millis() as u64,
+            "job_running_again_ms": to_job.as_millis() as u64,
+            "latest_checkpoint_before": before_cp, "restored_from_checkpoint": restored,
+        },
+        "job": {
+            "id": job, "state": done["state"], "restarts": done["restarts"],
+            "committed_records": committed.len(), "expected_records": expected.len(), "exactly_once": exactly_once,
         },
         "graceful_stop": {
             "old_leader": nid, "old_epoch": nepoch, "new_leader": gid, "new_epoch": gepoch,
@@ -199,7 +262,21 @@ fn run(args: Args) -> Result<Value, String> {
         to_graceful.as_millis(),
         to_graceful_workers.as_millis()
     );
-    eprintln!("(session timeout {}: a hard kill waits for it, a graceful stop does not)\n", args.session_timeout);
+    eprintln!("(session timeout {}: a hard kill waits for it, a graceful stop does not)", args.session_timeout);
+    eprintln!(
+        "job {job}: running again {} ms after the kill, restored from checkpoint {} (latest before the kill: {before_cp})",
+        to_job.as_millis(),
+        restored.map(|r| r.to_string()).unwrap_or_else(|| "-".into())
+    );
+    eprintln!(
+        "job output: {} committed records, a failure-free run has {}: {}\n",
+        committed.len(),
+        expected.len(),
+        if exactly_once { "identical, record for record (exactly once)" } else { "DIFFERENT" }
+    );
+    if !exactly_once {
+        return Err("the job's committed output differs from a failure-free run".into());
+    }
     drop(ws);
     drop(ds);
     zk.kill(0);

@@ -86,6 +86,10 @@ pub fn failover_times(history: &History) -> Vec<FailoverTiming> {
                 continue;
             }
             let left = t.states.iter().position(|s| s.ts_ms >= t0 && s.ts_ms < t1 && s.to != "RUNNING");
+            // Finishing or a requested cancel is an end, not an interruption by the fault.
+            if left.is_some_and(|i| matches!(t.states[i].to.as_str(), "FINISHED" | "CANCELED")) {
+                continue;
+            }
             let interrupted_at = match (left.map(|i| t.states[i].ts_ms), new_leader_at) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {

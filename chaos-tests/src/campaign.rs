@@ -1,0 +1,673 @@
+//! Chaos campaigns: a whole cluster under test, a seeded fault schedule, a workload, and a
+//! verdict on every invariant.
+//!
+//! The cluster: a ZooKeeper ensemble (3 members), 3 dispatchers, 3 workers, optionally an
+//! S3-compatible server holding the HA storage and checkpoints, and one [`ProxyMesh`] per
+//! Keel process in front of ZooKeeper, so any process can be partitioned from ZooKeeper
+//! without touching its other links. Every process writes its history (`--events`); the
+//! harness writes the faults it injects to `harness.jsonl`.
+//!
+//! The workload: two exactly-once counting jobs that run through the faults and finish, and
+//! short-lived jobs submitted and cancelled during faults.
+//!
+//! The schedule: derived from one seed ([`Rng`]), so a failing run replays with `--seed`.
+//! Every fault is bounded in time and healed; after the last one the campaign waits for the
+//! jobs to finish, then runs the checker and writes `report.json` / `report.html`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::checker::{self, FinalState, Verdict};
+use crate::history::{FaultLog, History};
+use crate::process::{config_yaml, KeelProcess, Role};
+use crate::proxy::ProxyMesh;
+use crate::report::Report;
+use crate::s3::S3Server;
+use crate::util::http_get_json;
+use crate::zk::ZkEnsemble;
+
+/// Every fault the campaign can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nemesis {
+    KillLeader,
+    TermLeader,
+    PauseLeader,
+    KillStandby,
+    PauseStandby,
+    KillWorker,
+    PauseWorker,
+    KillZkFollower,
+    KillZkLeader,
+    KillZkMajority,
+    PartitionLeaderFromZk,
+    ZkLatency,
+    StoragePause,
+    RestartCluster,
+}
+
+impl Nemesis {
+    pub const ALL: &'static [Nemesis] = &[
+        Nemesis::KillLeader,
+        Nemesis::TermLeader,
+        Nemesis::PauseLeader,
+        Nemesis::KillStandby,
+        Nemesis::PauseStandby,
+        Nemesis::KillWorker,
+        Nemesis::PauseWorker,
+        Nemesis::KillZkFollower,
+        Nemesis::KillZkLeader,
+        Nemesis::KillZkMajority,
+        Nemesis::PartitionLeaderFromZk,
+        Nemesis::ZkLatency,
+        Nemesis::StoragePause,
+        Nemesis::RestartCluster,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Nemesis::KillLeader => "kill-leader",
+            Nemesis::TermLeader => "term-leader",
+            Nemesis::PauseLeader => "pause-leader",
+            Nemesis::KillStandby => "kill-standby",
+            Nemesis::PauseStandby => "pause-standby",
+            Nemesis::KillWorker => "kill-worker",
+            Nemesis::PauseWorker => "pause-worker",
+            Nemesis::KillZkFollower => "kill-zk-follower",
+            Nemesis::KillZkLeader => "kill-zk-leader",
+            Nemesis::KillZkMajority => "kill-zk-majority",
+            Nemesis::PartitionLeaderFromZk => "partition-leader-zk",
+            Nemesis::ZkLatency => "zk-latency",
+            Nemesis::StoragePause => "storage-pause",
+            Nemesis::RestartCluster => "restart-cluster",
+        }
+    }
+
+    /// Parses a comma-separated list of names (`all` for every nemesis).
+    pub fn parse_list(text: &str) -> Result<Vec<Nemesis>, String> {
+        let mut out = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if name == "all" {
+                out.extend_from_slice(Nemesis::ALL);
+                continue;
+            }
+            match Nemesis::ALL.iter().find(|n| n.name() == name) {
+                Some(n) => out.push(*n),
+                None => {
+                    let known: Vec<&str> = Nemesis::ALL.iter().map(|n| n.name()).collect();
+                    return Err(format!("unknown nemesis {name:?}; expected all or any of: {}", known.join(", ")));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err("no nemesis given; expected all or a comma-separated list".into());
+        }
+        Ok(out)
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*): the whole schedule derives from the seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[(self.next_u64() % items.len() as u64) as usize]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CampaignOptions {
+    pub keel: PathBuf,
+    pub seed: u64,
+    /// How long faults are injected; the run then waits (bounded) for the jobs to finish.
+    pub duration: Duration,
+    pub nemeses: Vec<Nemesis>,
+    pub workdir: PathBuf,
+    /// Keep HA storage and checkpoints on an S3-compatible server (needed by `storage-pause`).
+    pub s3: bool,
+    /// Test-only: workers accept stale epochs (`KEEL_TEST_DISABLE_EPOCH_CHECK=1`), and the
+    /// campaign sends a stale command after the first leader change, so the checker must
+    /// report a violation.
+    pub break_fencing: bool,
+    /// Print a progress line to stderr.
+    pub progress: bool,
+}
+
+/// The outcome of a campaign.
+pub struct CampaignResult {
+    pub report: Report,
+    pub report_json: PathBuf,
+    pub report_html: PathBuf,
+    pub faults: usize,
+}
+
+struct Member {
+    name: String,
+    proc: KeelProcess,
+    mesh: ProxyMesh,
+}
+
+struct Cluster {
+    opts: CampaignOptions,
+    zk: ZkEnsemble,
+    s3: Option<S3Server>,
+    dispatchers: Vec<Member>,
+    workers: Vec<Member>,
+    client_cfg: PathBuf,
+    faults: FaultLog,
+    sinks: PathBuf,
+}
+
+const SESSION_MS: u64 = 2000;
+
+fn base_extra(opts: &CampaignOptions, s3: Option<&S3Server>) -> Vec<(String, String)> {
+    let mut extra: Vec<(String, String)> = vec![
+        ("state.backend".into(), "rocksdb".into()),
+        ("state.backend.incremental".into(), "true".into()),
+        ("state.checkpoints.num-retained".into(), "2".into()),
+        ("execution.checkpointing.timeout".into(), "10 s".into()),
+        ("high-availability.recovery.worker-wait".into(), "5 s".into()),
+        ("io.tmp.dirs".into(), opts.workdir.join("tmp").display().to_string()),
+    ];
+    match s3 {
+        Some(s) => {
+            extra.push(("high-availability.storageDir".into(), "s3://keel/chaos".into()));
+            extra.push(("s3.endpoint".into(), s.endpoint()));
+            extra.push(("s3.access-key".into(), S3Server::ACCESS_KEY.into()));
+            extra.push(("s3.secret-key".into(), S3Server::SECRET_KEY.into()));
+            extra.push(("s3.region".into(), S3Server::REGION.into()));
+            extra.push(("s3.path.style.access".into(), "true".into()));
+        }
+        None => {
+            extra.push(("high-availability.storageDir".into(), format!("file://{}/storage", opts.workdir.display())))
+        }
+    }
+    extra
+}
+
+impl Cluster {
+    fn start(opts: &CampaignOptions) -> Result<Cluster, String> {
+        std::fs::create_dir_all(&opts.workdir).map_err(|e| format!("{}: {e}", opts.workdir.display()))?;
+        let zk = ZkEnsemble::start(3).map_err(|e| format!("ZooKeeper: {e}"))?;
+        let s3 = if opts.s3 {
+            let s = S3Server::start().map_err(|e| format!("S3 server: {e}"))?;
+            s.create_bucket("keel").map_err(|e| format!("S3 bucket: {e}"))?;
+            Some(s)
+        } else {
+            None
+        };
+        let extra = base_extra(opts, s3.as_ref());
+        let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let client_cfg = opts.workdir.join("client.yaml");
+        std::fs::write(&client_cfg, config_yaml(&zk.connect_string(), "chaos", &extra_ref))
+            .map_err(|e| e.to_string())?;
+        let faults = FaultLog::create(&opts.workdir.join("harness.jsonl")).map_err(|e| e.to_string())?;
+        let mut c = Cluster {
+            opts: opts.clone(),
+            zk,
+            s3,
+            dispatchers: vec![],
+            workers: vec![],
+            client_cfg,
+            faults,
+            sinks: opts.workdir.join("sinks"),
+        };
+        for i in 1..=3 {
+            let m = c.spawn(Role::Dispatcher, &format!("d{i}"), &extra)?;
+            c.dispatchers.push(m);
+        }
+        for i in 1..=3 {
+            let m = c.spawn(Role::Worker, &format!("w{i}"), &extra)?;
+            c.workers.push(m);
+        }
+        Ok(c)
+    }
+
+    fn spawn(&self, role: Role, name: &str, extra: &[(String, String)]) -> Result<Member, String> {
+        let mesh = ProxyMesh::for_zk(&self.zk).map_err(|e| format!("proxy for {name}: {e}"))?;
+        let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let cfg = config_yaml(&mesh.connect_string(), "chaos", &extra_ref);
+        let events = self.opts.workdir.join(format!("{name}.jsonl")).display().to_string();
+        let mut args = vec!["--events".to_string(), events];
+        match role {
+            Role::Dispatcher => args.extend(["--id".to_string(), name.to_string()]),
+            Role::Worker => args.extend([
+                "-D".to_string(),
+                format!("taskmanager.resource-id={name}"),
+                "-D".to_string(),
+                "taskmanager.numberOfTaskSlots=2".to_string(),
+            ]),
+        }
+        let mut spec =
+            crate::process::KeelSpec::new(&self.opts.keel, role, &cfg, &self.opts.workdir, name).with_args(args);
+        if self.opts.break_fencing && role == Role::Worker {
+            spec = spec.with_env("KEEL_TEST_DISABLE_EPOCH_CHECK", "1");
+        }
+        let proc = spec.spawn().map_err(|e| format!("{name}: {e}"))?;
+        Ok(Member { name: name.to_string(), proc, mesh })
+    }
+
+    fn ha_leader(&self, i: usize) -> Option<Value> {
+        let addr = self.dispatchers[i].proc.rest_addr()?;
+        match http_get_json(&addr, "/ha/leader", Duration::from_millis(300)) {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Index, id and epoch of the one dispatcher acting as leader.
+    fn leader(&self) -> Option<(usize, String, i64)> {
+        let acting: Vec<(usize, i64)> = (0..self.dispatchers.len())
+            .filter_map(|i| {
+                let v = self.ha_leader(i)?;
+                (v["is_leader"] == true).then(|| (i, v["own_epoch"].as_i64().unwrap_or(0)))
+            })
+            .collect();
+        match acting.as_slice() {
+            [(i, e)] => Some((*i, self.dispatchers[*i].name.clone(), *e)),
+            _ => None,
+        }
+    }
+
+    fn leader_rest(&self) -> Option<String> {
+        self.leader().and_then(|(i, _, _)| self.dispatchers[i].proc.rest_addr())
+    }
+
+    fn keel(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(&self.opts.keel)
+            .arg("--config")
+            .arg(&self.client_cfg)
+            .args(args)
+            .output()
+            .expect("run keel")
+    }
+
+    fn job_state(&self, id: &str) -> Option<String> {
+        let rest = self.leader_rest()?;
+        match http_get_json(&rest, &format!("/jobs/{id}"), Duration::from_secs(2)) {
+            Ok((200, v)) => v["state"].as_str().map(str::to_string),
+            _ => None,
+        }
+    }
+
+    fn submit(&self, spec: &str) -> Option<String> {
+        let path = self.opts.workdir.join(format!("spec-{}.yaml", crate::ports::free_port()));
+        std::fs::write(&path, spec).ok()?;
+        let out = self.keel(&["run", path.to_str()?]);
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Waits (bounded) until a leader acts and every listed job is RUNNING or FINISHED.
+    fn wait_recovered(&self, jobs: &[String], timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.leader().is_some()
+                && jobs.iter().all(|j| matches!(self.job_state(j).as_deref(), Some("RUNNING" | "FINISHED")))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    fn heal_all(&mut self) {
+        for m in self.dispatchers.iter_mut().chain(self.workers.iter_mut()) {
+            m.mesh.heal();
+            if !m.proc.is_running() {
+                let _ = m.proc.restart();
+            } else {
+                let _ = m.proc.cont();
+            }
+        }
+        for i in 0..self.zk.len() {
+            if !self.zk.is_running(i) {
+                let _ = self.zk.restart(i);
+            } else if self.zk.is_paused(i) {
+                let _ = self.zk.resume(i);
+            }
+        }
+        if let Some(s3) = self.s3.as_mut() {
+            let _ = s3.resume();
+        }
+    }
+
+    /// Injects one fault, holds it, heals it. Returns a description.
+    fn inject(&mut self, n: Nemesis, rng: &mut Rng) -> Result<String, String> {
+        let hold = Duration::from_millis(rng.range(1000, 3000));
+        let long_hold = Duration::from_millis(SESSION_MS * 2 + rng.range(0, 1000));
+        let leader = self.leader().map(|(i, _, _)| i);
+        let standby = leader.map(|l| (l + 1 + rng.range(0, 1) as usize) % self.dispatchers.len());
+        match n {
+            Nemesis::KillLeader
+            | Nemesis::TermLeader
+            | Nemesis::PauseLeader
+            | Nemesis::KillStandby
+            | Nemesis::PauseStandby => {
+                let target = if matches!(n, Nemesis::KillStandby | Nemesis::PauseStandby) { standby } else { leader };
+                let Some(t) = target else { return Ok(format!("{}: skipped (no leader)", n.name())) };
+                let name = self.dispatchers[t].name.clone();
+                let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
+                let p = &mut self.dispatchers[t].proc;
+                match n {
+                    Nemesis::KillLeader | Nemesis::KillStandby => {
+                        p.kill9();
+                        std::thread::sleep(hold);
+                        p.restart().map_err(|e| e.to_string())?;
+                    }
+                    Nemesis::TermLeader => {
+                        p.terminate().map_err(|e| e.to_string())?;
+                        let _ = p.wait_exit(Duration::from_secs(15));
+                        std::thread::sleep(hold);
+                        p.restart().map_err(|e| e.to_string())?;
+                    }
+                    _ => {
+                        p.stop().map_err(|e| e.to_string())?;
+                        std::thread::sleep(long_hold);
+                        p.cont().map_err(|e| e.to_string())?;
+                    }
+                }
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {name}", n.name()))
+            }
+            Nemesis::KillWorker | Nemesis::PauseWorker => {
+                let w = rng.range(0, self.workers.len() as u64 - 1) as usize;
+                let name = self.workers[w].name.clone();
+                let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
+                let p = &mut self.workers[w].proc;
+                if n == Nemesis::KillWorker {
+                    p.kill9();
+                    std::thread::sleep(hold);
+                    p.restart().map_err(|e| e.to_string())?;
+                } else {
+                    p.stop().map_err(|e| e.to_string())?;
+                    std::thread::sleep(long_hold);
+                    p.cont().map_err(|e| e.to_string())?;
+                }
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {name}", n.name()))
+            }
+            Nemesis::KillZkFollower | Nemesis::KillZkLeader | Nemesis::KillZkMajority => {
+                let Some(zl) = self.zk.leader_index() else {
+                    return Ok(format!("{}: skipped (no ZooKeeper leader)", n.name()));
+                };
+                let victims: Vec<usize> = match n {
+                    Nemesis::KillZkLeader => vec![zl],
+                    Nemesis::KillZkFollower => vec![(zl + 1 + rng.range(0, 1) as usize) % 3],
+                    _ => vec![zl, (zl + 1) % 3],
+                };
+                let target = victims.iter().map(|v| format!("zk{}", v + 1)).collect::<Vec<_>>().join("+");
+                let id = self.faults.start(n.name(), &target).map_err(|e| e.to_string())?;
+                for &v in &victims {
+                    self.zk.kill(v);
+                }
+                std::thread::sleep(if n == Nemesis::KillZkMajority { long_hold } else { hold });
+                for &v in &victims {
+                    self.zk.restart(v).map_err(|e| e.to_string())?;
+                }
+                let _ = self.zk.wait_serving(Duration::from_secs(30));
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {target}", n.name()))
+            }
+            Nemesis::PartitionLeaderFromZk => {
+                let Some(l) = leader else { return Ok(format!("{}: skipped (no leader)", n.name())) };
+                let name = self.dispatchers[l].name.clone();
+                let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
+                self.dispatchers[l].mesh.blackhole();
+                std::thread::sleep(long_hold + Duration::from_millis(SESSION_MS / 2));
+                self.dispatchers[l].mesh.heal();
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {name}", n.name()))
+            }
+            Nemesis::ZkLatency => {
+                let ms = rng.range(20, 120);
+                let id = self.faults.start(n.name(), &format!("all ({ms} ms)")).map_err(|e| e.to_string())?;
+                for m in self.dispatchers.iter().chain(self.workers.iter()) {
+                    m.mesh.latency(Duration::from_millis(ms));
+                }
+                std::thread::sleep(hold * 2);
+                for m in self.dispatchers.iter().chain(self.workers.iter()) {
+                    m.mesh.heal();
+                }
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {ms} ms", n.name()))
+            }
+            Nemesis::StoragePause => {
+                let Some(s3) = self.s3.as_mut() else {
+                    return Ok(format!("{}: skipped (no S3 storage; run with --s3)", n.name()));
+                };
+                let id = self.faults.start(n.name(), "s3").map_err(|e| e.to_string())?;
+                s3.pause().map_err(|e| e.to_string())?;
+                std::thread::sleep(hold * 2);
+                s3.resume().map_err(|e| e.to_string())?;
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(n.name().to_string())
+            }
+            Nemesis::RestartCluster => {
+                let id = self.faults.start(n.name(), "all keel processes").map_err(|e| e.to_string())?;
+                for m in self.dispatchers.iter_mut().chain(self.workers.iter_mut()) {
+                    m.proc.kill9();
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                for m in self.dispatchers.iter_mut().chain(self.workers.iter_mut()) {
+                    m.proc.restart().map_err(|e| e.to_string())?;
+                }
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(n.name().to_string())
+            }
+        }
+    }
+}
+
+fn counting_spec(name: &str, count: u64, rate: u64, sink: &Path) -> String {
+    format!(
+        "name: {name}\nparallelism: 2\ncheckpoint-interval: 500 ms\nrestart-strategy: {{ type: fixed-delay, attempts: 1000, delay: 200 ms }}\npipeline:\n  - source: {{ type: sequence, count: {count}, keys: 8, rate: {rate} }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+        sink.display()
+    )
+}
+
+/// What `sequence(count, keys) → count` outputs in a failure-free run.
+pub fn expected_counts(count: u64, keys: u64) -> Vec<String> {
+    let mut per_key = vec![0u64; keys as usize];
+    let mut lines: Vec<String> = (0..count)
+        .map(|n| {
+            let k = (n % keys) as usize;
+            per_key[k] += 1;
+            format!("k{k},{}", per_key[k])
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Every committed line of a file sink directory (`part-*` files), sorted.
+pub fn committed_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with("part-") {
+            lines.extend(std::fs::read_to_string(e.path()).unwrap_or_default().lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Runs a campaign and writes its report.
+pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
+    let mut rng = Rng::new(opts.seed);
+    let started = Instant::now();
+    let mut c = Cluster::start(&opts)?;
+    let mut waited = Instant::now();
+    while c.leader().is_none() {
+        if waited.elapsed() > Duration::from_secs(60) {
+            return Err("no leader within 60 s of starting".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Workload: two counting jobs that finish after the faults stop.
+    let rate = 200;
+    let count = (rate * 2 * opts.duration.as_secs()).max(2000);
+    let mut jobs: Vec<(String, PathBuf, u64)> = Vec::new();
+    for name in ["eo-a", "eo-b"] {
+        let sink = c.sinks.join(name);
+        waited = Instant::now();
+        let id = loop {
+            if let Some(id) = c.submit(&counting_spec(name, count, rate, &sink)) {
+                break id;
+            }
+            if waited.elapsed() > Duration::from_secs(30) {
+                return Err(format!("could not submit {name}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        jobs.push((id, sink, count));
+    }
+    let job_ids: Vec<String> = jobs.iter().map(|j| j.0.clone()).collect();
+    if !c.wait_recovered(&job_ids, Duration::from_secs(60)) {
+        return Err("the workload did not start running within 60 s".into());
+    }
+    let mut cancelled = Vec::new();
+    let mut acknowledged = job_ids.clone();
+    let mut faults = 0;
+    let mut stale_sent = false;
+    let end = started + opts.duration;
+    while Instant::now() + Duration::from_secs(4) < end {
+        std::thread::sleep(Duration::from_millis(rng.range(500, 2000)));
+        let n = rng.pick(&opts.nemeses);
+        let before = c.leader();
+        let what = c.inject(n, &mut rng)?;
+        faults += 1;
+        // Churn: a short job submitted during the aftermath, cancelled later.
+        if rng.range(0, 2) == 0 && cancelled.len() < 3 {
+            let sink = c.sinks.join(format!("churn-{faults}"));
+            if let Some(id) = c.submit(&counting_spec("churn", 10_000_000, 100, &sink)) {
+                acknowledged.push(id.clone());
+                cancelled.push(id);
+            }
+        }
+        let recovered = c.wait_recovered(&job_ids, Duration::from_secs(60));
+        if opts.break_fencing && !stale_sent {
+            if let (Some((_, _, old)), Some((_, _, new))) = (before, c.leader()) {
+                if new > old {
+                    // A command stamped with the old epoch, as a zombie leader would send it.
+                    let w = c.workers[0].proc.rpc_addr();
+                    let _ = c.keel(&[
+                        "debug",
+                        "send-command",
+                        "--worker",
+                        &w,
+                        "--epoch",
+                        &old.to_string(),
+                        "--from",
+                        "zombie",
+                    ]);
+                    stale_sent = true;
+                }
+            }
+        }
+        if opts.progress {
+            let leader = c.leader().map(|(_, n, e)| format!("{n} epoch {e}")).unwrap_or_else(|| "none".into());
+            eprintln!(
+                "[chaos {:>4}s/{}s] fault {faults}: {what}; leader {leader}; jobs {}{}",
+                started.elapsed().as_secs(),
+                opts.duration.as_secs(),
+                job_ids.iter().map(|j| c.job_state(j).unwrap_or_else(|| "?".into())).collect::<Vec<_>>().join(","),
+                if recovered { "" } else { " (NOT recovered within 60 s)" }
+            );
+        }
+    }
+    // Cancel the churn jobs, heal everything, wait for the counting jobs to finish.
+    for id in &cancelled {
+        for _ in 0..20 {
+            let out = c.keel(&["cancel", id]);
+            if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("HTTP 409") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    c.heal_all();
+    let finish_deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < finish_deadline {
+        if job_ids.iter().all(|j| c.job_state(j).as_deref() == Some("FINISHED")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let final_jobs: Vec<(String, String)> =
+        acknowledged.iter().map(|j| (j.clone(), c.job_state(j).unwrap_or_else(|| "MISSING".into()))).collect();
+    // Leftovers of cancelled jobs: znodes and checkpoint files.
+    let inspect = c.keel(&["ha", "inspect", "--json"]);
+    let znodes: Vec<String> = serde_json::from_slice::<Value>(&inspect.stdout)
+        .ok()
+        .and_then(|v| v["znodes"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|z| z["path"].as_str().map(str::to_string))
+        .collect();
+    let mut leftover_znodes = Vec::new();
+    let mut leftover_files = Vec::new();
+    for id in cancelled.iter().filter(|id| final_jobs.iter().any(|(j, s)| j == *id && s == "CANCELED")) {
+        leftover_znodes
+            .extend(znodes.iter().filter(|z| z.contains(id.as_str()) && !z.starts_with("/job-results/")).cloned());
+        if !opts.s3 {
+            let dir = opts.workdir.join("storage/checkpoints").join(id);
+            leftover_files.extend(crate::util::files_under(&dir));
+        }
+    }
+    let history = History::load_dir(&opts.workdir)?;
+    let mut verdicts: Vec<Verdict> = checker::history_verdicts(&history, 0);
+    let final_state = FinalState {
+        jobs: final_jobs.clone(),
+        cancelled_by_request: cancelled.clone(),
+        acknowledged: acknowledged.clone(),
+        expected_running: vec![],
+    };
+    verdicts.push(checker::no_acknowledged_job_lost(&history, &final_state));
+    let mut expected = Vec::new();
+    let mut committed = Vec::new();
+    for (id, sink, count) in &jobs {
+        expected.extend(expected_counts(*count, 8).into_iter().map(|l| format!("{id}:{l}")));
+        committed.extend(committed_lines(sink).into_iter().map(|l| format!("{id}:{l}")));
+    }
+    verdicts.push(checker::exactly_once(&expected, &committed));
+    verdicts.push(checker::no_leaks(&leftover_znodes, &leftover_files));
+    verdicts.push(checker::converged(&history, &final_state));
+    let unfinished: Vec<String> = jobs
+        .iter()
+        .filter_map(|(id, _, _)| {
+            let s = final_jobs.iter().find(|(j, _)| j == id).map(|(_, s)| s.clone()).unwrap_or_default();
+            (s != "FINISHED").then(|| format!("job {id} is {s}, expected FINISHED after every fault healed"))
+        })
+        .collect();
+    verdicts.push(Verdict::from_violations("jobs_finished_after_healing", unfinished));
+    let report = Report::new(opts.seed, started.elapsed(), &history, &verdicts).with_note(format!(
+        "nemeses: {}; faults injected: {faults}; s3: {}; break_fencing: {}",
+        opts.nemeses.iter().map(|n| n.name()).collect::<Vec<_>>().join(","),
+        opts.s3,
+        opts.break_fencing
+    ));
+    let (json, html) = report.write(&opts.workdir).map_err(|e| e.to_string())?;
+    Ok(CampaignResult { report, report_json: json, report_html: html, faults })
+}
