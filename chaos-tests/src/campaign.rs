@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::checker::{self, FinalState, Verdict};
 use crate::history::{FaultLog, History};
 use crate::process::{config_yaml, KeelProcess, Role};
-use crate::proxy::ProxyMesh;
+use crate::proxy::{FaultProxy, ProxyMesh};
 use crate::report::Report;
 use crate::s3::S3Server;
 use crate::util::http_get_json;
@@ -38,12 +38,15 @@ pub enum Nemesis {
     PauseStandby,
     KillWorker,
     PauseWorker,
+    PartitionWorker,
     KillZkFollower,
     KillZkLeader,
     KillZkMajority,
     PartitionLeaderFromZk,
     ZkLatency,
     StoragePause,
+    StorageCut,
+    StorageLatency,
     RestartCluster,
 }
 
@@ -56,12 +59,15 @@ impl Nemesis {
         Nemesis::PauseStandby,
         Nemesis::KillWorker,
         Nemesis::PauseWorker,
+        Nemesis::PartitionWorker,
         Nemesis::KillZkFollower,
         Nemesis::KillZkLeader,
         Nemesis::KillZkMajority,
         Nemesis::PartitionLeaderFromZk,
         Nemesis::ZkLatency,
         Nemesis::StoragePause,
+        Nemesis::StorageCut,
+        Nemesis::StorageLatency,
         Nemesis::RestartCluster,
     ];
 
@@ -74,12 +80,15 @@ impl Nemesis {
             Nemesis::PauseStandby => "pause-standby",
             Nemesis::KillWorker => "kill-worker",
             Nemesis::PauseWorker => "pause-worker",
+            Nemesis::PartitionWorker => "partition-worker",
             Nemesis::KillZkFollower => "kill-zk-follower",
             Nemesis::KillZkLeader => "kill-zk-leader",
             Nemesis::KillZkMajority => "kill-zk-majority",
             Nemesis::PartitionLeaderFromZk => "partition-leader-zk",
             Nemesis::ZkLatency => "zk-latency",
             Nemesis::StoragePause => "storage-pause",
+            Nemesis::StorageCut => "storage-cut",
+            Nemesis::StorageLatency => "storage-latency",
             Nemesis::RestartCluster => "restart-cluster",
         }
     }
@@ -164,13 +173,18 @@ pub struct CampaignResult {
 struct Member {
     name: String,
     proc: KeelProcess,
+    /// This process's links to every ZooKeeper member.
     mesh: ProxyMesh,
+    /// Workers: the link leaders use to reach it (its advertised rpc address).
+    rpc_proxy: Option<FaultProxy>,
 }
 
 struct Cluster {
     opts: CampaignOptions,
     zk: ZkEnsemble,
     s3: Option<S3Server>,
+    /// Every process reaches S3 through this proxy.
+    s3_proxy: Option<FaultProxy>,
     dispatchers: Vec<Member>,
     workers: Vec<Member>,
     client_cfg: PathBuf,
@@ -180,7 +194,7 @@ struct Cluster {
 
 const SESSION_MS: u64 = 2000;
 
-fn base_extra(opts: &CampaignOptions, s3: Option<&S3Server>) -> Vec<(String, String)> {
+fn base_extra(opts: &CampaignOptions, s3: Option<(&S3Server, &FaultProxy)>) -> Vec<(String, String)> {
     let mut extra: Vec<(String, String)> = vec![
         ("state.backend".into(), "rocksdb".into()),
         ("state.backend.incremental".into(), "true".into()),
@@ -190,9 +204,9 @@ fn base_extra(opts: &CampaignOptions, s3: Option<&S3Server>) -> Vec<(String, Str
         ("io.tmp.dirs".into(), opts.workdir.join("tmp").display().to_string()),
     ];
     match s3 {
-        Some(s) => {
+        Some((_, proxy)) => {
             extra.push(("high-availability.storageDir".into(), "s3://keel/chaos".into()));
-            extra.push(("s3.endpoint".into(), s.endpoint()));
+            extra.push(("s3.endpoint".into(), format!("http://{}", proxy.addr())));
             extra.push(("s3.access-key".into(), S3Server::ACCESS_KEY.into()));
             extra.push(("s3.secret-key".into(), S3Server::SECRET_KEY.into()));
             extra.push(("s3.region".into(), S3Server::REGION.into()));
@@ -216,7 +230,14 @@ impl Cluster {
         } else {
             None
         };
-        let extra = base_extra(opts, s3.as_ref());
+        let s3_proxy = match &s3 {
+            Some(s) => {
+                let upstream = format!("127.0.0.1:{}", s.port()).parse().map_err(|e| format!("{e}"))?;
+                Some(FaultProxy::start(upstream).map_err(|e| format!("S3 proxy: {e}"))?)
+            }
+            None => None,
+        };
+        let extra = base_extra(opts, s3.as_ref().zip(s3_proxy.as_ref()));
         let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let client_cfg = opts.workdir.join("client.yaml");
         std::fs::write(&client_cfg, config_yaml(&zk.connect_string(), "chaos", &extra_ref))
@@ -226,6 +247,7 @@ impl Cluster {
             opts: opts.clone(),
             zk,
             s3,
+            s3_proxy,
             dispatchers: vec![],
             workers: vec![],
             client_cfg,
@@ -245,6 +267,19 @@ impl Cluster {
 
     fn spawn(&self, role: Role, name: &str, extra: &[(String, String)]) -> Result<Member, String> {
         let mesh = ProxyMesh::for_zk(&self.zk).map_err(|e| format!("proxy for {name}: {e}"))?;
+        let mut extra = extra.to_vec();
+        // A worker listens on a fixed port behind a proxy and advertises the proxy, so the
+        // leader's commands to it can be cut.
+        let rpc_proxy = if role == Role::Worker {
+            let port = crate::ports::free_port();
+            let proxy = FaultProxy::start(format!("127.0.0.1:{port}").parse().map_err(|e| format!("{e}"))?)
+                .map_err(|e| format!("rpc proxy for {name}: {e}"))?;
+            extra.push(("rpc.port".into(), port.to_string()));
+            extra.push(("rpc.advertised-address".into(), proxy.addr().to_string()));
+            Some(proxy)
+        } else {
+            None
+        };
         let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let cfg = config_yaml(&mesh.connect_string(), "chaos", &extra_ref);
         let events = self.opts.workdir.join(format!("{name}.jsonl")).display().to_string();
@@ -264,7 +299,7 @@ impl Cluster {
             spec = spec.with_env("KEEL_TEST_DISABLE_EPOCH_CHECK", "1");
         }
         let proc = spec.spawn().map_err(|e| format!("{name}: {e}"))?;
-        Ok(Member { name: name.to_string(), proc, mesh })
+        Ok(Member { name: name.to_string(), proc, mesh, rpc_proxy })
     }
 
     fn ha_leader(&self, i: usize) -> Option<Value> {
@@ -332,8 +367,14 @@ impl Cluster {
     }
 
     fn heal_all(&mut self) {
+        if let Some(p) = &self.s3_proxy {
+            p.heal();
+        }
         for m in self.dispatchers.iter_mut().chain(self.workers.iter_mut()) {
             m.mesh.heal();
+            if let Some(p) = &m.rpc_proxy {
+                p.heal();
+            }
             if !m.proc.is_running() {
                 let _ = m.proc.restart();
             } else {
@@ -406,6 +447,41 @@ impl Cluster {
                 }
                 self.faults.end(id).map_err(|e| e.to_string())?;
                 Ok(format!("{} {name}", n.name()))
+            }
+            Nemesis::PartitionWorker => {
+                let w = rng.range(0, self.workers.len() as u64 - 1) as usize;
+                let name = self.workers[w].name.clone();
+                let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
+                // Cut from the leader's commands and from ZooKeeper; storage stays reachable.
+                if let Some(p) = &self.workers[w].rpc_proxy {
+                    p.cut();
+                }
+                self.workers[w].mesh.cut();
+                std::thread::sleep(long_hold);
+                if let Some(p) = &self.workers[w].rpc_proxy {
+                    p.heal();
+                }
+                self.workers[w].mesh.heal();
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {name}", n.name()))
+            }
+            Nemesis::StorageCut | Nemesis::StorageLatency => {
+                let Some(proxy) = self.s3_proxy.as_ref() else {
+                    return Ok(format!("{}: skipped (no S3 storage; run with --s3)", n.name()));
+                };
+                let what = if n == Nemesis::StorageCut {
+                    proxy.cut();
+                    "s3 (connections cut)".to_string()
+                } else {
+                    let ms = rng.range(100, 400);
+                    proxy.latency(Duration::from_millis(ms));
+                    format!("s3 ({ms} ms)")
+                };
+                let id = self.faults.start(n.name(), &what).map_err(|e| e.to_string())?;
+                std::thread::sleep(hold * 2);
+                proxy.heal();
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {what}", n.name()))
             }
             Nemesis::KillZkFollower | Nemesis::KillZkLeader | Nemesis::KillZkMajority => {
                 let Some(zl) = self.zk.leader_index() else {

@@ -62,6 +62,7 @@ fn campaign_process_faults() {
             Nemesis::KillStandby,
             Nemesis::KillWorker,
             Nemesis::PauseWorker,
+            Nemesis::PartitionWorker,
         ],
         false,
         false,
@@ -91,7 +92,19 @@ fn campaign_zookeeper_faults() {
 
 #[test]
 fn campaign_storage_and_whole_cluster_restart_on_s3() {
-    let r = run(13, 30, &[Nemesis::StoragePause, Nemesis::RestartCluster, Nemesis::KillLeader], true, false);
+    let r = run(
+        13,
+        30,
+        &[
+            Nemesis::StoragePause,
+            Nemesis::StorageCut,
+            Nemesis::StorageLatency,
+            Nemesis::RestartCluster,
+            Nemesis::KillLeader,
+        ],
+        true,
+        false,
+    );
     assert!(r.faults > 0);
     assert!(r.report.ok(), "invariants violated:\n{}", r.report.summary_table());
 }

@@ -110,6 +110,9 @@ pub struct Config {
     pub taskmanager_slots: u32,
     /// `taskmanager.resource-id`; `None` means "generate one at start".
     pub taskmanager_resource_id: Option<String>,
+    /// `rpc.advertised-address` (`host:port`): the gRPC address others are told to use
+    /// instead of the bound one (behind a proxy or NAT); `None` advertises the bound address.
+    pub rpc_advertised_address: Option<String>,
     /// `heartbeat.interval`.
     pub heartbeat_interval: ConfDuration,
     /// `heartbeat.timeout`.
@@ -174,6 +177,7 @@ impl Config {
             jobmanager_rpc_port: 6123,
             taskmanager_slots: 1,
             taskmanager_resource_id: None,
+            rpc_advertised_address: None,
             heartbeat_interval: duration(10, "10 s"),
             heartbeat_timeout: duration(50, "50 s"),
             recovery_worker_wait: duration(10, "10 s"),
@@ -260,6 +264,7 @@ impl fmt::Debug for Config {
             jobmanager_rpc_port,
             taskmanager_slots,
             taskmanager_resource_id,
+            rpc_advertised_address,
             heartbeat_interval,
             heartbeat_timeout,
             recovery_worker_wait,
@@ -297,6 +302,7 @@ impl fmt::Debug for Config {
             .field("jobmanager_rpc_port", jobmanager_rpc_port)
             .field("taskmanager_slots", taskmanager_slots)
             .field("taskmanager_resource_id", taskmanager_resource_id)
+            .field("rpc_advertised_address", rpc_advertised_address)
             .field("heartbeat_interval", heartbeat_interval)
             .field("heartbeat_timeout", heartbeat_timeout)
             .field("recovery_worker_wait", recovery_worker_wait)
@@ -345,6 +351,7 @@ pub(crate) enum Field {
     JobmanagerRpcPort,
     TaskmanagerSlots,
     TaskmanagerResourceId,
+    RpcAdvertisedAddress,
     HeartbeatInterval,
     HeartbeatTimeout,
     RecoveryWorkerWait,
@@ -396,6 +403,7 @@ impl Field {
             "jobmanager.rpc.port" => Field::JobmanagerRpcPort,
             "taskmanager.numberOfTaskSlots" => Field::TaskmanagerSlots,
             "taskmanager.resource-id" => Field::TaskmanagerResourceId,
+            "rpc.advertised-address" => Field::RpcAdvertisedAddress,
             "heartbeat.interval" => Field::HeartbeatInterval,
             "heartbeat.timeout" => Field::HeartbeatTimeout,
             "high-availability.recovery.worker-wait" => Field::RecoveryWorkerWait,
@@ -443,6 +451,7 @@ impl Field {
             Field::RestPort | Field::RpcPort | Field::JobmanagerRpcPort => PORT_EXPECTED,
             Field::TaskmanagerSlots | Field::CheckpointsNumRetained => AT_LEAST_ONE_EXPECTED,
             Field::TaskmanagerResourceId => "an identifier without whitespace",
+            Field::RpcAdvertisedAddress => "host:port, for example proxy.example:7001",
             Field::RestAuthToken => "a token without whitespace",
             Field::StateBackend => "one of hashmap, rocksdb (or Flink's legacy filesystem, jobmanager for hashmap)",
             Field::RocksdbLocaldir => "one absolute directory path, for example /var/lib/keel/rocksdb",
@@ -464,6 +473,7 @@ impl Field {
             Field::ZkQuorum
                 | Field::StorageDir
                 | Field::TaskmanagerResourceId
+                | Field::RpcAdvertisedAddress
                 | Field::RestAuthToken
                 | Field::RocksdbLocaldir
                 | Field::CheckpointsDir
@@ -495,6 +505,7 @@ impl Field {
                     Field::S3Region => config.s3_region = None,
                     Field::S3AccessKey => config.s3_access_key = None,
                     Field::S3SecretKey => config.s3_secret_key = None,
+                    Field::RpcAdvertisedAddress => config.rpc_advertised_address = None,
                     _ => config.taskmanager_resource_id = None,
                 }
                 return Ok(());
@@ -560,6 +571,19 @@ impl Field {
                 }
                 config.taskmanager_resource_id = Some(text.to_owned());
             }
+            Field::RpcAdvertisedAddress => {
+                let Some((host, port)) = text.rsplit_once(':') else {
+                    return Err(invalid("no port"));
+                };
+                if host.is_empty() || host.chars().any(char::is_whitespace) {
+                    return Err(invalid("bad host"));
+                }
+                match port.parse::<u16>() {
+                    Ok(p) if p > 0 => {}
+                    _ => return Err(invalid(&format!("port '{port}' is not a number from 1 to 65535"))),
+                }
+                config.rpc_advertised_address = Some(text.to_owned());
+            }
             Field::RecoveryWorkerWait => {
                 let duration = parse_parts(text).map_err(|p| invalid(&p))?;
                 config.recovery_worker_wait = ConfDuration { duration, text: text.to_owned() };
@@ -618,6 +642,7 @@ impl Field {
             Field::JobmanagerRpcPort => config.jobmanager_rpc_port.to_string(),
             Field::TaskmanagerSlots => config.taskmanager_slots.to_string(),
             Field::TaskmanagerResourceId => config.taskmanager_resource_id.clone().unwrap_or_default(),
+            Field::RpcAdvertisedAddress => config.rpc_advertised_address.clone().unwrap_or_default(),
             Field::HeartbeatInterval => config.heartbeat_interval.text.clone(),
             Field::HeartbeatTimeout => config.heartbeat_timeout.text.clone(),
             Field::RecoveryWorkerWait => config.recovery_worker_wait.text.clone(),

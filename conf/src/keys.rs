@@ -172,6 +172,14 @@ pub const KEYS: &[KeyDoc] = &[
         description: "Identifier of a worker (no whitespace). Generated at start when not set.",
     },
     KeyDoc {
+        key: "rpc.advertised-address",
+        default: "",
+        kind: "string (host:port)",
+        description: "The gRPC address a dispatcher publishes in ZooKeeper and a worker \
+            registers with, instead of the bound `rpc.address`:`rpc.port` (behind a proxy or \
+            NAT). Unset: the bound address.",
+    },
+    KeyDoc {
         key: "heartbeat.interval",
         default: "10 s",
         kind: "duration",

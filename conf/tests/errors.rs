@@ -507,3 +507,15 @@ fn secrets_are_masked_in_errors() {
          whitespace; expected an access key id without whitespace"
     );
 }
+
+#[test]
+fn bad_advertised_address() {
+    assert_eq!(
+        err("rpc.advertised-address: proxy.example\n"),
+        "invalid value 'proxy.example' for 'rpc.advertised-address' (set at conf/config.yaml:1): no port; expected host:port, for example proxy.example:7001"
+    );
+    assert_eq!(
+        err("rpc.advertised-address: proxy.example:70000\n"),
+        "invalid value 'proxy.example:70000' for 'rpc.advertised-address' (set at conf/config.yaml:1): port '70000' is not a number from 1 to 65535; expected host:port, for example proxy.example:7001"
+    );
+}

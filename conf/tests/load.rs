@@ -33,6 +33,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("jobmanager.rpc.port", "6124", "6124"),
     ("taskmanager.numberOfTaskSlots", "8", "8"),
     ("taskmanager.resource-id", "worker-7", "worker-7"),
+    ("rpc.advertised-address", "proxy.example:7001", "proxy.example:7001"),
     ("heartbeat.interval", "2 s", "2 s"),
     ("heartbeat.timeout", "1 min", "1 min"),
     ("state.backend", "RocksDB", "rocksdb"),

@@ -65,7 +65,11 @@ pub async fn run_dispatcher(
                 ZkSettings::from_config(&config).context("high-availability.type is zookeeper but no quorum is set")?;
             let handle = LeaderElection::start(
                 settings.clone(),
-                Contender { id: id.clone(), rpc_address: rpc_addr.to_string(), rest_address: rest_addr.to_string() },
+                Contender {
+                    id: id.clone(),
+                    rpc_address: config.rpc_advertised_address.clone().unwrap_or_else(|| rpc_addr.to_string()),
+                    rest_address: rest_addr.to_string(),
+                },
             );
             let mut leadership = handle.subscribe();
             let role_tx = role_tx.clone();

@@ -169,3 +169,16 @@ async fn fenced_report_with_newer_epoch_makes_the_leader_step_down() {
     ));
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_host_in_the_quorum_does_not_block_start_up() {
+    let zk = ZkEnsemble::start(1).expect("ensemble");
+    let mut s = settings(&zk, "ha-unresolvable");
+    s.quorum = format!("no-such-host.invalid:2181,{}", zk.connect_string());
+    let client = tokio::time::timeout(Duration::from_secs(30), s.connect())
+        .await
+        .expect("connect finishes")
+        .expect("connects through the resolvable member");
+    client.check_stat("/").await.expect("a working session");
+    keel_ha::session::close(client, Duration::from_secs(2)).await;
+}

@@ -44,8 +44,8 @@ pub async fn follow_leader(
                 match register(&state, &leader).await {
                     Ok(()) => {
                         last_error = None;
-                        // Subtasks of older leaders: the new leader restarts its jobs itself.
-                        host.cancel_older_epochs(leader.epoch);
+                        // The leader restarts whatever ran here from its latest checkpoints.
+                        host.cancel_all("registered anew");
                     }
                     Err(e) => {
                         if last_error.as_deref() != Some(e.as_str()) {

@@ -33,7 +33,8 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
     let id = config.taskmanager_resource_id.clone().unwrap_or_else(|| {
         format!("worker-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
     });
-    let state = Arc::new(WorkerState::new(id.clone(), rpc_addr.to_string(), config.taskmanager_slots));
+    let advertised = config.rpc_advertised_address.clone().unwrap_or_else(|| rpc_addr.to_string());
+    let state = Arc::new(WorkerState::new(id.clone(), advertised, config.taskmanager_slots));
     // Each worker process gets its own local state directory (RocksDB files cannot be shared
     // between processes); a stable taskmanager.resource-id keeps it across restarts, which is
     // what local recovery needs.

@@ -2,8 +2,8 @@
 //! reports what they do back to the leader that deployed them.
 //!
 //! Every subtask belongs to one job attempt and was deployed by one leader epoch. A deploy of
-//! a newer attempt replaces an older one; a registration with a newer leader cancels every
-//! subtask an older epoch deployed (the new leader restarts its jobs from their latest
+//! a newer attempt replaces an older one; every (re-)registration cancels every subtask (to the
+//! leader the worker is a new incarnation; it restarts the affected jobs from their latest
 //! completed checkpoint).
 
 use std::collections::HashMap;
@@ -178,18 +178,14 @@ impl TaskHost {
         });
     }
 
-    /// Cancels every subtask deployed by an epoch older than `epoch`.
-    pub fn cancel_older_epochs(&self, epoch: LeaderEpoch) {
+    /// Cancels every subtask: a worker that (re-)registers is a new incarnation to the
+    /// leader, which restarts the affected jobs from their latest checkpoint itself.
+    pub fn cancel_all(&self, why: &str) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        tasks.retain(|(job, subtask), t| {
-            if t.epoch < epoch {
-                tracing::info!(job = %job, subtask, old_epoch = %t.epoch, new_epoch = %epoch, "cancelling a subtask of an older leader");
-                let _ = t.control.send(Control::Cancel);
-                false
-            } else {
-                true
-            }
-        });
+        for ((job, subtask), t) in tasks.drain() {
+            tracing::info!(job = %job, subtask, attempt = t.attempt, epoch = %t.epoch, why, "subtask cancelled");
+            let _ = t.control.send(Control::Cancel);
+        }
     }
 }
 
