@@ -290,7 +290,7 @@ impl Cluster {
                 "-D".to_string(),
                 format!("taskmanager.resource-id={name}"),
                 "-D".to_string(),
-                "taskmanager.numberOfTaskSlots=2".to_string(),
+                "taskmanager.numberOfTaskSlots=3".to_string(),
             ]),
         }
         let mut spec =
@@ -555,9 +555,9 @@ impl Cluster {
     }
 }
 
-fn counting_spec(name: &str, count: u64, rate: u64, sink: &Path) -> String {
+fn counting_spec(name: &str, count: u64, rate: u64, parallelism: u32, sink: &Path) -> String {
     format!(
-        "name: {name}\nparallelism: 2\ncheckpoint-interval: 500 ms\nrestart-strategy: {{ type: fixed-delay, attempts: 1000, delay: 200 ms }}\npipeline:\n  - source: {{ type: sequence, count: {count}, keys: 8, rate: {rate} }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+        "name: {name}\nparallelism: {parallelism}\ncheckpoint-interval: 500 ms\nrestart-strategy: {{ type: fixed-delay, attempts: 1000, delay: 200 ms }}\npipeline:\n  - source: {{ type: sequence, count: {count}, keys: 8, rate: {rate} }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
         sink.display()
     )
 }
@@ -588,8 +588,23 @@ pub fn committed_lines(dir: &Path) -> Vec<String> {
     lines
 }
 
+/// Cancels a job through `keel cancel`, retrying (bounded) across leader changes.
+fn cancel(c: &Cluster, id: &str) {
+    for _ in 0..40 {
+        let out = c.keel(&["cancel", id]);
+        if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("HTTP 409") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Runs a campaign and writes its report.
-pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
+pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
+    // Processes run in the work directory: every path handed to them must be absolute.
+    std::fs::create_dir_all(&opts.workdir).map_err(|e| format!("{}: {e}", opts.workdir.display()))?;
+    opts.workdir = std::fs::canonicalize(&opts.workdir).map_err(|e| format!("{}: {e}", opts.workdir.display()))?;
+    opts.keel = std::fs::canonicalize(&opts.keel).map_err(|e| format!("keel binary {}: {e}", opts.keel.display()))?;
     let mut rng = Rng::new(opts.seed);
     let started = Instant::now();
     let mut c = Cluster::start(&opts)?;
@@ -603,13 +618,14 @@ pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
     std::thread::sleep(Duration::from_millis(500));
     // Workload: two counting jobs that finish after the faults stop.
     let rate = 200;
-    let count = (rate * 2 * opts.duration.as_secs()).max(2000);
+    // Long enough to run through the faults, short enough to finish soon after them.
+    let count = (rate * 2 * opts.duration.as_secs() * 3 / 4).max(2000);
     let mut jobs: Vec<(String, PathBuf, u64)> = Vec::new();
     for name in ["eo-a", "eo-b"] {
         let sink = c.sinks.join(name);
         waited = Instant::now();
         let id = loop {
-            if let Some(id) = c.submit(&counting_spec(name, count, rate, &sink)) {
+            if let Some(id) = c.submit(&counting_spec(name, count, rate, 2, &sink)) {
                 break id;
             }
             if waited.elapsed() > Duration::from_secs(30) {
@@ -627,6 +643,7 @@ pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
     let mut acknowledged = job_ids.clone();
     let mut faults = 0;
     let mut stale_sent = false;
+    let mut churn: Option<String> = None;
     let end = started + opts.duration;
     while Instant::now() + Duration::from_secs(4) < end {
         std::thread::sleep(Duration::from_millis(rng.range(500, 2000)));
@@ -634,12 +651,18 @@ pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
         let before = c.leader();
         let what = c.inject(n, &mut rng)?;
         faults += 1;
-        // Churn: a short job submitted during the aftermath, cancelled later.
-        if rng.range(0, 2) == 0 && cancelled.len() < 3 {
+        // Churn: the previous short-lived job is cancelled in this fault's aftermath, and a
+        // new one may be submitted (one at a time, parallelism 1, so the counting jobs always
+        // find slots).
+        if let Some(id) = churn.take() {
+            cancel(&c, &id);
+        }
+        if rng.range(0, 1) == 0 {
             let sink = c.sinks.join(format!("churn-{faults}"));
-            if let Some(id) = c.submit(&counting_spec("churn", 10_000_000, 100, &sink)) {
+            if let Some(id) = c.submit(&counting_spec("churn", 10_000_000, 100, 1, &sink)) {
                 acknowledged.push(id.clone());
-                cancelled.push(id);
+                cancelled.push(id.clone());
+                churn = Some(id);
             }
         }
         let recovered = c.wait_recovered(&job_ids, Duration::from_secs(60));
@@ -673,15 +696,9 @@ pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
             );
         }
     }
-    // Cancel the churn jobs, heal everything, wait for the counting jobs to finish.
-    for id in &cancelled {
-        for _ in 0..20 {
-            let out = c.keel(&["cancel", id]);
-            if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("HTTP 409") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+    // Cancel the last churn job, heal everything, wait for the counting jobs to finish.
+    if let Some(id) = churn.take() {
+        cancel(&c, &id);
     }
     c.heal_all();
     let finish_deadline = Instant::now() + Duration::from_secs(180);

@@ -96,6 +96,17 @@ fn ha_none_runs_one_dispatcher_that_workers_find_at_jobmanager_rpc_address() {
         (code == 200 && v["taskmanagers"] == 1 && v["slots-total"] == 1).then_some(())
     })
     .unwrap();
+    // Jobs need ZooKeeper: a submission says so (400) instead of pretending to be a standby.
+    let (code, v) = chaos_tests::http_request_json(
+        "POST",
+        &rest,
+        "/jobs",
+        Some(&serde_json::json!("name: x")),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(code, 400, "{v}");
+    assert!(v["errors"][0].as_str().unwrap().contains("jobs need high-availability.type: zookeeper"), "{v}");
     // keel status explains that there is no ZooKeeper to read.
     let cfg_path = dir.path().join("d.yaml");
     let out = keel(&["--config", cfg_path.to_str().unwrap(), "status"]);

@@ -232,6 +232,12 @@ impl HaStores {
     /// Publishes a completed checkpoint (its metadata blob is already written) and drops
     /// pointers beyond `retained`, newest kept. Returns the dropped pointers: delete their
     /// files only after this returned (the pointer is the commit point).
+    ///
+    /// # Notable errors
+    /// * [`HaError::LeadershipLost`]: definitely not published.
+    /// * Any other error: the outcome may be unknown (connection lost, session expired): the
+    ///   caller must not delete anything the checkpoint references. Once the pointer is
+    ///   written, a failure of the retention step is logged and `Ok(vec![])` returned.
     pub async fn add_checkpoint(
         &self,
         fence: &Fence,
@@ -256,6 +262,23 @@ impl HaStores {
             }
             Err(e) => return Err(e),
         }
+        // The checkpoint is committed. Retention is best effort from here: if it fails, the
+        // older pointers stay (and their files with them) until the next checkpoint.
+        match self.drop_beyond(fence, job_id, retained).await {
+            Ok(dropped) => Ok(dropped),
+            Err(e) => {
+                tracing::warn!(job = job_id, checkpoint = checkpoint_id, error = %e, "retention skipped; older checkpoints stay for now");
+                Ok(vec![])
+            }
+        }
+    }
+
+    async fn drop_beyond(
+        &self,
+        fence: &Fence,
+        job_id: &str,
+        retained: usize,
+    ) -> Result<Vec<CheckpointPointer>, HaError> {
         let all = self.checkpoints(fence.client(), job_id).await?;
         let excess = all.len().saturating_sub(retained.max(1));
         let dropped: Vec<CheckpointPointer> = all.into_iter().take(excess).collect();

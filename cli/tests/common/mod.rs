@@ -293,51 +293,10 @@ pub fn uuid_like() -> String {
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
-/// The committed output of an exactly-once file sink directory: every line of every
-/// `part-*` file, sorted. Pending (`.pending/`) files are not output.
-pub fn committed_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return lines };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with("part-") {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            lines.extend(text.lines().map(str::to_string));
-        }
-    }
-    lines.sort();
-    lines
-}
-
-/// What `sequence(count, keys) → count → sink` outputs in a failure-free run: for each key,
-/// one line per running count.
-pub fn expected_counts(count: u64, keys: u64) -> Vec<String> {
-    let mut per_key = vec![0u64; keys as usize];
-    let mut lines = Vec::new();
-    for n in 0..count {
-        let k = (n % keys) as usize;
-        per_key[k] += 1;
-        lines.push(format!("k{k},{}", per_key[k]));
-    }
-    lines.sort();
-    lines
-}
+#[allow(unused_imports)]
+pub use chaos_tests::campaign::{committed_lines, expected_counts};
 
 /// Every file under `dir`, relative, sorted.
 pub fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    chaos_tests::util::files_under(dir)
 }

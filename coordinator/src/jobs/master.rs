@@ -154,6 +154,16 @@ struct RestorePoint {
     metadata: CheckpointMetadata,
 }
 
+/// What every job master of a leader session shares.
+#[derive(Clone)]
+pub struct MasterContext {
+    pub epoch: LeaderEpoch,
+    pub settings: JobSettings,
+    pub rm: ResourceManager,
+    pub role: watch::Receiver<Role>,
+    pub pool: SlotPool,
+}
+
 pub struct JobMaster {
     graph: JobGraphRecord,
     epoch: LeaderEpoch,
@@ -188,18 +198,14 @@ fn parse_spec(graph: &JobGraphRecord, registry: &keel_job::OperatorRegistry) -> 
 }
 
 impl JobMaster {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         graph: JobGraphRecord,
-        epoch: LeaderEpoch,
-        settings: JobSettings,
-        rm: ResourceManager,
-        role: watch::Receiver<Role>,
-        pool: SlotPool,
+        ctx: MasterContext,
         status: watch::Sender<JobStatus>,
         rx: mpsc::UnboundedReceiver<JobMsg>,
         recovered: bool,
     ) -> Self {
+        let MasterContext { epoch, settings, rm, role, pool } = ctx;
         Self {
             graph,
             epoch,
@@ -744,24 +750,43 @@ impl JobMaster {
         let savepoint = p.savepoint;
         // When the guarded pointer write is sent (the history checker orders it by this).
         let issued_ms = now_ms();
-        let result: Result<Vec<keel_ha::CheckpointPointer>, String> = async {
+        // Err((reason, definitely_not_published)).
+        let result: Result<Vec<keel_ha::CheckpointPointer>, (String, bool)> = async {
             if let Err(e) = dir.write_blob(&path, BlobKind::CheckpointMetadata, &bytes).await {
-                return Err(format!("writing checkpoint metadata failed: {e}"));
+                return Err((format!("writing checkpoint metadata failed: {e}"), true));
             }
-            stores
-                .add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained)
-                .await
-                .map_err(|e| format!("publishing checkpoint {id} failed: {e}"))
+            match stores.add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained).await {
+                Ok(d) => Ok(d),
+                Err(e @ HaError::LeadershipLost { .. }) => {
+                    Err((format!("publishing checkpoint {id} failed: {e}"), true))
+                }
+                Err(e) => Err((format!("publishing checkpoint {id} has an unknown outcome: {e}"), false)),
+            }
         }
         .await;
         let dropped = match result {
             Ok(d) => d,
-            Err(reason) => {
+            Err((reason, definite)) => {
                 let lost = !self.can_act();
-                self.pending =
-                    Some(Pending { id, savepoint, triggered: 0, deadline: Instant::now(), acks: HashMap::new() });
-                self.abort_pending(&reason).await;
-                let _ = dir.delete(&path).await;
+                if definite {
+                    // Nothing became visible: the subtasks may drop what they uploaded for it.
+                    self.pending =
+                        Some(Pending { id, savepoint, triggered: 0, deadline: Instant::now(), acks: HashMap::new() });
+                    self.abort_pending(&reason).await;
+                    let _ = dir.delete(&path).await;
+                } else {
+                    // The pointer may be in ZooKeeper: keep every file it could reference (at
+                    // worst garbage) and tell nobody to delete anything.
+                    tracing::warn!(job = %self.job_id(), checkpoint = id, %reason, "checkpoint outcome unknown; its files are kept");
+                    self.history_update(id, |h| {
+                        h.status = "FAILED".into();
+                        h.failure_message = Some(reason.clone());
+                    });
+                    self.status.send_modify(|s| s.failed += 1);
+                    if let Some((_, reply)) = savepoint {
+                        let _ = reply.send(Err(JobError::Failed(reason)));
+                    }
+                }
                 return if lost { Err(Outcome::SessionEnded) } else { Ok(()) };
             }
         };
@@ -792,7 +817,16 @@ impl JobMaster {
         // Retention: pointers are gone; now their files (shared files only when no retained
         // checkpoint references them).
         if !dropped.is_empty() {
-            let retained = self.retained_metadata(&stores, &fence, &dir).await;
+            // Delete only what is certainly unused: every retained checkpoint's metadata must
+            // read back, and this dispatcher must still lead; otherwise the files stay.
+            let retained = match self.retained_metadata(&stores, &fence, &dir).await {
+                Ok(r) if self.can_act() => r,
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(job = %self.job_id(), error = %e, "retained checkpoints unreadable; dropped checkpoints' files are kept");
+                    return Ok(());
+                }
+            };
             for d in dropped {
                 match read_metadata(&dir, &d.metadata_path, BlobKind::CheckpointMetadata).await {
                     Ok(old) => {
@@ -810,14 +844,17 @@ impl JobMaster {
         Ok(())
     }
 
-    async fn retained_metadata(&self, stores: &HaStores, fence: &Fence, dir: &StorageDir) -> Vec<CheckpointMetadata> {
+    async fn retained_metadata(
+        &self,
+        stores: &HaStores,
+        fence: &Fence,
+        dir: &StorageDir,
+    ) -> Result<Vec<CheckpointMetadata>, String> {
         let mut out = Vec::new();
-        for p in stores.checkpoints(fence.client(), self.job_id()).await.unwrap_or_default() {
-            if let Ok(m) = read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await {
-                out.push(m);
-            }
+        for p in stores.checkpoints(fence.client(), self.job_id()).await.map_err(|e| e.to_string())? {
+            out.push(read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await?);
         }
-        out
+        Ok(out)
     }
 
     /// Cancels every subtask of the current attempt (best effort; workers also drop tasks of
@@ -921,11 +958,22 @@ async fn read_metadata(dir: &StorageDir, path: &str, kind: BlobKind) -> Result<C
     Ok(meta)
 }
 
-/// Every subtask's state manifest must read back before a checkpoint is chosen for recovery.
+/// Every subtask's state manifest must read back, and every file it lists must exist, before
+/// a checkpoint is chosen for recovery.
 async fn check_manifests(dir: &StorageDir, meta: &CheckpointMetadata) -> Result<(), String> {
     for s in &meta.subtasks {
         if !s.state_manifest.is_empty() {
-            keel_job::read_state_manifest(dir, &s.state_manifest).await.map_err(|e| e.to_string())?;
+            let m = keel_job::read_state_manifest(dir, &s.state_manifest).await.map_err(|e| e.to_string())?;
+            for f in &m.files {
+                if !dir.exists(&f.remote_path).await.map_err(|e| e.to_string())? {
+                    return Err(format!(
+                        "subtask {} state file {} listed in {} is missing",
+                        s.subtask,
+                        dir.location(&f.remote_path),
+                        dir.location(&s.state_manifest)
+                    ));
+                }
+            }
         }
     }
     Ok(())

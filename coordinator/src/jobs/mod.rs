@@ -178,6 +178,13 @@ impl JobManager {
 
     fn fence(&self) -> Result<keel_ha::Fence, JobError> {
         let role = self.inner.role.borrow().clone();
+        if let Role::Leading { fence: None, .. } = role {
+            return Err(JobError::NotConfigured(
+                "jobs need high-availability.type: zookeeper (job graphs, checkpoints and results are \
+                 stored through ZooKeeper); this dispatcher runs with high-availability.type: none"
+                    .into(),
+            ));
+        }
         role.fence()
             .cloned()
             .ok_or_else(|| JobError::NotLeader(format!("this dispatcher is {}, not the acting leader", role.name())))
@@ -252,26 +259,23 @@ impl JobManager {
         let (tx, rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(JobStatus::new(&graph));
         session.jobs.insert(graph.job_id.clone(), (tx, status_rx));
-        let master = JobMaster::new(
-            graph,
+        let ctx = master::MasterContext {
             epoch,
-            self.inner.settings.clone(),
-            self.inner.rm.clone(),
-            self.inner.role.clone(),
-            self.inner.pool.clone(),
-            status_tx,
-            rx,
-            recovered,
-        );
+            settings: self.inner.settings.clone(),
+            rm: self.inner.rm.clone(),
+            role: self.inner.role.clone(),
+            pool: self.inner.pool.clone(),
+        };
+        let master = JobMaster::new(graph, ctx, status_tx, rx, recovered);
         tokio::spawn(master.run(session.cancel.child_token()));
     }
 
     /// Submits a job: validates the spec, stores the graph (guarded), then starts it.
     /// Returns the job id only after the job graph is durably stored.
     pub async fn submit(&self, spec_yaml: &str, restore_from: Option<String>) -> Result<String, JobError> {
+        let fence = self.fence()?;
         let spec = keel_job::parse_job_spec_with(spec_yaml, "the submitted job spec", &self.inner.settings.registry)
             .map_err(|e| JobError::InvalidSpec(e.to_string()))?;
-        let fence = self.fence()?;
         let epoch = fence.epoch();
         let stores = self.stores()?;
         if self.inner.settings.checkpoints.is_none() {
