@@ -372,3 +372,43 @@ fn a_corrupt_job_graph_is_reported_by_name_and_kept() {
     assert!(v["znodes"].as_array().unwrap().iter().any(|z| z["path"] == format!("/jobgraphs/{id}")), "{v}");
     assert!(blob.exists());
 }
+
+#[test]
+fn a_checkpoint_with_a_missing_state_file_is_skipped_for_the_previous_one() {
+    let mut c = Cluster::start(
+        "it-missing-sst",
+        1,
+        1,
+        &[("state.checkpoints.num-retained", "3"), ("state.backend", "rocksdb"), ("state.backend.incremental", "true")],
+    );
+    let leader = c.wait_leader(&[0], T);
+    c.wait_workers_follow(&leader, T);
+    let sink = c.dir.path().join("out");
+    let id = c.submit(&counting_job("missing", 10_000_000, 4, 300, 1, &sink));
+    c.wait_job_state(&id, "RUNNING", T);
+    c.wait_checkpoints(&id, 3, T);
+    c.dispatchers[0].kill9();
+    // Delete one state file only the newest checkpoint references (its exclusive files).
+    let job_dir = c.checkpoints_path().join(&id);
+    let mut chks: Vec<u64> = files_under(&job_dir)
+        .iter()
+        .filter(|f| f.contains(".metadata"))
+        .map(|f| f.split('/').next().unwrap().trim_start_matches("chk-").parse().unwrap())
+        .collect();
+    chks.sort();
+    let newest = *chks.last().unwrap();
+    let previous = chks[chks.len() - 2];
+    let victim = files_under(&job_dir)
+        .into_iter()
+        .find(|f| f.starts_with(&format!("chk-{newest}/subtask-")) && !f.ends_with("state-manifest"))
+        .expect("an exclusive state file of the newest checkpoint");
+    std::fs::remove_file(job_dir.join(&victim)).unwrap();
+    c.dispatchers[0].restart().unwrap();
+    let leader = c.wait_leader(&[0], T);
+    c.wait_workers_follow(&leader, T);
+    c.wait_job_state(&id, "RUNNING", T);
+    let cps = c.wait_checkpoints(&id, 0, T);
+    assert_eq!(cps["latest"]["restored"]["id"].as_u64(), Some(previous), "fell back from {newest}: {cps}");
+    let log = c.dispatchers[0].log_tail(3000);
+    assert!(log.contains("is missing") && log.contains(&victim), "the error names the missing file:\n{log}");
+}

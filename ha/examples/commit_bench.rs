@@ -2,7 +2,7 @@
 //! of, measured in the same run on the same real 3-node ensemble.
 //!
 //! ```text
-//! cargo run --release -p keel-ha --example commit_bench [-- N]
+//! cargo run -p keel-ha --example commit_bench [-- N]
 //! ```
 //!
 //! Rows (each N operations, one at a time, then N with 64 in flight where that makes sense):
