@@ -15,11 +15,26 @@
 //! Types: `value`, `seq` and integer literals are integers (i64); `key` and string literals
 //! (`"k1"` or `'k1'`, escapes `\"`, `\'`, `\\`) are strings, which can only be compared with
 //! `==` and `!=`; comparisons, `&&`, `||`, `!`, `true` and `false` are booleans. Arithmetic
-//! is checked: division or remainder by zero and overflow are record errors.
+//! is checked: division or remainder by zero and overflow are record errors; a divisor that
+//! is a constant 0 (`value / 0`, `value % (1 - 1)`) is refused at parse time.
+//!
+//! Limits (an expression arrives over the network in a job spec): at most
+//! [`MAX_EXPR_LEN`] bytes, [`MAX_EXPR_TOKENS`] tokens and [`MAX_EXPR_DEPTH`] levels of
+//! nesting (parentheses, unary operators and each operator of a chain such as `a + b + c`
+//! count as one level). Parsing, type checking, constant folding and evaluation recurse at
+//! most that deep, so no expression can overflow a thread's stack.
 
 use std::fmt;
 
 use crate::operators::Record;
+
+/// The longest expression text accepted, in bytes.
+pub const MAX_EXPR_LEN: usize = 4096;
+/// The most tokens (numbers, names, strings, operators, parentheses) an expression may have.
+pub const MAX_EXPR_TOKENS: usize = 1024;
+/// The deepest nesting accepted: parentheses, unary operators and the operators of a chain
+/// (`a + b + c` is two levels) each count as one level.
+pub const MAX_EXPR_DEPTH: usize = 64;
 
 /// The type of an expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,10 +169,19 @@ impl Expression {
     /// # Notable errors
     /// * [`ExprError`] with the column and what was expected there (syntax), or what types
     ///   an operator needs (type errors).
+    /// * [`ExprError`] when the text is longer than [`MAX_EXPR_LEN`] bytes, has more than
+    ///   [`MAX_EXPR_TOKENS`] tokens or nests deeper than [`MAX_EXPR_DEPTH`] levels (the message
+    ///   names the limit), or divides by a constant 0.
     pub fn parse(text: &str) -> Result<Expression, ExprError> {
+        if text.len() > MAX_EXPR_LEN {
+            return Err(ExprError {
+                column: 1,
+                message: format!("the expression is {} bytes long; the limit is {MAX_EXPR_LEN} bytes", text.len()),
+            });
+        }
         let tokens = lex(text)?;
-        let mut p = ExprParser { tokens, pos: 0, end_column: text.chars().count() + 1 };
-        let (root, ty, _) = p.or()?;
+        let mut p = ExprParser { tokens, pos: 0, end_column: text.chars().count() + 1, nesting: 0 };
+        let (root, ty, _, _) = p.or()?;
         if let Some(t) = p.peek() {
             return Err(ExprError {
                 column: t.column,
@@ -314,6 +338,7 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
             i += 1;
             continue;
         }
+        check_token_count(out.len(), column)?;
         if c.is_ascii_digit() {
             let start = i;
             while i < chars.len() && chars[i].is_ascii_digit() {
@@ -409,16 +434,69 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
     Ok(out)
 }
 
+/// Refuses the token that would be one too many.
+fn check_token_count(count: usize, column: usize) -> Result<(), ExprError> {
+    if count >= MAX_EXPR_TOKENS {
+        return Err(ExprError {
+            column,
+            message: format!("the expression has more than {MAX_EXPR_TOKENS} tokens; the limit is {MAX_EXPR_TOKENS}"),
+        });
+    }
+    Ok(())
+}
+
 // ---- parser with type check ----
 
 struct ExprParser {
     tokens: Vec<Token>,
     pos: usize,
     end_column: usize,
+    /// How deep the parser has recursed into parentheses and unary operators.
+    nesting: usize,
 }
 
-/// A parsed sub-expression, its type and its first column.
-type Parsed = (Node, ExprType, usize);
+/// A parsed sub-expression, its type, its first column and the depth of its tree.
+type Parsed = (Node, ExprType, usize, usize);
+
+fn too_deep(column: usize) -> ExprError {
+    ExprError {
+        column,
+        message: format!(
+            "the expression nests more than {MAX_EXPR_DEPTH} levels deep (parentheses, unary operators and \
+             each operator of a chain count as one level); the limit is {MAX_EXPR_DEPTH}"
+        ),
+    }
+}
+
+/// The depth of a node over children of depths `a` and `b`, refused beyond the limit.
+fn deeper(a: usize, b: usize, column: usize) -> Result<usize, ExprError> {
+    let d = a.max(b) + 1;
+    if d > MAX_EXPR_DEPTH {
+        return Err(too_deep(column));
+    }
+    Ok(d)
+}
+
+/// The value of an integer expression without names (`1 - 1`, `-(2 * 3)`), if it has one.
+/// Recurses at most [`MAX_EXPR_DEPTH`] deep (the parser refuses deeper trees).
+fn constant(node: &Node) -> Option<i64> {
+    match node {
+        Node::Int(i) => Some(*i),
+        Node::Neg(inner, _) => constant(inner)?.checked_neg(),
+        Node::Bin(op, a, b, _) => {
+            let (x, y) = (constant(a)?, constant(b)?);
+            match op {
+                BinOp::Add => x.checked_add(y),
+                BinOp::Sub => x.checked_sub(y),
+                BinOp::Mul => x.checked_mul(y),
+                BinOp::Div => x.checked_div(y),
+                BinOp::Rem => x.checked_rem(y),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
 
 impl ExprParser {
     fn peek(&self) -> Option<&Token> {
@@ -441,38 +519,41 @@ impl ExprParser {
     }
 
     fn or(&mut self) -> Result<Parsed, ExprError> {
-        let (mut node, mut ty, start) = self.and()?;
+        let (mut node, mut ty, start, mut depth) = self.and()?;
         while let Some((_, column)) = self.peek_op(&["||"]) {
             self.pos += 1;
-            let (rhs, rty, rcol) = self.and()?;
+            let (rhs, rty, rcol, rdepth) = self.and()?;
             self.need(start, "the left side of '||'", ty, ExprType::Bool)?;
             self.need(rcol, "the right side of '||'", rty, ExprType::Bool)?;
+            depth = deeper(depth, rdepth, column)?;
             node = Node::Bin(BinOp::Or, Box::new(node), Box::new(rhs), column);
             ty = ExprType::Bool;
         }
-        Ok((node, ty, start))
+        Ok((node, ty, start, depth))
     }
 
     fn and(&mut self) -> Result<Parsed, ExprError> {
-        let (mut node, mut ty, start) = self.compare()?;
+        let (mut node, mut ty, start, mut depth) = self.compare()?;
         while let Some((_, column)) = self.peek_op(&["&&"]) {
             self.pos += 1;
-            let (rhs, rty, rcol) = self.compare()?;
+            let (rhs, rty, rcol, rdepth) = self.compare()?;
             self.need(start, "the left side of '&&'", ty, ExprType::Bool)?;
             self.need(rcol, "the right side of '&&'", rty, ExprType::Bool)?;
+            depth = deeper(depth, rdepth, column)?;
             node = Node::Bin(BinOp::And, Box::new(node), Box::new(rhs), column);
             ty = ExprType::Bool;
         }
-        Ok((node, ty, start))
+        Ok((node, ty, start, depth))
     }
 
     fn compare(&mut self) -> Result<Parsed, ExprError> {
-        let (lhs, lty, start) = self.sum()?;
+        let (lhs, lty, start, ldepth) = self.sum()?;
         let Some((op, column)) = self.peek_op(&["==", "!=", "<", "<=", ">", ">="]) else {
-            return Ok((lhs, lty, start));
+            return Ok((lhs, lty, start, ldepth));
         };
         self.pos += 1;
-        let (rhs, rty, rcol) = self.sum()?;
+        let (rhs, rty, rcol, rdepth) = self.sum()?;
+        let depth = deeper(ldepth, rdepth, column)?;
         let bin = match op {
             "==" => BinOp::Eq,
             "!=" => BinOp::Ne,
@@ -504,49 +585,72 @@ impl ExprParser {
                 message: format!("comparisons do not chain: add parentheses around one side of '{op2}'"),
             });
         }
-        Ok((Node::Bin(bin, Box::new(lhs), Box::new(rhs), column), ExprType::Bool, start))
+        Ok((Node::Bin(bin, Box::new(lhs), Box::new(rhs), column), ExprType::Bool, start, depth))
     }
 
     fn sum(&mut self) -> Result<Parsed, ExprError> {
-        let (mut node, ty, start) = self.product()?;
+        let (mut node, ty, start, mut depth) = self.product()?;
         while let Some((op, column)) = self.peek_op(&["+", "-"]) {
             self.pos += 1;
-            let (rhs, rty, rcol) = self.product()?;
+            let (rhs, rty, rcol, rdepth) = self.product()?;
             self.need(start, &format!("the left side of '{op}'"), ty, ExprType::Int)?;
             self.need(rcol, &format!("the right side of '{op}'"), rty, ExprType::Int)?;
+            depth = deeper(depth, rdepth, column)?;
             let bin = if op == "+" { BinOp::Add } else { BinOp::Sub };
             node = Node::Bin(bin, Box::new(node), Box::new(rhs), column);
         }
-        Ok((node, ty, start))
+        Ok((node, ty, start, depth))
     }
 
     fn product(&mut self) -> Result<Parsed, ExprError> {
-        let (mut node, ty, start) = self.unary()?;
+        let (mut node, ty, start, mut depth) = self.unary()?;
         while let Some((op, column)) = self.peek_op(&["*", "/", "%"]) {
             self.pos += 1;
-            let (rhs, rty, rcol) = self.unary()?;
+            let (rhs, rty, rcol, rdepth) = self.unary()?;
             self.need(start, &format!("the left side of '{op}'"), ty, ExprType::Int)?;
             self.need(rcol, &format!("the right side of '{op}'"), rty, ExprType::Int)?;
+            depth = deeper(depth, rdepth, column)?;
             let bin = match op {
                 "*" => BinOp::Mul,
                 "/" => BinOp::Div,
                 _ => BinOp::Rem,
             };
+            if bin != BinOp::Mul && constant(&rhs) == Some(0) {
+                let what = if bin == BinOp::Div { "division" } else { "remainder" };
+                return Err(ExprError {
+                    column,
+                    message: format!(
+                        "{what} by zero: the right side of '{op}' is always 0; expected a divisor that is not 0"
+                    ),
+                });
+            }
             node = Node::Bin(bin, Box::new(node), Box::new(rhs), column);
         }
-        Ok((node, ty, start))
+        Ok((node, ty, start, depth))
+    }
+
+    /// Enters one level of parser recursion (a parenthesis or a unary operator at `column`).
+    fn enter(&mut self, column: usize) -> Result<(), ExprError> {
+        if self.nesting >= MAX_EXPR_DEPTH {
+            return Err(too_deep(column));
+        }
+        self.nesting += 1;
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Parsed, ExprError> {
         if let Some((op, column)) = self.peek_op(&["!", "-"]) {
             self.pos += 1;
-            let (inner, ty, icol) = self.unary()?;
+            self.enter(column)?;
+            let (inner, ty, icol, idepth) = self.unary()?;
+            self.nesting -= 1;
+            let depth = deeper(idepth, 0, column)?;
             return if op == "!" {
                 self.need(icol, "'!'", ty, ExprType::Bool)?;
-                Ok((Node::Not(Box::new(inner)), ExprType::Bool, column))
+                Ok((Node::Not(Box::new(inner)), ExprType::Bool, column, depth))
             } else {
                 self.need(icol, "unary '-'", ty, ExprType::Int)?;
-                Ok((Node::Neg(Box::new(inner), column), ExprType::Int, column))
+                Ok((Node::Neg(Box::new(inner), column), ExprType::Int, column, depth))
             };
         }
         self.primary()
@@ -558,6 +662,7 @@ impl ExprParser {
         };
         self.pos += 1;
         let column = token.column;
+        let mut depth = 1;
         let parsed = match token.kind {
             Tok::Int(i) => (Node::Int(i), ExprType::Int),
             Tok::Str(s) => (Node::Str(s), ExprType::Str),
@@ -580,7 +685,10 @@ impl ExprParser {
                 }
             },
             Tok::LParen => {
-                let (inner, ty, _) = self.or()?;
+                self.enter(column)?;
+                let (inner, ty, _, idepth) = self.or()?;
+                self.nesting -= 1;
+                depth = idepth;
                 match self.peek() {
                     Some(Token { kind: Tok::RParen, .. }) => self.pos += 1,
                     Some(t) => {
@@ -605,7 +713,7 @@ impl ExprParser {
                 return Err(ExprError { column, message: format!("expected {OPERAND}, found {}", other.describe()) })
             }
         };
-        Ok((parsed.0, parsed.1, column))
+        Ok((parsed.0, parsed.1, column, depth))
     }
 }
 
@@ -672,7 +780,7 @@ mod tests {
         let e = Expression::parse("value / (value - 5)").unwrap();
         assert_eq!(e.eval(&r), Err(EvalError::DivisionByZero { column: 7 }));
         assert_eq!(e.eval(&r).unwrap_err().to_string(), "division by zero at column 7");
-        let e = Expression::parse("value % 0").unwrap();
+        let e = Expression::parse("value % (value - value)").unwrap();
         assert_eq!(e.eval(&r), Err(EvalError::DivisionByZero { column: 7 }));
         let e = Expression::parse("value * 9223372036854775807").unwrap();
         assert_eq!(e.eval(&r).unwrap_err().to_string(), "integer overflow in '*' at column 7");
@@ -725,5 +833,63 @@ mod tests {
         assert_eq!(err("!value"), "column 2: '!' needs a boolean, found an integer");
         assert_eq!(err("-key"), "column 2: unary '-' needs an integer, found a string");
         assert_eq!(Expression::parse("key").unwrap().ty(), ExprType::Str);
+    }
+
+    #[test]
+    fn constant_zero_divisors_are_refused_at_parse_time() {
+        assert_eq!(
+            err("value / 0"),
+            "column 7: division by zero: the right side of '/' is always 0; expected a divisor that is not 0"
+        );
+        assert_eq!(
+            err("value % (1 - 1)"),
+            "column 7: remainder by zero: the right side of '%' is always 0; expected a divisor that is not 0"
+        );
+        assert!(err("1 + seq / -(2 * 0)").contains("division by zero"));
+        assert!(err("(value / 0) > 1").contains("column 8: division by zero"));
+        // Not constant, or not zero: accepted (and checked per record).
+        Expression::parse("value / 2").unwrap();
+        Expression::parse("value * 0").unwrap();
+        Expression::parse("value / (value - 1)").unwrap();
+        Expression::parse("value / (9223372036854775807 + 1)").unwrap();
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let r = rec("k", 3, 0);
+        let ok = format!("{}value{}", "(".repeat(MAX_EXPR_DEPTH), ")".repeat(MAX_EXPR_DEPTH));
+        assert_eq!(int(&ok, &r), 3);
+        let limit = format!("the limit is {MAX_EXPR_DEPTH}");
+        let deep = format!("{}value{}", "(".repeat(MAX_EXPR_DEPTH + 1), ")".repeat(MAX_EXPR_DEPTH + 1));
+        let e = err(&deep);
+        assert!(e.starts_with(&format!("column {}: the expression nests more than", MAX_EXPR_DEPTH + 1)), "{e}");
+        assert!(e.contains(&limit), "{e}");
+        let e = err(&format!("{}value{}", "(".repeat(400), ")".repeat(400)));
+        assert!(e.contains(&limit), "{e}");
+        // The issue's case: 2,000 parentheses (refused by the token limit, not a stack overflow).
+        let e = err(&format!("{}value{}", "(".repeat(2000), ")".repeat(2000)));
+        assert!(e.contains("the limit is"), "{e}");
+        // Unary operators and operator chains count too: the tree the evaluator walks stays shallow.
+        assert_eq!(int(&format!("{}value", "-".repeat(MAX_EXPR_DEPTH - 1)), &r), -3);
+        assert!(err(&format!("{}value", "-".repeat(MAX_EXPR_DEPTH + 1))).contains(&limit));
+        assert!(err(&format!("{}true", "!".repeat(1000))).contains(&limit));
+        let chain = |n: usize| std::iter::repeat_n("value", n).collect::<Vec<_>>().join(" + ");
+        assert_eq!(int(&chain(MAX_EXPR_DEPTH), &r), 3 * MAX_EXPR_DEPTH as i64);
+        assert!(err(&chain(MAX_EXPR_DEPTH + 1)).contains(&limit));
+        assert!(err(&format!("{}true", "true && ".repeat(500))).contains(&limit));
+    }
+
+    #[test]
+    fn length_and_tokens_are_limited() {
+        let e = err(&format!("value + {}", " ".repeat(MAX_EXPR_LEN)));
+        assert_eq!(
+            e,
+            format!("column 1: the expression is {} bytes long; the limit is {MAX_EXPR_LEN} bytes", MAX_EXPR_LEN + 8)
+        );
+        // Under the length limit but with too many tokens (balanced so the depth limit is not hit).
+        let many = std::iter::repeat_n("(1)", MAX_EXPR_TOKENS / 3 + 1).collect::<Vec<_>>().join("*");
+        assert!(many.len() <= MAX_EXPR_LEN);
+        let e = err(&many);
+        assert!(e.contains(&format!("the limit is {MAX_EXPR_TOKENS}")), "{e}");
     }
 }
