@@ -207,6 +207,9 @@ fn latency_and_bandwidth_are_measurable() {
     echo_roundtrip(&mut s, b"ping").unwrap();
     let rtt = t.elapsed();
     eprintln!("round trip: {base:?} without latency, {rtt:?} with {delay:?} each way");
+    // A lower bound on an injected delay is a mechanism check: a delay never makes anything
+    // faster. The request and the reply each wait `delay` in the proxy.
+    assert!(rtt >= delay * 2, "round trip {rtt:?} shorter than the injected {delay:?} each way");
 
     // A delay line, not a queue of sleeps: 10 pipelined chunks take about one delay, not ten.
     let t = Instant::now();
@@ -215,7 +218,9 @@ fn latency_and_bandwidth_are_measurable() {
     }
     let mut got = vec![0u8; 1000];
     s.read_exact(&mut got).unwrap();
-    eprintln!("10 pipelined chunks with {delay:?} latency: {:?}", t.elapsed());
+    let pipelined = t.elapsed();
+    eprintln!("10 pipelined chunks with {delay:?} latency: {pipelined:?}");
+    assert!(pipelined >= delay * 2, "pipelined chunks {pipelined:?} beat the injected {delay:?} each way");
     assert!(
         got.chunks(100).enumerate().all(|(i, c)| c.iter().all(|b| *b == i as u8)),
         "delayed bytes arrive intact and in order"
@@ -238,6 +243,9 @@ fn latency_and_bandwidth_are_measurable() {
     eprintln!("20 KB echoed at 40 KB/s per direction: {took:?}");
     assert_eq!(back, payload);
     assert_eq!(proxy.faults().bandwidth, Some(40_000));
+    // 20,000 bytes cannot cross a 40,000 B/s link in less than 0.5 s (10% slack for the
+    // float arithmetic of the release times; without the throttle this takes milliseconds).
+    assert!(took >= Duration::from_millis(450), "throttle had no effect: 20 KB echoed in {took:?}");
     proxy.heal();
     let t = Instant::now();
     echo_roundtrip(&mut s, &payload).unwrap();
@@ -339,6 +347,7 @@ fn zookeeper_through_the_proxy() {
     let slow = t.elapsed();
     eprintln!("srvr through the proxy: {base:?} plain, {slow:?} with 150ms latency");
     assert!(srvr.contains("Mode: standalone"));
+    assert!(slow >= Duration::from_millis(300), "srvr took {slow:?}, less than 150 ms each way");
     mesh.heal();
     let stats = mesh.stats();
     eprintln!("mesh stats: {stats:?}");

@@ -143,9 +143,18 @@ async fn s3_server_down_is_temporary_and_recovers() {
     dir.write_once("after-restart", b"3").await.unwrap();
     s3.pause().unwrap();
     let t = Instant::now();
-    let err = dir.read("after-restart").await.unwrap_err();
+    // A hang here would mean no timeout applies at all: bound the wait and say so.
+    let err = tokio::time::timeout(Duration::from_secs(120), dir.read("after-restart"))
+        .await
+        .expect("a read from a paused S3 server hung for 120 s: the per-attempt timeout is not applied")
+        .unwrap_err();
+    let took = t.elapsed();
     assert!(err.is_temporary(), "{err}");
-    eprintln!("read from a paused server failed after {:?}", t.elapsed());
+    eprintln!("read from a paused server failed after {took:?}");
+    // A paused server accepts connections and never answers: the read can only have failed
+    // through the per-attempt timeout, so it took at least one attempt's 1 s. (A lower bound
+    // on an injected condition, never an upper bound on time.)
+    assert!(took >= Duration::from_secs(1), "read failed after {took:?}, before the 1 s op timeout: {err}");
     s3.resume().unwrap();
     assert_eq!(dir.read("after-restart").await.unwrap(), b"3");
 }

@@ -262,7 +262,10 @@ async fn injected_read_failures_and_delay(dir: &StorageDir) {
     faults.delay(Duration::from_millis(150));
     let t = Instant::now();
     fdir.read("suite/faults/r").await.unwrap();
-    eprintln!("read with 150 ms injected delay: {:?}", t.elapsed());
+    let delayed = t.elapsed();
+    eprintln!("read with 150 ms injected delay: {delayed:?}");
+    // A lower bound on an injected delay cannot fail by chance: it proves the delay applies.
+    assert!(delayed >= Duration::from_millis(150), "read took {delayed:?}, less than the injected 150 ms");
     faults.clear();
     let t = Instant::now();
     fdir.read("suite/faults/r").await.unwrap();
