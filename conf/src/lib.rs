@@ -77,3 +77,37 @@ pub use error::{Combination, ConfigError};
 pub use keys::{key_doc, reference_markdown, KeyDoc, KEYS};
 pub use loader::{from_str, load, Entry, Loaded};
 pub use source::Source;
+
+/// The longest excerpt of a user-supplied value that messages quote, in characters.
+pub const EXCERPT_CHARS: usize = 80;
+
+/// `text` as messages quote it: whole when it is at most [`EXCERPT_CHARS`] characters,
+/// otherwise its first [`EXCERPT_CHARS`] characters followed by `…(N bytes)`, so that an
+/// error about a huge value stays small. Control characters are escaped.
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == EXCERPT_CHARS {
+            out.push_str(&format!("…({} bytes)", text.len()));
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    #[test]
+    fn long_values_are_cut() {
+        assert_eq!(super::excerpt("short"), "short");
+        assert_eq!(super::excerpt("a\nb"), "a\\nb");
+        let long = "x".repeat(2 << 20);
+        let e = super::excerpt(&long);
+        assert_eq!(e, format!("{}…(2097152 bytes)", "x".repeat(80)));
+    }
+}

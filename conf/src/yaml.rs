@@ -3,12 +3,26 @@
 //! Built on saphyr-parser's event stream (which carries spans) rather than a DOM, so that
 //! every key keeps its line. Nested mappings flatten into dotted keys; flat and nested forms
 //! may be mixed; a key that ends up twice is an error naming both lines.
+//!
+//! Reading is bounded: at most [`MAX_CONF_BYTES`] of text, [`MAX_CONF_DEPTH`] levels of
+//! nesting and [`MAX_CONF_NODES`] nodes / [`MAX_CONF_EXPANDED_BYTES`] bytes of scalar text
+//! after alias expansion (an alias counts as a copy of everything under its anchor), so an
+//! alias bomb is refused after bounded work and memory.
 
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
 use crate::ConfigError;
+
+/// The largest configuration text accepted, in bytes (1 MiB).
+pub const MAX_CONF_BYTES: usize = 1 << 20;
+/// The deepest nesting of lists and mappings accepted.
+pub const MAX_CONF_DEPTH: usize = 64;
+/// The most nodes a configuration document may expand to (aliases counted at every use).
+pub const MAX_CONF_NODES: usize = 100_000;
+/// The most scalar text a configuration document may expand to (aliases counted at every use).
+pub const MAX_CONF_EXPANDED_BYTES: usize = 4 << 20;
 
 /// A value of the flattened document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +62,14 @@ pub(crate) struct FlatEntry {
 /// `is_leaf` tells which dotted keys take a single value: a mapping under such a key is
 /// reported as [`FlatValue::Map`] instead of being flattened further.
 pub(crate) fn flatten(text: &str, file: &str, is_leaf: &dyn Fn(&str) -> bool) -> Result<Vec<FlatEntry>, ConfigError> {
+    if text.len() > MAX_CONF_BYTES {
+        return Err(ConfigError::Syntax {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("the file is {} bytes long; the limit is {MAX_CONF_BYTES} bytes (1 MiB)", text.len()),
+        });
+    }
     let Some(root) = read_document(text, file)? else {
         return Ok(Vec::new());
     };
@@ -129,7 +151,7 @@ impl Node {
 
     fn describe(&self) -> String {
         match self {
-            Node::Scalar { text, .. } => format!("the value '{text}'"),
+            Node::Scalar { text, .. } => format!("the value '{}'", crate::excerpt(text)),
             Node::Seq { .. } => "a list".to_owned(),
             Node::Map { .. } => "a mapping".to_owned(),
         }
@@ -144,12 +166,20 @@ fn is_null(text: &str, style: ScalarStyle) -> bool {
 struct Reader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     file: &'a str,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes, with the nodes and scalar bytes each one counts when aliased.
+    anchors: HashMap<usize, (Node, usize, usize)>,
+    /// Lists and mappings currently open.
+    depth: usize,
+    /// Nodes read so far, aliases expanded.
+    nodes: usize,
+    /// Scalar bytes read so far, aliases expanded.
+    bytes: usize,
 }
 
 /// Reads the single document of `text`; `None` when there is none (empty file, comments).
 fn read_document(text: &str, file: &str) -> Result<Option<Node>, ConfigError> {
-    let mut reader = Reader { parser: Parser::new_from_str(text), file, anchors: HashMap::new() };
+    let mut reader =
+        Reader { parser: Parser::new_from_str(text), file, anchors: HashMap::new(), depth: 0, nodes: 0, bytes: 0 };
     let mut root = None;
     loop {
         let (event, span) = reader.next()?;
@@ -200,14 +230,66 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn limit(&self, span: &Span, message: String) -> ConfigError {
+        ConfigError::Syntax {
+            file: self.file.to_owned(),
+            line: span.start.line(),
+            column: span.start.col() + 1,
+            message,
+        }
+    }
+
+    /// Counts `nodes` more nodes and `bytes` more scalar bytes, refusing beyond the limits.
+    fn count(&mut self, nodes: usize, bytes: usize, span: &Span, alias: bool) -> Result<(), ConfigError> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        let how = if alias { " (each use of an alias counts everything under its anchor again)" } else { "" };
+        if self.nodes > MAX_CONF_NODES {
+            return Err(self.limit(
+                span,
+                format!("the document has more than {MAX_CONF_NODES} nodes{how}; the limit is {MAX_CONF_NODES} nodes"),
+            ));
+        }
+        if self.bytes > MAX_CONF_EXPANDED_BYTES {
+            return Err(self.limit(
+                span,
+                format!(
+                    "the document has more than {MAX_CONF_EXPANDED_BYTES} bytes of values{how}; the limit is \
+                     {MAX_CONF_EXPANDED_BYTES} bytes"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens a list or mapping, refusing beyond [`MAX_CONF_DEPTH`].
+    fn enter(&mut self, span: &Span) -> Result<(), ConfigError> {
+        if self.depth >= MAX_CONF_DEPTH {
+            return Err(self.limit(
+                span,
+                format!(
+                    "lists and mappings nest more than {MAX_CONF_DEPTH} levels deep; the limit is {MAX_CONF_DEPTH}"
+                ),
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
     /// Reads the node that starts with `event`, including all its children.
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, ConfigError> {
         let line = span.start.line();
+        let (nodes_before, bytes_before) = (self.nodes, self.bytes);
+        if !matches!(event, Event::Alias(_)) {
+            let bytes = if let Event::Scalar(text, ..) = &event { text.len() } else { 0 };
+            self.count(1, bytes, &span, false)?;
+        }
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 (Node::Scalar { null: is_null(&text, style), text: text.into_owned(), line }, anchor)
             }
             Event::SequenceStart(anchor, _tag) => {
+                self.enter(&span)?;
                 loop {
                     let (event, span) = self.next()?;
                     if matches!(event, Event::SequenceEnd) {
@@ -215,9 +297,11 @@ impl<'a> Reader<'a> {
                     }
                     self.node(event, span)?;
                 }
+                self.depth -= 1;
                 (Node::Seq { line }, anchor)
             }
             Event::MappingStart(anchor, _tag) => {
+                self.enter(&span)?;
                 let mut entries = Vec::new();
                 loop {
                     let (event, span) = self.next()?;
@@ -229,15 +313,16 @@ impl<'a> Reader<'a> {
                     let value = self.node(event, span)?;
                     entries.push((key, value));
                 }
+                self.depth -= 1;
                 (Node::Map { line, entries }, anchor)
             }
             Event::Alias(id) => {
-                return self.anchors.get(&id).cloned().ok_or_else(|| ConfigError::Syntax {
-                    file: self.file.to_owned(),
-                    line,
-                    column: span.start.col() + 1,
-                    message: "alias to an unknown anchor".to_owned(),
-                });
+                let Some((_, nodes, bytes)) = self.anchors.get(&id) else {
+                    return Err(self.limit(&span, "alias to an unknown anchor".to_owned()));
+                };
+                // Count the copy before making it: the budget bounds the work and memory.
+                self.count(*nodes, *bytes, &span, true)?;
+                return Ok(self.anchors[&id].0.clone());
             }
             other => {
                 return Err(ConfigError::Syntax {
@@ -249,7 +334,10 @@ impl<'a> Reader<'a> {
             }
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let counts = (self.nodes - nodes_before, self.bytes - bytes_before);
+            // The kept copy is memory too: count it (nested anchors would otherwise multiply it).
+            self.count(counts.0, counts.1, &span, true)?;
+            self.anchors.insert(anchor, (node.clone(), counts.0, counts.1));
         }
         Ok(node)
     }
@@ -354,5 +442,33 @@ mod tests {
             "YAML syntax error at t.yaml:2:1: a configuration file holds one YAML document, \
              found a second one"
         );
+    }
+
+    #[test]
+    fn alias_bombs_nesting_and_size_are_limited() {
+        let mut bomb = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_string();
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        let err = flat(&bomb).unwrap_err().to_string();
+        assert!(err.contains(&format!("the limit is {MAX_CONF_NODES} nodes")), "{err}");
+        let big = format!("a: &x {}\nb: [{}]\n", "y".repeat(100_000), vec!["*x"; 100].join(", "));
+        let err = flat(&big).unwrap_err().to_string();
+        assert!(err.contains(&format!("the limit is {MAX_CONF_EXPANDED_BYTES} bytes")), "{err}");
+        let deep: String = (0..200).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let err = flat(&deep).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("nest more than {MAX_CONF_DEPTH} levels deep; the limit is {MAX_CONF_DEPTH}")),
+            "{err}"
+        );
+        let ok: String = (0..MAX_CONF_DEPTH).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        assert_eq!(flat(&ok).unwrap().len(), 1);
+        let huge = format!("a: {}\n", "x".repeat(MAX_CONF_BYTES));
+        let err = flat(&huge).unwrap_err().to_string();
+        assert!(err.contains(&format!("the limit is {MAX_CONF_BYTES} bytes")), "{err}");
+        let long = "v".repeat(10_000);
+        let err = flat(&format!("{long}\n")).unwrap_err().to_string();
+        assert!(err.len() < 300 && err.contains("…(10000 bytes)"), "{err}");
     }
 }

@@ -160,6 +160,8 @@ mod runtime;
 mod spec;
 
 pub use expr::{EvalError, ExprError, ExprType, ExprValue, Expression};
+/// Input limits: what a job spec and its expressions may not exceed.
+pub use expr::{MAX_EXPR_DEPTH, MAX_EXPR_LEN, MAX_EXPR_TOKENS};
 pub use operators::{
     Operator, OperatorConfig, OperatorConfigError, OperatorContext, OperatorError, OperatorFactory, OperatorRegistry,
     Record, RegistryError, BUILTIN_OPERATORS,
@@ -173,3 +175,4 @@ pub use spec::{
     SourceSpec, YamlEntry, YamlNode, YamlValue, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RESTART_ATTEMPTS,
     DEFAULT_RESTART_DELAY, MAX_PARALLELISM, MIN_CHECKPOINT_INTERVAL,
 };
+pub use spec::{MAX_SPEC_BYTES, MAX_YAML_DEPTH, MAX_YAML_EXPANDED_BYTES, MAX_YAML_NODES};

@@ -280,7 +280,7 @@ fn source_sink_errors() {
     );
     assert_eq!(
         src("{ type: file, path: in.txt }"),
-        "job.yaml:3: pipeline[0].source.path: 'in.txt' is not an absolute path; expected the absolute path of the input file (/data/input.txt or file:///data/input.txt)"
+        "job.yaml:3: pipeline[0].source.path: 'in.txt' is not an absolute path; expected the absolute path of the input file without . or .. segments (/data/input.txt or file:///data/input.txt)"
     );
     assert_eq!(
         src("{ type: file }"),
@@ -289,7 +289,7 @@ fn source_sink_errors() {
     let sink = |s: &str| err(&format!("name: j\npipeline:\n  - source: {{ type: sequence }}\n  - sink: {s}\n"));
     assert_eq!(
         sink("{ type: file, path: out }"),
-        "job.yaml:4: pipeline[1].sink.path: 'out' is neither a URI nor an absolute path; expected a storage URI (file:///absolute/path, s3://bucket/prefix, hdfs://namenode/path, swift://container/prefix) or an absolute path"
+        "job.yaml:4: pipeline[1].sink.path: 'out' is neither a URI nor an absolute path; expected a storage URI (file:///absolute/path, s3://bucket/prefix, hdfs://namenode/path, swift://container/prefix) or an absolute path, without . or .. segments"
     );
     assert_eq!(
         sink("{ type: kafka }"),

@@ -87,3 +87,4 @@ pub use dir::StorageDir;
 pub use error::{StorageError, ACCEPTED_URI_FORMS};
 pub use faults::FaultInjector;
 pub use options::StorageOptions;
+pub use uri::check_uri;

@@ -27,6 +27,19 @@ impl Location {
     }
 }
 
+/// Checks a storage URI without touching any backend: `Ok(canonical URI)` (no trailing
+/// slash, no doubled slashes) when `uri` is `file:///abs/path`, `s3://bucket[/prefix]`,
+/// `hdfs://namenode[:port][/path]` or `swift://container[/prefix]` with no `.` or `..`
+/// segment; otherwise the reason (without the URI itself, so callers can quote an excerpt).
+/// Whether the scheme's feature is compiled in is checked only by [`crate::StorageDir::open`].
+pub fn check_uri(uri: &str) -> Result<String, String> {
+    match parse(uri) {
+        Ok(loc) => Ok(loc.uri().to_string()),
+        Err(StorageError::InvalidUri { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
 /// Parses `file:///abs/path`, `s3://bucket/prefix`, `hdfs://namenode:port/path` and
 /// `swift://container/prefix`.
 pub(crate) fn parse(uri: &str) -> Result<Location, StorageError> {

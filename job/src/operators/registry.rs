@@ -122,7 +122,7 @@ impl OperatorRegistry {
             return Err(OperatorConfigError::Invalid {
                 field: None,
                 line: spec.line,
-                problem: format!("unknown operator '{}'", spec.name),
+                problem: format!("unknown operator '{}'", keel_conf::excerpt(&spec.name)),
                 expected: format!("one of: {}", self.names().collect::<Vec<_>>().join(", ")),
             });
         };
@@ -268,10 +268,9 @@ impl<'a> OperatorConfig<'a> {
     /// * [`OperatorConfigError::Invalid`] when it is not a whole number.
     pub fn i64(&self, field: &str) -> Result<Option<i64>, OperatorConfigError> {
         let Some(text) = self.str(field)? else { return Ok(None) };
-        text.trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| self.invalid(field, format!("'{text}' is not a whole number"), "a whole number"))
+        text.trim().parse::<i64>().map(Some).map_err(|_| {
+            self.invalid(field, format!("'{}' is not a whole number", keel_conf::excerpt(text)), "a whole number")
+        })
     }
 
     /// Scalar `field` as a u64 of at least `min`.
@@ -297,7 +296,11 @@ impl<'a> OperatorConfig<'a> {
         let hint = crate::spec::nearest(text, choices.iter().copied())
             .map(|n| format!(" (did you mean '{n}'?)"))
             .unwrap_or_default();
-        Err(self.invalid(field, format!("unknown value '{text}'{hint}"), format!("one of: {}", choices.join(", "))))
+        Err(self.invalid(
+            field,
+            format!("unknown value '{}'{hint}", keel_conf::excerpt(text)),
+            format!("one of: {}", choices.join(", ")),
+        ))
     }
 
     /// Parses scalar `field` as an expression.

@@ -83,7 +83,7 @@ pub enum JobSpecError {
     },
     /// A field nobody knows. Unknown fields are errors, not warnings: a job spec is read by
     /// Keel alone, so an unknown field is a typo that would silently change the job.
-    #[error("{at}: {}unknown field '{name}'{}; expected one of: {}", mapping_prefix(mapping), hint(suggestion), known.join(", "))]
+    #[error("{at}: {}unknown field '{}'{}; expected one of: {}", mapping_prefix(mapping), keel_conf::excerpt(name), hint(suggestion), known.join(", "))]
     UnknownField {
         /// Where.
         at: Location,
@@ -97,7 +97,7 @@ pub enum JobSpecError {
         known: Vec<String>,
     },
     /// A pipeline step names an operator that is not registered.
-    #[error("{at}: pipeline[{step}]: unknown operator '{name}'{}; expected one of: {}", hint(suggestion), known.join(", "))]
+    #[error("{at}: pipeline[{step}]: unknown operator '{}'{}; expected one of: {}", keel_conf::excerpt(name), hint(suggestion), known.join(", "))]
     UnknownOperator {
         /// Where.
         at: Location,
@@ -111,7 +111,7 @@ pub enum JobSpecError {
         known: Vec<String>,
     },
     /// A `map` or `filter` expression does not parse or has the wrong type.
-    #[error("{at}: {field}: invalid expression {expr:?}: column {column}: {message}")]
+    #[error("{at}: {field}: invalid expression {:?}: column {column}: {message}", keel_conf::excerpt(expr))]
     Expression {
         /// Where.
         at: Location,

@@ -19,9 +19,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use self::error::{JobSpecError, Location};
-pub use self::yaml::{YamlEntry, YamlNode, YamlValue};
+pub use self::yaml::{YamlEntry, YamlNode, YamlValue, MAX_YAML_DEPTH, MAX_YAML_EXPANDED_BYTES, MAX_YAML_NODES};
 use crate::operators::{OperatorConfig, OperatorConfigError, OperatorRegistry};
+use keel_conf::excerpt;
 
+/// The largest job spec accepted, in bytes (1 MiB; the REST API refuses larger bodies too).
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
 /// The largest parallelism a job may ask for.
 pub const MAX_PARALLELISM: u32 = 1024;
 /// The checkpoint interval when the spec sets none.
@@ -33,7 +36,9 @@ const TOP_LEVEL_FIELDS: [&str; 5] = ["name", "parallelism", "checkpoint-interval
 const PARALLELISM_EXPECTED: &str = "a whole number from 1 to 1024";
 const SINK_URI_EXPECTED: &str =
     "a storage URI (file:///absolute/path, s3://bucket/prefix, hdfs://namenode/path, swift://container/prefix) \
-     or an absolute path";
+     or an absolute path, without . or .. segments";
+const SOURCE_PATH_EXPECTED: &str =
+    "the absolute path of the input file without . or .. segments (/data/input.txt or file:///data/input.txt)";
 
 /// A parsed, validated job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +180,16 @@ pub fn parse_job_spec(yaml: &str, origin: &str) -> Result<JobSpec, JobSpecError>
 /// * [`JobSpecError::UnknownField`]: a field no one reads (with the nearest known one).
 /// * [`JobSpecError::UnknownOperator`]: with the known operators and the nearest one.
 /// * [`JobSpecError::Expression`]: a `map`/`filter` expression, with the column.
+/// * [`JobSpecError::Structure`] also when the text is longer than [`MAX_SPEC_BYTES`], and
+///   [`JobSpecError::Syntax`] when the YAML nests deeper than [`MAX_YAML_DEPTH`] or expands
+///   (aliases included) beyond [`MAX_YAML_NODES`] nodes or [`MAX_YAML_EXPANDED_BYTES`] bytes.
 pub fn parse_job_spec_with(yaml: &str, origin: &str, registry: &OperatorRegistry) -> Result<JobSpec, JobSpecError> {
+    if yaml.len() > MAX_SPEC_BYTES {
+        return Err(JobSpecError::Structure {
+            at: Location::new(origin, 0),
+            problem: format!("the job spec is {} bytes long; the limit is {MAX_SPEC_BYTES} bytes (1 MiB)", yaml.len()),
+        });
+    }
     let root = yaml::parse(yaml).map_err(|e| JobSpecError::Syntax {
         at: Location::new(origin, e.line),
         column: e.column,
@@ -300,7 +314,7 @@ impl Parser<'_> {
                     return Err(self.invalid(
                         e.line,
                         "checkpoint-interval",
-                        format!("{} is too short", self.scalar(e, "checkpoint-interval", "")?.trim()),
+                        format!("{} is too short", excerpt(self.scalar(e, "checkpoint-interval", "")?.trim())),
                         "at least 10 ms",
                     ));
                 }
@@ -464,13 +478,8 @@ impl Parser<'_> {
                     None => return Err(err(c.invalid("path", "missing", "the absolute path of the input file"))),
                     Some(p) => {
                         let local = p.strip_prefix("file://").unwrap_or(p);
-                        if !local.starts_with('/') {
-                            return Err(err(c.invalid(
-                                "path",
-                                format!("'{p}' is not an absolute path"),
-                                "the absolute path of the input file (/data/input.txt or file:///data/input.txt)",
-                            )));
-                        }
+                        check_source_path(local)
+                            .map_err(|problem| err(c.invalid("path", problem, SOURCE_PATH_EXPECTED)))?;
                         PathBuf::from(local)
                     }
                 };
@@ -518,7 +527,7 @@ impl Parser<'_> {
                 other => Err(self.invalid(
                     e.line,
                     "restart-strategy",
-                    format!("unknown restart strategy '{other}'{}", suggestion_hint(other, kinds)),
+                    format!("unknown restart strategy '{}'{}", excerpt(other), suggestion_hint(other, kinds)),
                     expected,
                 )),
             };
@@ -553,7 +562,7 @@ impl Parser<'_> {
                 Err(self.invalid(
                     line,
                     "restart-strategy.type",
-                    format!("unknown restart strategy '{other}'{}", suggestion_hint(other, kinds)),
+                    format!("unknown restart strategy '{}'{}", excerpt(other), suggestion_hint(other, kinds)),
                     expected,
                 ))
             }
@@ -570,7 +579,7 @@ impl Parser<'_> {
         let text = self.scalar(e, field, "a duration such as 500 ms, 1 s or 1 min")?;
         keel_conf::parse_duration(text).map_err(|message| {
             let (problem, expected) = message.split_once("; expected ").unwrap_or((message.as_str(), "a duration"));
-            self.invalid(e.line, field, format!("invalid duration '{}': {problem}", text.trim()), expected)
+            self.invalid(e.line, field, format!("invalid duration '{}': {problem}", excerpt(text.trim())), expected)
         })
     }
 }
@@ -593,11 +602,16 @@ pub(crate) fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
 /// Parses a whole number of at least `min`; on error, (problem, expected).
 pub(crate) fn parse_count(text: &str, min: u64) -> Result<u64, (String, String)> {
     let expected = || format!("a whole number of at least {min}");
-    let t = text.trim();
+    let trimmed = text.trim();
+    let quoted = excerpt(trimmed);
+    let t = quoted.as_str();
     if t.strip_prefix('-').is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())) {
         return Err((format!("{t} is negative"), expected()));
     }
     if t.is_empty() || !t.chars().all(|c| c.is_ascii_digit() || c == '_') {
+        return Err((format!("'{t}' is not a whole number"), expected()));
+    }
+    if trimmed.len() > t.len() {
         return Err((format!("'{t}' is not a whole number"), expected()));
     }
     let n: u64 = t.replace('_', "").parse().map_err(|_| (format!("{t} is too large"), expected()))?;
@@ -615,22 +629,36 @@ fn parse_parallelism(text: &str) -> Result<u32, String> {
     Ok(n as u32)
 }
 
-/// The sink's output location as a URI: URIs with a scheme stay as written, absolute paths
-/// become `file://` URIs.
+/// The sink's output location as a canonical storage URI (see [`keel_storage::check_uri`]):
+/// absolute paths become `file://` URIs; unknown schemes, relative paths and `.`/`..`
+/// segments are refused (they could only fail, or escape the intended directory).
 fn sink_uri(text: &str) -> Result<String, String> {
     let t = text.trim();
+    let quoted = excerpt(t);
     if let Some((scheme, rest)) = t.split_once("://") {
         if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-') {
             if rest.is_empty() {
-                return Err(format!("'{t}' has no path"));
+                return Err(format!("'{quoted}' has no path"));
             }
-            return Ok(t.trim_end_matches('/').to_string());
+            return keel_storage::check_uri(t).map_err(|reason| format!("'{quoted}': {}", excerpt(&reason)));
         }
     }
     if t.starts_with('/') {
-        return Ok(format!("file://{}", t.trim_end_matches('/')));
+        return keel_storage::check_uri(&format!("file://{t}"))
+            .map_err(|reason| format!("'{quoted}': {}", excerpt(&reason)));
     }
-    Err(format!("'{t}' is neither a URI nor an absolute path"))
+    Err(format!("'{quoted}' is neither a URI nor an absolute path"))
+}
+
+/// Checks the path of a `file` source: absolute, no `.` or `..` segment.
+fn check_source_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("'{}' is not an absolute path", excerpt(path)));
+    }
+    if let Some(seg) = path.split('/').find(|s| *s == "." || *s == "..") {
+        return Err(format!("'{}' has a '{seg}' segment", excerpt(path)));
+    }
+    Ok(())
 }
 
 impl JobSpec {
@@ -675,13 +703,9 @@ impl JobSpec {
             SourceSpec::Sequence { rate: Some(0), .. } => {
                 return Err(p.invalid(0, "pipeline[0].source.rate", "0 is too small", "a whole number of at least 1"))
             }
-            SourceSpec::File { path, .. } if !path.is_absolute() => {
-                return Err(p.invalid(
-                    0,
-                    "pipeline[0].source.path",
-                    format!("'{}' is not an absolute path", path.display()),
-                    "the absolute path of the input file",
-                ))
+            SourceSpec::File { path, .. } if check_source_path(&path.to_string_lossy()).is_err() => {
+                let problem = check_source_path(&path.to_string_lossy()).unwrap_err();
+                return Err(p.invalid(0, "pipeline[0].source.path", problem, SOURCE_PATH_EXPECTED));
             }
             SourceSpec::File { delimiter, .. } if delimiter.is_empty() => {
                 return Err(p.invalid(0, "pipeline[0].source.delimiter", "empty", "a non-empty string"))
@@ -711,8 +735,8 @@ impl JobSpec {
                 return Err(p.invalid(
                     0,
                     &field,
-                    format!("'{uri}' is not a normalized URI"),
-                    format!("'{normalized}'"),
+                    format!("'{}' is not a normalized URI", excerpt(uri)),
+                    format!("'{}'", excerpt(&normalized)),
                 ));
             }
         }
@@ -738,5 +762,12 @@ mod tests {
         assert_eq!(sink_uri("/abs/out/").unwrap(), "file:///abs/out");
         assert_eq!(sink_uri("s3://bucket/p").unwrap(), "s3://bucket/p");
         assert!(sink_uri("out").is_err());
+        assert_eq!(sink_uri("file:///a//b/").unwrap(), "file:///a/b");
+        assert_eq!(sink_uri("/abs/../etc").unwrap_err(), "'/abs/../etc': path segment \"..\" is not allowed");
+        assert_eq!(sink_uri("gs://b/x").unwrap_err(), "'gs://b/x': unknown scheme \"gs\"");
+        assert_eq!(check_source_path("/a/./b").unwrap_err(), "'/a/./b' has a '.' segment");
+        assert_eq!(check_source_path("a/b").unwrap_err(), "'a/b' is not an absolute path");
+        let long = "9".repeat(5000);
+        assert_eq!(parse_count(&long, 1).unwrap_err().0, format!("'{}' is not a whole number", excerpt(&long)));
     }
 }
