@@ -61,6 +61,10 @@ enum Command {
         /// Start from this savepoint (the URI `keel savepoint` printed).
         #[arg(long)]
         from_savepoint: Option<String>,
+        /// Choose the job id (1-64 of [A-Za-z0-9_-]): submitting the same spec under the same
+        /// id again is idempotent, so a retry after an unknown outcome never runs it twice.
+        #[arg(long)]
+        job_id: Option<String>,
         /// REST address of a dispatcher (default: the leader, found through ZooKeeper).
         #[arg(long)]
         rest: Option<String>,
@@ -299,15 +303,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_on_signals();
             keel_worker::run_worker(loaded.config, keel_worker::WorkerOptions::default(), shutdown).await
         }
-        Command::Run { spec, from_savepoint, rest } => {
+        Command::Run { spec, from_savepoint, job_id, rest } => {
             let loaded = load(&cli.conf)?;
             let text =
                 std::fs::read_to_string(&spec).with_context(|| format!("cannot read job spec {}", spec.display()))?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
             let api = client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?;
             let mut path = "/jobs".to_string();
+            let mut query = Vec::new();
             if let Some(sp) = from_savepoint {
-                path.push_str(&format!("?fromSavepoint={}", url_escape(&sp)));
+                query.push(format!("fromSavepoint={}", url_escape(&sp)));
+            }
+            if let Some(id) = job_id {
+                query.push(format!("jobId={}", url_escape(&id)));
+            }
+            if !query.is_empty() {
+                path.push('?');
+                path.push_str(&query.join("&"));
             }
             let v = api.call(reqwest::Method::POST, &path, Some(text)).await?;
             let id = v["jobid"].as_str().unwrap_or_default();

@@ -20,6 +20,9 @@ use crate::role::Role;
 
 /// Metadata key on a refused command carrying the epoch the refusing worker has seen.
 pub const FENCED_EPOCH_METADATA: &str = "keel-fenced-epoch";
+/// Set by a worker on an UNAVAILABLE reply that means "registered, but I have not heard the
+/// registration reply yet": the sender may retry shortly (same key as the worker's).
+pub const NOT_READY_METADATA: &str = "keel-not-ready";
 
 #[derive(Debug, Clone)]
 struct WorkerEntry {
@@ -156,6 +159,22 @@ impl ResourceManager {
         Ok(own)
     }
 
+    /// A worker leaves gracefully: it is dropped at once (its jobs restart elsewhere) and
+    /// nothing is scheduled onto it. Ignored unless this dispatcher acts at `epoch` (the
+    /// leader the worker registered with). Returns whether it was registered.
+    pub fn deregister(&self, id: &str, epoch: LeaderEpoch, reason: &str) -> bool {
+        if self.role.borrow().acting_epoch() != Some(epoch) {
+            return false;
+        }
+        let removed = self.inner.lock().expect("rm lock").remove(id).is_some();
+        if removed {
+            let reason: String = reason.chars().take(200).collect();
+            tracing::info!(target: "keel::events", event = "worker_deregistered", worker = id, %reason, "worker left gracefully");
+            let _ = self.lost_tx.send(id.to_string());
+        }
+        removed
+    }
+
     pub fn workers(&self) -> Vec<WorkerView> {
         let mut v: Vec<WorkerView> = self
             .inner
@@ -200,15 +219,28 @@ impl ResourceManager {
     /// # Notable errors
     /// `FAILED_PRECONDITION` when this dispatcher does not act as leader or the worker refused
     /// a stale epoch (this dispatcher then steps down); `NOT_FOUND` for an unknown worker.
+    /// Sends a command stamped with `epoch`: the epoch of the job master that sends it, fixed
+    /// when that master was created. Refused without sending unless this dispatcher acts as
+    /// leader at exactly that epoch, so a master of an older leadership can never send a
+    /// command stamped with a later one (which workers would accept).
     pub async fn send(
         &self,
+        epoch: LeaderEpoch,
         worker_id: &str,
         kind: leader_command::Kind,
     ) -> Result<keel_proto::v1::CommandReply, tonic::Status> {
         let role = self.role.borrow().clone();
-        let Some(epoch) = role.acting_epoch() else {
-            return Err(tonic::Status::failed_precondition(format!("not acting as leader (role {})", role.name())));
-        };
+        match role.acting_epoch() {
+            Some(acting) if acting == epoch => {}
+            Some(acting) => {
+                return Err(tonic::Status::failed_precondition(format!(
+                    "a command of epoch {epoch} is not sent: this dispatcher now acts at epoch {acting}"
+                )))
+            }
+            None => {
+                return Err(tonic::Status::failed_precondition(format!("not acting as leader (role {})", role.name())))
+            }
+        }
         let client = self.inner.lock().expect("rm lock").get(worker_id).map(|w| w.client.clone());
         let Some(mut client) = client else {
             return Err(tonic::Status::not_found(format!("worker {worker_id} is not registered")));
@@ -334,5 +366,50 @@ impl ResourceManager {
                 let _ = client.command(command).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rm_at(epoch: i64) -> (watch::Sender<Role>, ResourceManager) {
+        let (tx, rx) = watch::channel(Role::Leading { epoch: LeaderEpoch(epoch), fence: None });
+        (tx, ResourceManager::new(rx, "d1".into(), Duration::from_millis(200), Duration::from_secs(2)))
+    }
+
+    fn heartbeat() -> leader_command::Kind {
+        leader_command::Kind::Heartbeat(HeartbeatRequest {})
+    }
+
+    /// Issue #7 hole 5: a job master of epoch 5 whose dispatcher now leads at epoch 9 must not
+    /// send commands (they would be stamped 9 and accepted by workers).
+    #[tokio::test]
+    async fn a_command_of_another_epoch_is_never_sent() {
+        let (tx, rm) = rm_at(5);
+        // At its own epoch the command goes out (here: no such worker registered).
+        let s = rm.send(LeaderEpoch(5), "w1", heartbeat()).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::NotFound, "{s:?}");
+        tx.send_replace(Role::Leading { epoch: LeaderEpoch(9), fence: None });
+        let s = rm.send(LeaderEpoch(5), "w1", heartbeat()).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+        assert!(s.message().contains("now acts at epoch 9"), "{}", s.message());
+        tx.send_replace(Role::Suspended { epoch: LeaderEpoch(5) });
+        let s = rm.send(LeaderEpoch(5), "w1", heartbeat()).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition, "suspended: nothing is sent ({s:?})");
+    }
+
+    #[test]
+    fn deregistration_only_counts_for_the_epoch_the_worker_registered_with() {
+        let (_tx, rm) = rm_at(5);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = rt.enter();
+        rm.register("w1", "127.0.0.1:1", 1, LeaderEpoch(5)).unwrap();
+        let mut lost = rm.subscribe_lost();
+        assert!(!rm.deregister("w1", LeaderEpoch(4), "stopping"), "another leader's worker is not dropped");
+        assert_eq!(rm.worker_slots().len(), 1);
+        assert!(rm.deregister("w1", LeaderEpoch(5), "stopping"));
+        assert!(rm.worker_slots().is_empty());
+        assert_eq!(lost.try_recv().ok().as_deref(), Some("w1"), "its jobs restart elsewhere");
     }
 }

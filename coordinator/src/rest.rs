@@ -136,6 +136,10 @@ fn job_error(state: &RestState, e: JobError) -> Response {
         e @ JobError::NotFound(_) => error(StatusCode::NOT_FOUND, e.to_string()),
         e @ JobError::WrongState { .. } => error(StatusCode::CONFLICT, e.to_string()),
         e @ JobError::NotConfigured(_) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        e @ JobError::OutcomeUnknown(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        JobError::Ha(e) if e.is_temporary() => {
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("outcome unknown, retry: {e}"))
+        }
         e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -155,6 +159,9 @@ fn unauthorized(state: &RestState, headers: &axum::http::HeaderMap) -> Option<Re
 struct SubmitQuery {
     #[serde(rename = "fromSavepoint")]
     from_savepoint: Option<String>,
+    /// A client-chosen job id: a retry with the same id and spec is idempotent.
+    #[serde(rename = "jobId")]
+    job_id: Option<String>,
 }
 
 /// `POST /jobs` with the job spec (YAML) as the body; `?fromSavepoint=<uri>` restores.
@@ -170,7 +177,7 @@ async fn submit_job(
     if body.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "empty request body; expected a job spec (YAML)".into());
     }
-    match state.jobs.submit(&body, q.from_savepoint).await {
+    match state.jobs.submit(&body, q.from_savepoint, q.job_id).await {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
         Err(e) => job_error(&state, e),
     }

@@ -2,7 +2,10 @@
 
 use keel_ha::LeaderEpoch;
 use keel_proto::v1::dispatcher_server::Dispatcher;
-use keel_proto::v1::{RegisterWorkerRequest, RegisterWorkerResponse, TaskReport, TaskReportAck};
+use keel_proto::v1::{
+    DeregisterWorkerRequest, DeregisterWorkerResponse, RegisterWorkerRequest, RegisterWorkerResponse, TaskReport,
+    TaskReportAck,
+};
 use tonic::{Request, Response, Status};
 
 use crate::resource_manager::{RegisterError, ResourceManager};
@@ -30,6 +33,15 @@ impl Dispatcher for DispatcherService {
             Err(e @ RegisterError::Invalid(_)) => Err(Status::invalid_argument(e.to_string())),
             Err(e) => Err(Status::failed_precondition(e.to_string())),
         }
+    }
+
+    async fn deregister_worker(
+        &self,
+        request: Request<DeregisterWorkerRequest>,
+    ) -> Result<Response<DeregisterWorkerResponse>, Status> {
+        let r = request.into_inner();
+        let was_registered = self.rm.deregister(&r.worker_id, LeaderEpoch(r.leader_epoch), &r.reason);
+        Ok(Response::new(DeregisterWorkerResponse { was_registered }))
     }
 
     async fn report_task(&self, request: Request<TaskReport>) -> Result<Response<TaskReportAck>, Status> {

@@ -6,6 +6,7 @@
 //! ```text
 //! jobgraphs/<job-id>                          BlobPointer → <storageDir>/jobgraphs/<job-id>/<unique>
 //! jobs/<job-id>/checkpoint-counter            next checkpoint id (decimal text)
+//! jobs/<job-id>/attempt-counter               next execution attempt number (decimal text)
 //! jobs/<job-id>/checkpoints/<id, 20 digits>   BlobPointer → checkpoint metadata (in the checkpoints dir)
 //! job-results/<job-id>                        BlobPointer (status dirty | clean) → <storageDir>/job-results/<job-id>/<unique>
 //! ```
@@ -148,7 +149,8 @@ impl HaStores {
         txn.create(&graph_znode, &pointer(&blob, fence.epoch().0, ""), &persistent())?
             .create(&job, b"", &persistent())?
             .create(&format!("{job}/checkpoints"), b"", &persistent())?
-            .create(&format!("{job}/checkpoint-counter"), b"1", &persistent())?;
+            .create(&format!("{job}/checkpoint-counter"), b"1", &persistent())?
+            .create(&format!("{job}/attempt-counter"), b"1", &persistent())?;
         match txn.commit().await {
             Ok(()) => Ok(()),
             Err(HaError::Zk { source: zookeeper_client::Error::NodeExists, path, .. }) => {
@@ -203,28 +205,34 @@ impl HaStores {
         Ok(record)
     }
 
-    // ---- checkpoint ids ----
+    // ---- checkpoint ids and attempt numbers ----
 
     /// Takes the next checkpoint id: a guarded, version-checked increment, so two leaders can
     /// never hand out the same id and ids never go back.
     pub async fn next_checkpoint_id(&self, fence: &Fence, job_id: &str) -> Result<u64, HaError> {
-        let znode = format!("{JOBS}/{job_id}/checkpoint-counter");
-        for _ in 0..16 {
-            let (data, stat) = fence.client().get_data(&znode).await.map_err(|e| HaError::zk("get_data", &znode, e))?;
-            let text = String::from_utf8_lossy(&data);
-            let id: u64 = text.trim().parse().map_err(|_| HaError::CorruptZnode {
-                path: znode.clone(),
-                reason: format!("checkpoint counter holds {text:?}; expected a decimal number"),
-            })?;
-            match fence.set_data(&znode, (id + 1).to_string().as_bytes(), Some(stat.version)).await {
-                Ok(_) => return Ok(id),
-                Err(HaError::Zk { source: zookeeper_client::Error::BadVersion, .. }) => continue,
-                // Unknown outcome: read again; a successful increment just skips one id.
-                Err(HaError::ConnectionLoss { .. }) => continue,
+        increment(fence, &format!("{JOBS}/{job_id}/checkpoint-counter"), "checkpoint counter").await
+    }
+
+    /// Takes the number of a new execution attempt of a job (`jobs/<id>/attempt-counter`, a
+    /// guarded, version-checked increment like the checkpoint counter). Attempt numbers grow
+    /// strictly across attempts *and* leaders, never collide and cannot overflow in practice
+    /// (one per restart), so workers and sinks fence older attempts by comparing numbers.
+    ///
+    /// # Notable errors
+    /// * [`HaError::LeadershipLost`]: this leader may not start attempts any more.
+    /// * [`HaError::CorruptZnode`] if the counter does not hold a decimal number.
+    pub async fn next_attempt(&self, fence: &Fence, job_id: &str) -> Result<u64, HaError> {
+        let znode = format!("{JOBS}/{job_id}/attempt-counter");
+        if fence.client().check_stat(&znode).await.map_err(|e| HaError::zk("exists", &znode, e))?.is_none() {
+            // Jobs stored before attempt counters existed: create it (guarded; a concurrent
+            // create by the same leader is harmless).
+            match fence.create(&znode, b"1", &persistent()).await {
+                Ok(_) | Err(HaError::Zk { source: zookeeper_client::Error::NodeExists, .. }) => {}
+                Err(HaError::ConnectionLoss { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        Err(HaError::Zk { op: "increment", path: znode, source: zookeeper_client::Error::BadVersion })
+        increment(fence, &znode, "attempt counter").await
     }
 
     // ---- completed checkpoints ----
@@ -434,6 +442,31 @@ impl HaStores {
         fence.set_data(&znode, &p.encode_to_vec(), Some(stat.version)).await?;
         Ok(())
     }
+}
+
+/// A guarded, version-checked increment of a decimal counter znode; returns the value
+/// before the increment. An unknown outcome (connection lost) is read again: a successful
+/// increment then just skips one value.
+async fn increment(fence: &Fence, znode: &str, what: &str) -> Result<u64, HaError> {
+    for _ in 0..16 {
+        let (data, stat) = fence.client().get_data(znode).await.map_err(|e| HaError::zk("get_data", znode, e))?;
+        let text = String::from_utf8_lossy(&data[..data.len().min(64)]).to_string();
+        let value: u64 = text.trim().parse().map_err(|_| HaError::CorruptZnode {
+            path: znode.to_string(),
+            reason: format!("{what} holds {text:?}; expected a decimal number"),
+        })?;
+        let next = value.checked_add(1).ok_or_else(|| HaError::CorruptZnode {
+            path: znode.to_string(),
+            reason: format!("{what} is at its maximum {value}"),
+        })?;
+        match fence.set_data(znode, next.to_string().as_bytes(), Some(stat.version)).await {
+            Ok(_) => return Ok(value),
+            Err(HaError::Zk { source: zookeeper_client::Error::BadVersion, .. }) => continue,
+            Err(HaError::ConnectionLoss { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(HaError::Zk { op: "increment", path: znode.to_string(), source: zookeeper_client::Error::BadVersion })
 }
 
 /// Storage options (S3 endpoint, region, credentials, path style) from the configuration;

@@ -167,8 +167,9 @@ pub use operators::{
     Record, RegistryError, BUILTIN_OPERATORS,
 };
 pub use runtime::{
-    discard_checkpoints, discard_job, discard_sink_pending, final_part_path, pending_part_path, read_state_manifest,
-    spawn_subtask, CheckpointFilesError, Control, DiscardReport, SubtaskContext, SubtaskEvent, SubtaskHandle,
+    attempt_fence_disabled, check_sink_parts, discard_checkpoints, discard_job, discard_sink_pending, final_part_path,
+    pending_part_path, read_state_manifest, spawn_subtask, CheckpointFilesError, Control, DiscardReport,
+    SubtaskContext, SubtaskEvent, SubtaskHandle,
 };
 pub use spec::{
     parse_job_spec, parse_job_spec_with, JobSpec, JobSpecError, Location, OperatorSpec, RestartStrategy, SinkSpec,

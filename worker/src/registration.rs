@@ -42,10 +42,11 @@ pub async fn follow_leader(
                     }
                 }
                 match register(&state, &leader).await {
-                    Ok(()) => {
+                    Ok(registration) => {
                         last_error = None;
-                        // The leader restarts whatever ran here from its latest checkpoints.
-                        host.cancel_all("registered anew");
+                        // Atomic with deploys; the leader restarts whatever ran here from its
+                        // latest checkpoints.
+                        host.register(registration, "registered anew");
                     }
                     Err(e) => {
                         if last_error.as_deref() != Some(e.as_str()) {
@@ -64,7 +65,7 @@ pub async fn follow_leader(
     }
 }
 
-async fn register(state: &WorkerState, leader: &LeaderView) -> Result<(), String> {
+async fn register(state: &WorkerState, leader: &LeaderView) -> Result<Registration, String> {
     let endpoint = Endpoint::from_shared(format!("http://{}", leader.address))
         .map_err(|e| format!("leader address {:?} is not host:port: {e}", leader.address))?
         .connect_timeout(Duration::from_secs(1))
@@ -81,20 +82,60 @@ async fn register(state: &WorkerState, leader: &LeaderView) -> Result<(), String
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
     let epoch = keel_ha::LeaderEpoch(reply.epoch);
-    if let Err(fenced) = state.gate.admit(epoch) {
+    // Only the epoch ZooKeeper named: the gate is never raised by what a peer claims.
+    if epoch != leader.epoch {
+        return Err(format!(
+            "registration answered with epoch {epoch}, but ZooKeeper names epoch {} for leader {}",
+            leader.epoch, leader.leader_id
+        ));
+    }
+    if let Err(fenced) = state.admit_confirmed(epoch) {
         return Err(format!("registration answered by a stale leader: {fenced}"));
     }
     let n = state.registrations.fetch_add(1, Ordering::SeqCst) + 1;
-    *state.registration.lock().expect("registration lock") = Some(Registration {
+    let registration = Registration {
         leader_id: reply.leader_id.clone(),
         epoch,
         address: leader.address.clone(),
         last_heard: Instant::now(),
-    });
+    };
     tracing::info!(
         target: "keel::events", event = "registered",
         worker = %state.id, leader = %reply.leader_id, epoch = %epoch, registrations = n,
         "registered with leader"
     );
-    Ok(())
+    Ok(registration)
+}
+
+/// Leaves the leader this worker is registered with (graceful stop), bounded by `timeout`.
+/// The leader drops this worker's slots at once instead of after `heartbeat.timeout`.
+pub async fn deregister(state: &WorkerState, reason: &str, timeout: Duration) {
+    let Some(reg) = state.registration() else { return };
+    let call = async {
+        let endpoint = Endpoint::from_shared(format!("http://{}", reg.address))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        DispatcherClient::new(channel)
+            .deregister_worker(keel_proto::v1::DeregisterWorkerRequest {
+                worker_id: state.id.clone(),
+                leader_epoch: reg.epoch.0,
+                reason: reason.to_string(),
+            })
+            .await
+            .map(|r| r.into_inner().was_registered)
+            .map_err(|s| s.message().to_string())
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(was)) => {
+            tracing::info!(leader = %reg.leader_id, epoch = %reg.epoch, was_registered = was, "deregistered from the leader")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(leader = %reg.leader_id, error = %e, "could not deregister; the leader notices at heartbeat.timeout")
+        }
+        Err(_) => {
+            tracing::warn!(leader = %reg.leader_id, "deregistration timed out; the leader notices at heartbeat.timeout")
+        }
+    }
 }

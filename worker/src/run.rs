@@ -109,6 +109,10 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
     }
 
     shutdown.cancelled().await;
+    // Leave first, so the leader schedules nothing more here and restarts what ran here
+    // at once; then stop the subtasks.
+    crate::registration::deregister(&state, "worker stopping", Duration::from_secs(2)).await;
+    host.cancel_all("worker stopping");
     tasks.cancel();
     if let Some(r) = retrieval {
         r.shutdown().await;

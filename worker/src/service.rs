@@ -11,10 +11,21 @@ use keel_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::state::WorkerState;
+use crate::state::{GateRefusal, WorkerState};
 
 /// Same key as the coordinator's `FENCED_EPOCH_METADATA`.
 pub const FENCED_EPOCH_METADATA: &str = "keel-fenced-epoch";
+/// Same key as the coordinator's `NOT_READY_METADATA`: "retry shortly".
+pub const NOT_READY_METADATA: &str = "keel-not-ready";
+
+/// At most `max` characters of a peer-supplied string, for logs and replies.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…({} bytes)", s.chars().take(max).collect::<String>(), s.len())
+    }
+}
 
 pub struct WorkerService {
     pub state: Arc<WorkerState>,
@@ -51,10 +62,25 @@ impl Worker for WorkerService {
                 self.state.id
             )));
         }
-        let admitted = self.state.gate.admit(epoch);
+        let admitted = self.state.admit_confirmed(epoch);
         if let (Err(_), true) = (&admitted, self.disable_epoch_check) {
             tracing::warn!(epoch = %epoch, "stale epoch accepted: epoch checking is disabled (test-only switch)");
-        } else if let Err(fenced) = admitted {
+        } else if let Err(GateRefusal::Unconfirmed { got, confirmed }) = admitted {
+            let n = self.state.refused.fetch_add(1, Ordering::SeqCst) + 1;
+            let message = format!(
+                "{} (command from {:?})",
+                GateRefusal::Unconfirmed { got, confirmed },
+                truncate(&command.leader_id, 80)
+            );
+            tracing::warn!(
+                target: "keel::events", event = "command_refused",
+                worker = %self.state.id, from = %truncate(&command.leader_id, 80), epoch = %epoch,
+                highest = %confirmed, refused_total = n, unconfirmed = true, "{message}"
+            );
+            *self.state.last_refusal.lock().expect("refusal lock") = message.clone();
+            // No fenced-epoch metadata: the gate was not raised, nobody must step down.
+            return Err(Status::unavailable(message));
+        } else if let Err(GateRefusal::Stale(fenced)) = admitted {
             let n = self.state.refused.fetch_add(1, Ordering::SeqCst) + 1;
             let message = format!("{fenced} (command from {:?})", command.leader_id);
             tracing::warn!(
@@ -96,16 +122,7 @@ impl Worker for WorkerService {
                     *reg = None;
                 }
             }
-            Some(leader_command::Kind::Deploy(d)) => {
-                let leader = self.state.registration().filter(|r| r.epoch == epoch).map(|r| r.address);
-                let Some(address) = leader else {
-                    return Err(Status::unavailable(format!(
-                        "worker {} is not registered with the leader of epoch {epoch}; register first",
-                        self.state.id
-                    )));
-                };
-                self.host.deploy(epoch, address, d)?;
-            }
+            Some(leader_command::Kind::Deploy(d)) => self.host.deploy(epoch, d)?,
             Some(leader_command::Kind::TriggerCheckpoint(t)) => self.host.trigger(t)?,
             Some(leader_command::Kind::NotifyCheckpoint(n)) => self.host.notify(n)?,
             Some(leader_command::Kind::Cancel(c)) => self.host.cancel(c),

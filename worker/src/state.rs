@@ -15,6 +15,18 @@ pub struct Registration {
     pub last_heard: Instant,
 }
 
+/// Why the epoch gate refused a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GateRefusal {
+    #[error(transparent)]
+    Stale(keel_ha::Fenced),
+    #[error(
+        "epoch {got} is not confirmed: ZooKeeper names no leader of an epoch above {confirmed} \
+         (a forged epoch, or a leader this worker has not learnt about yet)"
+    )]
+    Unconfirmed { got: LeaderEpoch, confirmed: LeaderEpoch },
+}
+
 #[derive(Debug)]
 pub struct WorkerState {
     pub id: String,
@@ -41,6 +53,23 @@ impl WorkerState {
             refused: AtomicU64::new(0),
             last_refusal: Mutex::new(String::new()),
         }
+    }
+
+    /// Admits a command or reply stamped with `epoch`, never raising the gate: only epochs
+    /// confirmed from ZooKeeper (leader retrieval, [`keel_ha::EpochGate::observe`]) raise it,
+    /// so a forged epoch from a stranger cannot fence the real leaders.
+    ///
+    /// # Notable errors
+    /// * [`GateRefusal::Stale`]: older than the highest confirmed epoch (a stale leader).
+    /// * [`GateRefusal::Unconfirmed`]: newer than any epoch confirmed from ZooKeeper (forged,
+    ///   or a leader this worker has not learnt about yet; the sender may retry).
+    pub fn admit_confirmed(&self, epoch: LeaderEpoch) -> Result<(), GateRefusal> {
+        let confirmed = self.gate.highest();
+        if epoch > confirmed {
+            return Err(GateRefusal::Unconfirmed { got: epoch, confirmed });
+        }
+        // epoch <= confirmed: `admit` cannot raise the gate here.
+        self.gate.admit(epoch).map_err(GateRefusal::Stale)
     }
 
     pub fn registration(&self) -> Option<Registration> {

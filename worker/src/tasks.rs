@@ -37,42 +37,119 @@ pub struct HostSettings {
     pub state: StateOptions,
 }
 
+/// How many jobs' newest attempt numbers a worker remembers (oldest forgotten first).
+const REMEMBERED_JOBS: usize = 10_000;
+
+/// The subtasks and what the host knows about attempts, under one lock: deploying, and
+/// switching the registration (which cancels everything), are atomic with respect to each
+/// other.
+#[derive(Default)]
+struct Tasks {
+    running: HashMap<(String, u32), RunningTask>,
+    /// Per job, the oldest attempt that may still start: the newest deployed one, or the one
+    /// after the newest cancelled one. An older attempt never starts (attempts are fenced like
+    /// leader epochs).
+    newest_attempt: HashMap<String, u64>,
+    /// Jobs in `newest_attempt`, oldest first (bounds its size).
+    remembered: std::collections::VecDeque<String>,
+}
+
+impl Tasks {
+    fn see_attempt(&mut self, job_id: &str, attempt: u64) {
+        match self.newest_attempt.get_mut(job_id) {
+            Some(a) => *a = (*a).max(attempt),
+            None => {
+                self.newest_attempt.insert(job_id.to_string(), attempt);
+                self.remembered.push_back(job_id.to_string());
+                while self.remembered.len() > REMEMBERED_JOBS {
+                    if let Some(old) = self.remembered.pop_front() {
+                        self.newest_attempt.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a deploy was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployRefused {
+    /// Not registered with the leader of the command's epoch (yet).
+    #[error("worker {worker} is not registered with the leader of epoch {epoch}; register first")]
+    NotRegistered { worker: String, epoch: LeaderEpoch },
+    /// A newer attempt of the job was already seen here.
+    #[error("job {job_id} attempt {attempt} is stale: attempts before {newest} are over on this worker (a newer one was deployed or an older one cancelled)")]
+    StaleAttempt { job_id: String, attempt: u64, newest: u64 },
+    /// The deploy itself is malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<DeployRefused> for Status {
+    fn from(r: DeployRefused) -> Status {
+        match &r {
+            DeployRefused::NotRegistered { .. } => {
+                let mut s = Status::unavailable(r.to_string());
+                s.metadata_mut()
+                    .insert(crate::service::NOT_READY_METADATA, tonic::metadata::MetadataValue::from_static("1"));
+                s
+            }
+            DeployRefused::StaleAttempt { .. } => Status::failed_precondition(r.to_string()),
+            DeployRefused::Invalid(m) => Status::invalid_argument(m.clone()),
+        }
+    }
+}
+
 pub struct TaskHost {
     worker: Arc<WorkerState>,
     settings: HostSettings,
     registry: Arc<OperatorRegistry>,
-    tasks: Mutex<HashMap<(String, u32), RunningTask>>,
+    tasks: Mutex<Tasks>,
 }
 
 impl TaskHost {
     pub fn new(worker: Arc<WorkerState>, settings: HostSettings, registry: Arc<OperatorRegistry>) -> Self {
-        Self { worker, settings, registry, tasks: Mutex::new(HashMap::new()) }
+        Self { worker, settings, registry, tasks: Mutex::new(Tasks::default()) }
     }
 
     /// Number of subtasks running now.
     pub fn running(&self) -> usize {
-        self.tasks.lock().expect("tasks lock").len()
+        self.tasks.lock().expect("tasks lock").running.len()
     }
 
-    pub fn deploy(self: &Arc<Self>, epoch: LeaderEpoch, leader_address: String, d: DeployTask) -> Result<(), Status> {
+    /// The oldest attempt of `job_id` that may still start here, if the job was seen.
+    pub fn newest_attempt(&self, job_id: &str) -> Option<u64> {
+        self.tasks.lock().expect("tasks lock").newest_attempt.get(job_id).copied()
+    }
+
+    /// Deploys a subtask for the leader of `epoch`. Refused unless this worker is registered
+    /// with that leader, and refused for an attempt older than the newest one seen for the
+    /// job. The check and the start are atomic with respect to [`TaskHost::register`].
+    pub fn deploy(self: &Arc<Self>, epoch: LeaderEpoch, d: DeployTask) -> Result<(), DeployRefused> {
         let key = (d.job_id.clone(), d.subtask);
-        {
-            let mut tasks = self.tasks.lock().expect("tasks lock");
-            if let Some(existing) = tasks.get(&key) {
-                if existing.attempt > d.attempt {
-                    return Err(Status::failed_precondition(format!(
-                        "subtask {} of job {} already runs attempt {}, newer than {}",
-                        d.subtask, d.job_id, existing.attempt, d.attempt
-                    )));
-                }
-                let _ = existing.control.send(Control::Cancel);
-                tasks.remove(&key);
+        let spec = keel_job::parse_job_spec_with(&d.spec_yaml, &format!("job {}", d.job_id), &self.registry)
+            .map_err(|e| DeployRefused::Invalid(format!("job {}: {e}", d.job_id)))?;
+        let checkpoints = StorageDir::open(&d.checkpoints_uri, &self.settings.storage_options)
+            .map_err(|e| DeployRefused::Invalid(format!("checkpoints directory: {e}")))?;
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        let leader_address = self.worker.registration().filter(|r| r.epoch == epoch).map(|r| r.address);
+        let Some(leader_address) = leader_address else {
+            return Err(DeployRefused::NotRegistered { worker: self.worker.id.clone(), epoch });
+        };
+        if let Some(&newest) = tasks.newest_attempt.get(&d.job_id) {
+            if d.attempt < newest && !keel_job::attempt_fence_disabled() {
+                tracing::warn!(
+                    target: "keel::events", event = "stale_attempt_refused",
+                    job = %d.job_id, subtask = d.subtask, attempt = d.attempt, newest, %epoch,
+                    "deploy of a stale attempt refused"
+                );
+                return Err(DeployRefused::StaleAttempt { job_id: d.job_id.clone(), attempt: d.attempt, newest });
             }
         }
-        let spec = keel_job::parse_job_spec_with(&d.spec_yaml, &format!("job {}", d.job_id), &self.registry)
-            .map_err(|e| Status::invalid_argument(format!("job {}: {e}", d.job_id)))?;
-        let checkpoints = StorageDir::open(&d.checkpoints_uri, &self.settings.storage_options)
-            .map_err(|e| Status::invalid_argument(format!("checkpoints directory: {e}")))?;
+        tasks.see_attempt(&d.job_id, d.attempt);
+        if let Some(existing) = tasks.running.remove(&key) {
+            let _ = existing.control.send(Control::Cancel);
+        }
         let ctx = SubtaskContext {
             job_id: d.job_id.clone(),
             attempt: d.attempt,
@@ -85,7 +162,8 @@ impl TaskHost {
         };
         let handle = keel_job::spawn_subtask(Arc::new(spec), ctx, d.restore.clone());
         let control = handle.control.clone();
-        self.tasks.lock().expect("tasks lock").insert(key.clone(), RunningTask { attempt: d.attempt, epoch, control });
+        tasks.running.insert(key.clone(), RunningTask { attempt: d.attempt, epoch, control });
+        drop(tasks);
         tracing::info!(
             target: "keel::events", event = "task_deployed",
             job = %d.job_id, subtask = d.subtask, attempt = d.attempt, %epoch,
@@ -125,8 +203,8 @@ impl TaskHost {
                 }
             }
             let mut tasks = host.tasks.lock().expect("tasks lock");
-            if tasks.get(&key).is_some_and(|t| t.attempt == d.attempt) {
-                tasks.remove(&key);
+            if tasks.running.get(&key).is_some_and(|t| t.attempt == d.attempt) {
+                tasks.running.remove(&key);
             }
         });
         Ok(())
@@ -135,7 +213,7 @@ impl TaskHost {
     fn route(&self, job_id: &str, attempt: u64, control: impl Fn() -> Control) -> usize {
         let tasks = self.tasks.lock().expect("tasks lock");
         let mut n = 0;
-        for ((job, _), t) in tasks.iter() {
+        for ((job, _), t) in tasks.running.iter() {
             if job == job_id && t.attempt == attempt {
                 let _ = t.control.send(control());
                 n += 1;
@@ -165,9 +243,13 @@ impl TaskHost {
         Ok(())
     }
 
+    /// Cancels every subtask of `c.job_id` up to attempt `c.attempt`; a later deploy of any
+    /// of those attempts is refused.
     pub fn cancel(&self, c: CancelTask) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        tasks.retain(|(job, subtask), t| {
+        // Every attempt up to the cancelled one is over: none of them may start later.
+        tasks.see_attempt(&c.job_id, c.attempt.saturating_add(1));
+        tasks.running.retain(|(job, subtask), t| {
             if *job == c.job_id && t.attempt <= c.attempt {
                 tracing::info!(job = %job, subtask, attempt = t.attempt, "subtask cancelled");
                 let _ = t.control.send(Control::Cancel);
@@ -178,11 +260,24 @@ impl TaskHost {
         });
     }
 
-    /// Cancels every subtask: a worker that (re-)registers is a new incarnation to the
-    /// leader, which restarts the affected jobs from their latest checkpoint itself.
+    /// Records a new registration and cancels every subtask, atomically with respect to
+    /// [`TaskHost::deploy`]: a deploy of the old registration's epoch either ran before (and
+    /// is cancelled here) or is refused after; a deploy of the new epoch is never cancelled
+    /// by this switch. To the leader a worker that (re-)registers is a new incarnation; it
+    /// restarts the affected jobs from their latest checkpoints itself.
+    pub fn register(&self, registration: crate::state::Registration, why: &str) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        *self.worker.registration.lock().expect("registration lock") = Some(registration);
+        for ((job, subtask), t) in tasks.running.drain() {
+            tracing::info!(job = %job, subtask, attempt = t.attempt, epoch = %t.epoch, why, "subtask cancelled");
+            let _ = t.control.send(Control::Cancel);
+        }
+    }
+
+    /// Cancels every subtask (the worker is stopping).
     pub fn cancel_all(&self, why: &str) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        for ((job, subtask), t) in tasks.drain() {
+        for ((job, subtask), t) in tasks.running.drain() {
             tracing::info!(job = %job, subtask, attempt = t.attempt, epoch = %t.epoch, why, "subtask cancelled");
             let _ = t.control.send(Control::Cancel);
         }
@@ -223,5 +318,72 @@ impl Reporter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Registration;
+
+    fn host(dir: &std::path::Path) -> Arc<TaskHost> {
+        let worker = Arc::new(WorkerState::new("w1".into(), "127.0.0.1:1".into(), 4));
+        let settings = HostSettings {
+            storage_options: StorageOptions::default(),
+            state: StateOptions::new(&dir.join("tmp")).with_local_dir(dir.join("local")),
+        };
+        Arc::new(TaskHost::new(worker, settings, Arc::new(OperatorRegistry::default())))
+    }
+
+    fn deploy(dir: &std::path::Path, attempt: u64) -> DeployTask {
+        DeployTask {
+            job_id: "job-1".into(),
+            attempt,
+            subtask: 0,
+            parallelism: 1,
+            spec_yaml:
+                "name: t\npipeline:\n  - source: { type: sequence, keys: 2, rate: 10 }\n  - sink: { type: discard }\n"
+                    .into(),
+            checkpoints_uri: format!("file://{}/chk", dir.display()),
+            restore: None,
+            restore_checkpoint_id: 0,
+        }
+    }
+
+    fn registration(epoch: i64) -> Registration {
+        Registration {
+            leader_id: "d1".into(),
+            epoch: LeaderEpoch(epoch),
+            address: "127.0.0.1:1".into(),
+            last_heard: std::time::Instant::now(),
+        }
+    }
+
+    /// Issue #7 hole 1: a deploy of an attempt older than one already seen for the job never
+    /// starts (a delayed Deploy arriving after a newer one, or after its own cancel).
+    #[tokio::test]
+    async fn an_older_attempt_never_starts_after_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path());
+        let e = LeaderEpoch(7);
+        assert!(matches!(host.deploy(e, deploy(dir.path(), 3)), Err(DeployRefused::NotRegistered { .. })));
+        host.register(registration(7), "test");
+        host.deploy(e, deploy(dir.path(), 3)).expect("attempt 3 starts");
+        host.deploy(e, deploy(dir.path(), 5)).expect("attempt 5 replaces it");
+        assert_eq!(
+            host.deploy(e, deploy(dir.path(), 4)),
+            Err(DeployRefused::StaleAttempt { job_id: "job-1".into(), attempt: 4, newest: 5 })
+        );
+        assert_eq!(host.running(), 1);
+        // A cancel of attempt 6 fences every attempt up to 6, even one never deployed here.
+        host.cancel(CancelTask { job_id: "job-1".into(), attempt: 6 });
+        assert_eq!(host.running(), 0);
+        assert!(matches!(host.deploy(e, deploy(dir.path(), 6)), Err(DeployRefused::StaleAttempt { .. })));
+        host.deploy(e, deploy(dir.path(), 7)).expect("a newer attempt starts");
+        // A new registration cancels everything; a deploy of the old epoch is then refused.
+        host.register(registration(9), "test");
+        assert_eq!(host.running(), 0);
+        assert!(matches!(host.deploy(e, deploy(dir.path(), 8)), Err(DeployRefused::NotRegistered { .. })));
+        host.cancel_all("test end");
     }
 }

@@ -175,7 +175,6 @@ pub struct JobMaster {
     rx: mpsc::UnboundedReceiver<JobMsg>,
     recovered: bool,
     // runtime
-    attempt_counter: u64,
     attempt: u64,
     assignment: Vec<String>,
     subtask_state: Vec<&'static str>,
@@ -216,7 +215,6 @@ impl JobMaster {
             status,
             rx,
             recovered,
-            attempt_counter: 0,
             attempt: 0,
             assignment: vec![],
             subtask_state: vec![],
@@ -279,13 +277,13 @@ impl JobMaster {
             Err(e) => {
                 let reason = format!("the stored job spec no longer parses: {e}");
                 tracing::error!(job = %self.job_id(), %reason);
-                self.end("FAILED", reason).await;
+                self.end("FAILED", reason, &session).await;
                 return;
             }
         };
         self.status.send_modify(|s| s.parallelism = spec.parallelism);
         // Where to start: the latest usable checkpoint (recovery), or a savepoint.
-        match self.latest_restorable().await {
+        match self.latest_restorable(&spec, &session).await {
             Ok(Some(point)) => self.restore = Some(point),
             Ok(None) => {
                 if !self.graph.restore_from.is_empty() {
@@ -295,6 +293,7 @@ impl JobMaster {
                             self.end(
                                 "FAILED",
                                 format!("cannot restore from savepoint {}: {e}", self.graph.restore_from),
+                                &session,
                             )
                             .await;
                             return;
@@ -302,8 +301,12 @@ impl JobMaster {
                     }
                 }
             }
-            Err(reason) => {
-                self.end("FAILED", reason).await;
+            Err(Some(reason)) => {
+                self.end("FAILED", reason, &session).await;
+                return;
+            }
+            Err(None) => {
+                tracing::info!(job = %self.job_id(), "job master stops before starting: leader session ended");
                 return;
             }
         }
@@ -320,7 +323,7 @@ impl JobMaster {
                 }
                 Outcome::Ended(state, reason) => {
                     self.stop_tasks().await;
-                    self.end(state, reason).await;
+                    self.end(state, reason, &session).await;
                     return;
                 }
                 Outcome::Failover(reason) => {
@@ -337,7 +340,7 @@ impl JobMaster {
                     };
                     if restarts > attempts {
                         let why = format!("{reason} (restart strategy exhausted after {} restart(s))", restarts - 1);
-                        self.end("FAILED", why).await;
+                        self.end("FAILED", why, &session).await;
                         return;
                     }
                     tracing::warn!(job = %self.job_id(), restart = restarts, of = attempts, %reason, "restarting job from its latest checkpoint");
@@ -345,63 +348,120 @@ impl JobMaster {
                         _ = tokio::time::sleep(delay) => {}
                         _ = session.cancelled() => return,
                     }
-                    match self.latest_restorable().await {
+                    match self.latest_restorable(&spec, &session).await {
                         Ok(Some(p)) => self.restore = Some(p),
                         Ok(None) => {}
-                        Err(reason) => {
-                            self.end("FAILED", reason).await;
+                        Err(Some(reason)) => {
+                            self.end("FAILED", reason, &session).await;
                             return;
                         }
+                        Err(None) => return,
                     }
                 }
             }
         }
     }
 
-    /// Latest completed checkpoint whose metadata and state manifests read back; older ones
-    /// are tried when the newest is corrupt (loudly). `Err` when checkpoints exist but none is
-    /// usable: the job must fail rather than silently start from scratch.
-    async fn latest_restorable(&self) -> Result<Option<RestorePoint>, String> {
-        let (Some(stores), Some(fence), Some(dir)) = (self.stores(), self.fence(), self.checkpoints_dir()) else {
-            return Ok(self.restore.clone());
-        };
+    /// Latest completed checkpoint that is restorable: its metadata, its state manifests and
+    /// their files, and its sink parts all read back. Older retained ones are tried when a
+    /// newer one is *definitely* unusable (loudly). Only definite answers count: when the
+    /// pointer list cannot be read, or a blob cannot be read for a reason that is not "it is
+    /// missing or corrupt" (connection lost, storage outage), the whole check is retried with
+    /// backoff while this master may act. `Err(Some(reason))` when checkpoints exist and
+    /// every one is definitely unusable: the job must fail rather than silently start from
+    /// scratch; `Err(None)` when the leader session ended.
+    async fn latest_restorable(
+        &self,
+        spec: &JobSpec,
+        session: &CancellationToken,
+    ) -> Result<Option<RestorePoint>, Option<String>> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let (Some(stores), Some(fence), Some(dir)) = (self.stores(), self.fence(), self.checkpoints_dir()) else {
+                if self.stores().is_none() || self.checkpoints_dir().is_none() {
+                    return Ok(self.restore.clone());
+                }
+                return Err(None);
+            };
+            match self.find_restorable(&stores, &fence, dir, spec).await {
+                Ok(found) => return found.map_err(Some),
+                Err(unknown) => {
+                    tracing::warn!(job = %self.job_id(), error = %unknown, retry_in = ?delay, "cannot decide which checkpoint to restore yet (outcome unknown); retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = session.cancelled() => return Err(None),
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One pass of [`Self::latest_restorable`]: `Err(unknown)` when no definite answer could be
+    /// had; `Ok(Err(reason))` when every retained checkpoint is definitely unusable.
+    async fn find_restorable(
+        &self,
+        stores: &HaStores,
+        fence: &Fence,
+        dir: &StorageDir,
+        spec: &JobSpec,
+    ) -> Result<Result<Option<RestorePoint>, String>, String> {
         let pointers = match stores.checkpoints(fence.client(), self.job_id()).await {
             Ok(p) => p,
             Err(e) => return Err(format!("cannot list checkpoints: {e}")),
         };
         let mut problems = Vec::new();
         for p in pointers.iter().rev() {
-            match read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await {
+            let checked = match read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await {
                 Ok(meta) => match check_manifests(dir, &meta).await {
-                    Ok(()) => {
-                        if !problems.is_empty() {
-                            tracing::error!(
-                                job = %self.job_id(), using = p.checkpoint_id, skipped = ?problems,
-                                "newer checkpoints are unusable; falling back to an older retained one \
-                                 (output a file sink committed after checkpoint {} will be produced again)",
-                                p.checkpoint_id
-                            );
+                    Ok(()) => match keel_job::check_sink_parts(
+                        spec,
+                        &self.settings.storage_options,
+                        self.job_id(),
+                        &meta.subtasks,
+                    )
+                    .await
+                    {
+                        Ok(()) => Ok(meta),
+                        Err(e) if e.is_temporary() || !definite_storage_error(&e) => {
+                            return Err(format!("checkpoint {}: sink parts: {e}", p.checkpoint_id))
                         }
-                        return Ok(Some(RestorePoint {
-                            checkpoint_id: p.checkpoint_id,
-                            path: p.metadata_path.clone(),
-                            metadata: meta,
-                        }));
+                        Err(e) => Err(format!("checkpoint {}: sink part missing: {e}", p.checkpoint_id)),
+                    },
+                    Err(Unusable::Unknown(e)) => return Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
+                    Err(Unusable::Definite(e)) => {
+                        Err(format!("checkpoint {} ({}): {e}", p.checkpoint_id, dir.location(&p.metadata_path)))
                     }
-                    Err(e) => problems.push(format!(
-                        "checkpoint {} ({}): {e}",
-                        p.checkpoint_id,
-                        dir.location(&p.metadata_path)
-                    )),
                 },
-                Err(e) => problems.push(format!("checkpoint {}: {e}", p.checkpoint_id)),
+                Err(Unusable::Unknown(e)) => return Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
+                Err(Unusable::Definite(e)) => Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
+            };
+            match checked {
+                Ok(meta) => {
+                    if !problems.is_empty() {
+                        tracing::error!(
+                            job = %self.job_id(), using = p.checkpoint_id, skipped = ?problems,
+                            "newer checkpoints are unusable; falling back to an older retained one \
+                             (output a file sink committed after checkpoint {} will be produced again)",
+                            p.checkpoint_id
+                        );
+                    }
+                    return Ok(Ok(Some(RestorePoint {
+                        checkpoint_id: p.checkpoint_id,
+                        path: p.metadata_path.clone(),
+                        metadata: meta,
+                    })));
+                }
+                Err(problem) => {
+                    tracing::error!(job = %self.job_id(), %problem, "checkpoint unusable");
+                    problems.push(problem);
+                }
             }
-            tracing::error!(job = %self.job_id(), problem = %problems.last().map(String::as_str).unwrap_or(""), "checkpoint unusable");
         }
         if pointers.is_empty() {
-            Ok(None)
+            Ok(Ok(None))
         } else {
-            Err(format!("no usable checkpoint to recover from: {}", problems.join("; ")))
+            Ok(Err(format!("no usable checkpoint to recover from: {}", problems.join("; "))))
         }
     }
 
@@ -452,8 +512,7 @@ impl JobMaster {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 msg = self.rx.recv() => match msg {
                     Some(JobMsg::Cancel(reply)) => {
-                        let _ = reply.send(Ok(()));
-                        return Outcome::Ended("CANCELED", "canceled by request".into());
+                        if let Some(o) = self.accept_cancel(reply, session).await { return o; }
                     }
                     Some(JobMsg::Savepoint { reply, .. }) => {
                         let _ = reply.send(Err(JobError::WrongState { job_id: self.job_id().into(), state: "SCHEDULING".into(), action: "a savepoint" }));
@@ -464,12 +523,19 @@ impl JobMaster {
                 _ = session.cancelled() => return Outcome::SessionEnded,
             }
         };
-        self.attempt_counter += 1;
-        self.attempt = (self.epoch.0 as u64).saturating_mul(1_000_000).saturating_add(self.attempt_counter);
+        // A new attempt number from ZooKeeper (guarded): it grows across attempts and leaders,
+        // so workers and sinks can fence every older attempt by comparing numbers.
+        let attempt = match self.next_attempt(session).await {
+            Ok(a) => a,
+            Err(o) => {
+                self.pool.release(&self.graph.job_id);
+                return o;
+            }
+        };
+        self.attempt = attempt;
         self.assignment = assignment;
         self.subtask_state = vec!["DEPLOYING"; p as usize];
         self.pending = None;
-        let attempt = self.attempt;
         self.status.send_modify(|s| s.attempt = attempt);
         self.publish_subtasks();
         let restore = self.restore.clone();
@@ -494,7 +560,7 @@ impl JobMaster {
                 restore_checkpoint_id: restore.as_ref().map(|r| r.checkpoint_id).unwrap_or(0),
             };
             let worker = self.assignment[i as usize].clone();
-            if let Err(status) = self.rm.send(&worker, leader_command::Kind::Deploy(deploy)).await {
+            if let Err(status) = self.deploy(&worker, deploy, session).await {
                 if !self.can_act() {
                     return Outcome::SessionEnded;
                 }
@@ -530,12 +596,7 @@ impl JobMaster {
                 msg = self.rx.recv() => match msg {
                     None => return Outcome::SessionEnded,
                     Some(JobMsg::Cancel(reply)) => {
-                        if !self.can_act() {
-                            let _ = reply.send(Err(JobError::NotLeader("leadership is suspended".into())));
-                            continue;
-                        }
-                        let _ = reply.send(Ok(()));
-                        return Outcome::Ended("CANCELED", "canceled by request".into());
+                        if let Some(o) = self.accept_cancel(reply, session).await { return o; }
                     }
                     Some(JobMsg::Savepoint { target, reply }) => {
                         if self.pending.is_some() {
@@ -554,6 +615,141 @@ impl JobMaster {
                 },
                 _ = session.cancelled() => return Outcome::SessionEnded,
             }
+        }
+    }
+
+    /// A cancel is answered only once it is durable: the job's result (CANCELED, dirty) is
+    /// written through the fence first, so every later leader finishes the cancel instead of
+    /// recovering the job. If it cannot be written (leadership suspended or lost), the cancel
+    /// is refused and the job keeps running.
+    async fn accept_cancel(
+        &mut self,
+        reply: oneshot::Sender<Result<(), JobError>>,
+        session: &CancellationToken,
+    ) -> Option<Outcome> {
+        let reason = "canceled by request".to_string();
+        match self.record_result("CANCELED", &reason, session, false).await {
+            Ok(()) => {
+                let _ = reply.send(Ok(()));
+                Some(Outcome::Ended("CANCELED", reason))
+            }
+            Err(e) => {
+                tracing::warn!(job = %self.job_id(), error = %e, "cancel refused: its result could not be recorded");
+                let _ = reply.send(Err(e));
+                None
+            }
+        }
+    }
+
+    /// Writes the job's result (dirty) through this master's fence. With `wait`, retries
+    /// temporary failures and waits out a suspension of this master's leadership for as long
+    /// as the leader session lasts (a decided end must be recorded, or the next leader would
+    /// run the job again); without it, one attempt (with the retries for an unknown outcome).
+    async fn record_result(
+        &self,
+        state: &str,
+        reason: &str,
+        session: &CancellationToken,
+        wait: bool,
+    ) -> Result<(), JobError> {
+        let record = JobResultRecord {
+            format_version: keel_proto::FORMAT_VERSION,
+            job_id: self.graph.job_id.clone(),
+            state: state.to_string(),
+            reason: reason.to_string(),
+            at_unix_ms: now_ms(),
+        };
+        let Some(stores) = self.stores() else {
+            return Err(JobError::NotConfigured("no high-availability.storageDir".into()));
+        };
+        let mut delay = Duration::from_millis(50);
+        let mut role = self.role.clone();
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let Some(fence) = self.fence() else {
+                let suspended_here = matches!(&*role.borrow(), Role::Suspended { epoch } if *epoch == self.epoch);
+                if !(wait && suspended_here) {
+                    return Err(JobError::NotLeader(format!(
+                        "this dispatcher does not act as the leader of epoch {}; the job's end is not recorded",
+                        self.epoch
+                    )));
+                }
+                tokio::select! {
+                    r = role.changed() => if r.is_err() { return Err(JobError::NotLeader("dispatcher stopping".into())) },
+                    _ = session.cancelled() => return Err(JobError::NotLeader("the leader session ended".into())),
+                }
+                continue;
+            };
+            match stores.put_result(&fence, &record).await {
+                Ok(()) => {
+                    tracing::info!(target: "keel::events", event = "job_result_recorded", job = %self.job_id(), state, "job result recorded (dirty)");
+                    return Ok(());
+                }
+                Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(JobError::Ha(e)),
+                Err(e) if !wait && tries >= 5 => return Err(JobError::Ha(e)),
+                Err(e) => {
+                    tracing::warn!(job = %self.job_id(), error = %e, "cannot record the job result yet; retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = session.cancelled() => return Err(JobError::NotLeader("the leader session ended".into())),
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Takes a new attempt number; retries an unknown outcome (connection lost) with backoff
+    /// while this master may act.
+    async fn next_attempt(&self, session: &CancellationToken) -> Result<u64, Outcome> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let (Some(fence), Some(stores)) = (self.fence(), self.stores()) else {
+                return Err(Outcome::SessionEnded);
+            };
+            match stores.next_attempt(&fence, self.job_id()).await {
+                Ok(a) => return Ok(a),
+                Err(HaError::LeadershipLost { .. }) | Err(HaError::SessionExpired) => {
+                    return Err(Outcome::SessionEnded)
+                }
+                Err(e) if e.is_temporary() => {
+                    tracing::warn!(job = %self.job_id(), error = %e, "cannot take an attempt number yet; retrying");
+                }
+                Err(e) => return Err(Outcome::Failover(format!("cannot take an attempt number: {e}"))),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = session.cancelled() => return Err(Outcome::SessionEnded),
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Deploys one subtask. A worker that this leader has registered may not have heard the
+    /// registration reply yet ("register first", UNAVAILABLE): wait for it (bounded by
+    /// `heartbeat.timeout`) instead of spending a restart on it.
+    async fn deploy(&self, worker: &str, deploy: DeployTask, session: &CancellationToken) -> Result<(), tonic::Status> {
+        let give_up = Instant::now() + self.rm.heartbeat_timeout();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match self.rm.send(self.epoch, worker, leader_command::Kind::Deploy(deploy.clone())).await {
+                Ok(_) => return Ok(()),
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && s.metadata().get(crate::resource_manager::NOT_READY_METADATA).is_some()
+                        && Instant::now() < give_up
+                        && self.can_act() =>
+                {
+                    tracing::debug!(job = %self.job_id(), worker, status = %s, "worker not ready for the deploy yet; retrying");
+                }
+                Err(s) => return Err(s),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = session.cancelled() => return Err(tonic::Status::cancelled("the leader session ended")),
+            }
+            delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -614,7 +810,7 @@ impl JobMaster {
                 continue;
             }
             let cmd = TriggerCheckpoint { job_id: self.graph.job_id.clone(), attempt: self.attempt, checkpoint_id: id };
-            if let Err(status) = self.rm.send(worker, leader_command::Kind::TriggerCheckpoint(cmd)).await {
+            if let Err(status) = self.rm.send(self.epoch, worker, leader_command::Kind::TriggerCheckpoint(cmd)).await {
                 self.abort_pending(&format!("triggering subtask {i} on {worker} failed: {}", status.message())).await;
                 break;
             }
@@ -656,7 +852,7 @@ impl JobMaster {
             }
             let cmd =
                 NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt: self.attempt, checkpoint_id, complete };
-            if let Err(status) = self.rm.send(worker, leader_command::Kind::NotifyCheckpoint(cmd)).await {
+            if let Err(status) = self.rm.send(self.epoch, worker, leader_command::Kind::NotifyCheckpoint(cmd)).await {
                 tracing::warn!(job = %self.job_id(), checkpoint_id, worker = %worker, %status, "checkpoint notification not delivered (the sink commits again on restore)");
             }
         }
@@ -867,14 +1063,16 @@ impl JobMaster {
         workers.dedup();
         for w in workers {
             let cmd = CancelTask { job_id: self.graph.job_id.clone(), attempt: self.attempt };
-            let _ = self.rm.send(&w, leader_command::Kind::Cancel(cmd)).await;
+            let _ = self.rm.send(self.epoch, &w, leader_command::Kind::Cancel(cmd)).await;
         }
         self.pool.release(&self.graph.job_id);
     }
 
-    /// The end of a job: result (dirty) → cleanup → clean. Only with leadership; if it is
-    /// lost midway, the next leader finishes the cleanup from the dirty result.
-    async fn end(&mut self, state: &'static str, reason: String) {
+    /// The end of a job: result (dirty) → cleanup → clean. The result is written while this
+    /// master's leadership lasts (waiting out a suspension, retrying temporary errors): a job
+    /// whose end was decided never runs again. If leadership is lost first, the next leader
+    /// decides (and finishes the cleanup of a dirty result).
+    async fn end(&mut self, state: &'static str, reason: String, session: &CancellationToken) {
         self.set_state(state);
         self.status.send_modify(|s| {
             s.end_time = now_ms();
@@ -882,22 +1080,18 @@ impl JobMaster {
                 s.failure = Some(reason.clone());
             }
         });
-        let (Some(fence), Some(stores)) = (self.fence(), self.stores()) else {
-            tracing::warn!(job = %self.job_id(), state, "job ended without leadership; the next leader decides");
-            return;
-        };
-        tracing::info!(target: "keel::events", event = "job_ended", job = %self.job_id(), state, %reason, "job ended");
-        let record = JobResultRecord {
-            format_version: keel_proto::FORMAT_VERSION,
-            job_id: self.graph.job_id.clone(),
-            state: state.to_string(),
-            reason,
-            at_unix_ms: now_ms(),
-        };
-        if let Err(e) = stores.put_result(&fence, &record).await {
-            tracing::error!(job = %self.job_id(), error = %e, "cannot write the job result; the job stays stored and is recovered by the next leader");
+        if self.stores().is_none() {
             return;
         }
+        tracing::info!(target: "keel::events", event = "job_ended", job = %self.job_id(), state, %reason, "job ended");
+        if let Err(e) = self.record_result(state, &reason, session, true).await {
+            tracing::error!(job = %self.job_id(), error = %e, "cannot write the job result; the job stays stored and the next leader decides");
+            return;
+        }
+        let (Some(fence), Some(stores)) = (self.fence(), self.stores()) else {
+            tracing::warn!(job = %self.job_id(), state, "leadership lost after the result was recorded; the next leader finishes the cleanup");
+            return;
+        };
         match cleanup(&stores, &fence, &self.settings, self.job_id()).await {
             Ok(()) => self.status.send_modify(|s| s.cleaned = true),
             Err(e) => {
@@ -935,43 +1129,93 @@ pub async fn cleanup(stores: &HaStores, fence: &Fence, settings: &JobSettings, j
     Ok(())
 }
 
-async fn read_metadata(dir: &StorageDir, path: &str, kind: BlobKind) -> Result<CheckpointMetadata, String> {
-    let bytes = dir.read_blob(path, kind).await.map_err(|e| e.to_string())?;
+/// Why a checkpoint could not be used: definitely (missing, corrupt) or for a reason that may
+/// pass (the answer is unknown).
+#[derive(Debug)]
+enum Unusable {
+    Definite(String),
+    Unknown(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Definite(s) | Unusable::Unknown(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<Unusable> for String {
+    fn from(u: Unusable) -> String {
+        u.to_string()
+    }
+}
+
+/// Whether a storage error is a definite answer about the data (it is missing or corrupt),
+/// rather than a failure to get an answer.
+fn definite(e: &keel_storage::StorageError) -> bool {
+    use keel_storage::StorageError as E;
+    matches!(e, E::NotFound { .. } | E::CorruptBlob { .. } | E::InvalidPath { .. })
+}
+
+fn definite_storage_error(e: &keel_job::CheckpointFilesError) -> bool {
+    match e {
+        keel_job::CheckpointFilesError::Storage(s) => definite(s),
+        _ => true,
+    }
+}
+
+fn classify(e: keel_storage::StorageError) -> Unusable {
+    if definite(&e) {
+        Unusable::Definite(e.to_string())
+    } else {
+        Unusable::Unknown(e.to_string())
+    }
+}
+
+async fn read_metadata(dir: &StorageDir, path: &str, kind: BlobKind) -> Result<CheckpointMetadata, Unusable> {
+    let bytes = dir.read_blob(path, kind).await.map_err(classify)?;
     let meta = CheckpointMetadata::decode(bytes.as_slice())
-        .map_err(|e| format!("{}: not checkpoint metadata ({e})", dir.location(path)))?;
+        .map_err(|e| Unusable::Definite(format!("{}: not checkpoint metadata ({e})", dir.location(path))))?;
     if meta.format_version != keel_proto::FORMAT_VERSION {
-        return Err(format!(
+        return Err(Unusable::Definite(format!(
             "{}: metadata format version {} (expected {})",
             dir.location(path),
             meta.format_version,
             keel_proto::FORMAT_VERSION
-        ));
+        )));
     }
     if meta.subtasks.len() != meta.parallelism as usize {
-        return Err(format!(
+        return Err(Unusable::Definite(format!(
             "{}: {} subtask snapshots for parallelism {}",
             dir.location(path),
             meta.subtasks.len(),
             meta.parallelism
-        ));
+        )));
     }
     Ok(meta)
 }
 
 /// Every subtask's state manifest must read back, and every file it lists must exist, before
 /// a checkpoint is chosen for recovery.
-async fn check_manifests(dir: &StorageDir, meta: &CheckpointMetadata) -> Result<(), String> {
+async fn check_manifests(dir: &StorageDir, meta: &CheckpointMetadata) -> Result<(), Unusable> {
     for s in &meta.subtasks {
         if !s.state_manifest.is_empty() {
-            let m = keel_job::read_state_manifest(dir, &s.state_manifest).await.map_err(|e| e.to_string())?;
+            let m = keel_job::read_state_manifest(dir, &s.state_manifest).await.map_err(|e| {
+                if definite_storage_error(&e) {
+                    Unusable::Definite(e.to_string())
+                } else {
+                    Unusable::Unknown(e.to_string())
+                }
+            })?;
             for f in &m.files {
-                if !dir.exists(&f.remote_path).await.map_err(|e| e.to_string())? {
-                    return Err(format!(
+                if !dir.exists(&f.remote_path).await.map_err(classify)? {
+                    return Err(Unusable::Definite(format!(
                         "subtask {} state file {} listed in {} is missing",
                         s.subtask,
                         dir.location(&f.remote_path),
                         dir.location(&s.state_manifest)
-                    ));
+                    )));
                 }
             }
         }

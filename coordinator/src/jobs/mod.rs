@@ -60,6 +60,10 @@ pub enum JobError {
     Ha(#[from] HaError),
     #[error("{0}")]
     Failed(String),
+    /// The request may or may not have taken effect (connection lost mid-write, no answer
+    /// in time); retrying with the same job id is safe.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// One job as the REST API shows it.
@@ -100,6 +104,35 @@ struct Inner {
     role: watch::Receiver<Role>,
     pool: SlotPool,
     session: Mutex<Option<Session>>,
+    /// Stored entries recovery could not use (job id → what is wrong), shown by
+    /// `/jobs/overview` as state `RECOVERY_BLOCKED`; cleared when an entry recovers.
+    problems: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+/// A submission error: one whose outcome is unknown says so, naming the id to retry with.
+fn unknown_or(e: HaError, job_id: &str, client_chosen: bool) -> JobError {
+    if matches!(e, HaError::ConnectionLoss { .. }) || e.is_temporary() {
+        let how = if client_chosen {
+            "submit again with the same job id".to_string()
+        } else {
+            format!("submit again with jobId={job_id} (keel run --job-id {job_id}) to make the retry idempotent")
+        };
+        JobError::OutcomeUnknown(format!("job {job_id} may or may not be stored ({e}); {how}"))
+    } else {
+        JobError::Ha(e)
+    }
+}
+
+/// Whether an HA error is a definite answer about the stored entry (corrupt, missing) rather
+/// than a failure to get an answer (connection lost, storage outage).
+fn definite(e: &HaError) -> bool {
+    match e {
+        HaError::CorruptZnode { .. } | HaError::NotFound { .. } => true,
+        HaError::Storage(s) => {
+            matches!(s, keel_storage::StorageError::NotFound { .. } | keel_storage::StorageError::CorruptBlob { .. })
+        }
+        _ => false,
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -109,7 +142,16 @@ pub(crate) fn now_ms() -> i64 {
 impl JobManager {
     pub fn new(settings: JobSettings, rm: ResourceManager, role: watch::Receiver<Role>) -> Self {
         let pool = SlotPool::new(rm.clone());
-        Self { inner: Arc::new(Inner { settings, rm, role, pool, session: Mutex::new(None) }) }
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                rm,
+                role,
+                pool,
+                session: Mutex::new(None),
+                problems: Mutex::new(Default::default()),
+            }),
+        }
     }
 
     fn stores(&self) -> Result<HaStores, JobError> {
@@ -139,6 +181,7 @@ impl JobManager {
             tracing::info!(epoch = %s.epoch, jobs = s.jobs.len(), "leader session ends ({why}): job masters stop");
             s.cancel.cancel();
             self.inner.pool.clear();
+            self.inner.problems.lock().expect("problems lock").clear();
         }
     }
 
@@ -169,11 +212,7 @@ impl JobManager {
         *self.inner.session.lock().expect("session lock") =
             Some(Session { epoch, cancel: cancel.clone(), jobs: HashMap::new() });
         let me = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = me.recover(epoch, cancel.clone()).await {
-                tracing::error!(%epoch, error = %e, "job recovery failed; will retry when leadership is regained");
-            }
-        });
+        tokio::spawn(async move { me.recover(epoch, cancel).await });
     }
 
     fn fence(&self) -> Result<keel_ha::Fence, JobError> {
@@ -190,37 +229,138 @@ impl JobManager {
             .ok_or_else(|| JobError::NotLeader(format!("this dispatcher is {}, not the acting leader", role.name())))
     }
 
-    /// Recovery at the start of a leader session.
-    async fn recover(&self, epoch: LeaderEpoch, cancel: CancellationToken) -> Result<(), JobError> {
-        let fence = self.fence()?;
+    /// Recovery at the start of a leader session, per job and retried with backoff while this
+    /// session lasts: every stored job without a result is started, every dirty result's
+    /// cleanup is finished. One unreadable entry (a garbage znode, a corrupt blob) is reported
+    /// (log, `/jobs/overview` state `RECOVERY_BLOCKED`) and never blocks the other jobs; an
+    /// entry that cannot be read *yet* (connection lost, storage outage) is retried.
+    async fn recover(&self, epoch: LeaderEpoch, cancel: CancellationToken) {
+        let mut delay = Duration::from_millis(100);
+        let mut first = true;
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            match self.recover_pass(epoch, &cancel, first).await {
+                Ok(true) => {
+                    tracing::info!(%epoch, "recovery complete");
+                    return;
+                }
+                Ok(false) => {}
+                Err(HaError::LeadershipLost { .. } | HaError::SessionExpired) => return,
+                Err(e) => tracing::warn!(%epoch, error = %e, retry_in = ?delay, "job recovery pass failed; retrying"),
+            }
+            first = false;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    fn set_problem(&self, job_id: &str, problem: Option<String>) {
+        let mut problems = self.inner.problems.lock().expect("problems lock");
+        match problem {
+            Some(p) => {
+                if problems.get(job_id) != Some(&p) {
+                    tracing::error!(target: "keel::events", event = "recovery_blocked", job = %job_id, problem = %p, "a stored job cannot be recovered; the others are not affected");
+                }
+                problems.insert(job_id.to_string(), p);
+            }
+            None => {
+                problems.remove(job_id);
+            }
+        }
+    }
+
+    fn is_running_here(&self, epoch: LeaderEpoch, job_id: &str) -> bool {
+        self.inner
+            .session
+            .lock()
+            .expect("session lock")
+            .as_ref()
+            .is_some_and(|s| s.epoch == epoch && s.jobs.contains_key(job_id))
+    }
+
+    /// One recovery pass. `Ok(true)` when every entry was dealt with; `Ok(false)` when some
+    /// must be tried again; `Err` when the lists themselves could not be read.
+    async fn recover_pass(&self, epoch: LeaderEpoch, cancel: &CancellationToken, first: bool) -> Result<bool, HaError> {
+        let Ok(fence) = self.fence() else {
+            // Not acting right now (suspended): try again later, the session may resume.
+            return Ok(false);
+        };
+        if fence.epoch() != epoch {
+            return Err(HaError::SessionExpired);
+        }
         let Ok(stores) = self.stores() else {
             tracing::info!("no high-availability.storageDir: nothing to recover");
-            return Ok(());
+            return Ok(true);
         };
         HaStores::ensure_layout(fence.client()).await?;
+        let mut complete = true;
         // Results still dirty: finish their cleanup first (a finished job is never run again).
         for id in stores.result_ids(fence.client()).await? {
-            if let Some((record, keel_ha::ResultStatus::Dirty)) = stores.result(fence.client(), &id).await? {
-                tracing::info!(job = %id, state = %record.state, "finishing the cleanup of an ended job");
-                if let Err(e) = master::cleanup(&stores, &fence, &self.inner.settings, &id).await {
-                    tracing::error!(job = %id, error = %e, "cleanup failed; retried at the next leader session");
+            match stores.result(fence.client(), &id).await {
+                Ok(Some((record, keel_ha::ResultStatus::Dirty))) => {
+                    tracing::info!(job = %id, state = %record.state, "finishing the cleanup of an ended job");
+                    if let Err(e) = master::cleanup(&stores, &fence, &self.inner.settings, &id).await {
+                        tracing::error!(job = %id, error = %e, "cleanup failed; retried");
+                        complete = false;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if definite(&e) => {
+                    // Reported below if a job graph goes with it; a lone garbage result
+                    // entry only keeps its id from being reused.
+                    tracing::error!(job = %id, error = %e, "unreadable job result entry");
+                }
+                Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot read a job result yet; retried");
+                    complete = false;
                 }
             }
         }
-        let ids = stores.job_ids(fence.client()).await?;
         let mut recovered = Vec::new();
-        for id in ids {
-            if stores.result(fence.client(), &id).await?.is_some() {
+        for id in stores.job_ids(fence.client()).await? {
+            if self.is_running_here(epoch, &id) {
                 continue;
+            }
+            match stores.result(fence.client(), &id).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) if definite(&e) => {
+                    // It may have ended: never run it without knowing. Reported, retried
+                    // (an operator may repair or remove the entry).
+                    self.set_problem(
+                        &id,
+                        Some(format!("its result entry is unreadable, so it may have ended; not recovered: {e}")),
+                    );
+                    complete = false;
+                    continue;
+                }
+                Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot read the job's result entry yet; retried");
+                    complete = false;
+                    continue;
+                }
             }
             match stores.get_job_graph(fence.client(), &id).await {
                 Ok(graph) => recovered.push(graph),
+                Err(e) if definite(&e) => {
+                    self.set_problem(&id, Some(format!("its job graph is unreadable; not recovered (data kept): {e}")));
+                    complete = false;
+                }
+                Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(e),
                 Err(e) => {
-                    tracing::error!(job = %id, error = %e, "cannot load a stored job graph; the job is not recovered (its data is kept)")
+                    tracing::warn!(job = %id, error = %e, "cannot load the job graph yet; retried");
+                    complete = false;
                 }
             }
         }
-        if !recovered.is_empty() {
+        if !recovered.is_empty() && first {
             tracing::info!(%epoch, jobs = recovered.len(), "recovering jobs");
             // Let workers re-register (bounded) before scheduling.
             let need: u32 = recovered
@@ -240,14 +380,15 @@ impl JobManager {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = cancel.cancelled() => return Ok(()),
+                    _ = cancel.cancelled() => return Ok(true),
                 }
             }
         }
         for graph in recovered {
+            self.set_problem(&graph.job_id, None);
             self.start_master(epoch, graph, true);
         }
-        Ok(())
+        Ok(complete)
     }
 
     fn start_master(&self, epoch: LeaderEpoch, graph: JobGraphRecord, recovered: bool) {
@@ -272,7 +413,22 @@ impl JobManager {
 
     /// Submits a job: validates the spec, stores the graph (guarded), then starts it.
     /// Returns the job id only after the job graph is durably stored.
-    pub async fn submit(&self, spec_yaml: &str, restore_from: Option<String>) -> Result<String, JobError> {
+    ///
+    /// With a client-chosen `job_id` the submission is idempotent: submitting the same spec
+    /// (and savepoint) under the same id again answers with that id (and starts the job here
+    /// if a first try stored it but did not start it); another spec under a taken id, or the
+    /// id of an ended job, is a conflict.
+    ///
+    /// # Notable errors
+    /// * [`JobError::OutcomeUnknown`]: the write's outcome is unknown (connection lost); the
+    ///   job may be stored and run. Retry with the same job id (the message names it).
+    /// * [`JobError::WrongState`]: the id belongs to another job, or to an ended one.
+    pub async fn submit(
+        &self,
+        spec_yaml: &str,
+        restore_from: Option<String>,
+        job_id: Option<String>,
+    ) -> Result<String, JobError> {
         let fence = self.fence()?;
         let spec = keel_job::parse_job_spec_with(spec_yaml, "the submitted job spec", &self.inner.settings.registry)
             .map_err(|e| JobError::InvalidSpec(e.to_string()))?;
@@ -283,8 +439,20 @@ impl JobManager {
                 "jobs need state.checkpoints.dir or high-availability.storageDir".into(),
             ));
         }
-        HaStores::ensure_layout(fence.client()).await?;
-        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        let client_chosen = job_id.is_some();
+        let job_id = match job_id {
+            Some(id) => {
+                keel_ha::stores::validate_job_id(&id).map_err(|_| {
+                    JobError::InvalidSpec(format!(
+                        "job id {:?} is malformed; expected 1-64 characters of [A-Za-z0-9_-]",
+                        id.chars().take(80).collect::<String>()
+                    ))
+                })?;
+                id
+            }
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
+        HaStores::ensure_layout(fence.client()).await.map_err(|e| unknown_or(e, &job_id, client_chosen))?;
         let record = JobGraphRecord {
             format_version: keel_proto::FORMAT_VERSION,
             job_id: job_id.clone(),
@@ -293,7 +461,28 @@ impl JobManager {
             submitted_unix_ms: now_ms(),
             restore_from: restore_from.unwrap_or_default(),
         };
-        stores.put_job_graph(&fence, &record).await?;
+        match stores.put_job_graph(&fence, &record).await {
+            Ok(()) => {}
+            Err(HaError::JobExists { .. }) if client_chosen => {
+                // A retry of a submission whose first try may have succeeded.
+                if let Ok(Some((r, _))) = stores.result(fence.client(), &job_id).await {
+                    return Err(JobError::WrongState { job_id, state: r.state, action: "a new submission" });
+                }
+                let stored =
+                    stores.get_job_graph(fence.client(), &job_id).await.map_err(|e| unknown_or(e, &job_id, true))?;
+                if stored.spec_yaml != record.spec_yaml || stored.restore_from != record.restore_from {
+                    return Err(JobError::WrongState {
+                        job_id,
+                        state: "taken by a job with another spec".into(),
+                        action: "a new submission under this id",
+                    });
+                }
+                tracing::info!(job = %job_id, "job submitted again with the same spec: already stored (idempotent)");
+                self.start_master(epoch, stored, false);
+                return Ok(job_id);
+            }
+            Err(e) => return Err(unknown_or(e, &job_id, client_chosen)),
+        }
         tracing::info!(target: "keel::events", event = "job_submitted", job = %job_id, name = %spec.name, %epoch, "job submitted");
         self.start_master(epoch, record, false);
         Ok(job_id)
@@ -329,7 +518,22 @@ impl JobManager {
         };
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
         tx.send(JobMsg::Cancel(reply_tx)).map_err(|_| JobError::NotFound(job_id.into()))?;
-        reply_rx.await.map_err(|_| JobError::Failed("the job master stopped".into()))??;
+        // The master answers once the cancel is durable (result recorded) or refused.
+        match tokio::time::timeout(Duration::from_secs(60), reply_rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => {
+                return Err(JobError::OutcomeUnknown(format!(
+                    "the job master of {job_id} stopped before answering the cancel (leadership changed?); \
+                     check the job's state and cancel again"
+                )))
+            }
+            Err(_) => {
+                return Err(JobError::OutcomeUnknown(format!(
+                    "the cancel of {job_id} was not recorded within 60 s; it stays queued and is applied \
+                     when the job master gets to it; check the job's state"
+                )))
+            }
+        }
         // Wait (bounded) until the result is written and the job is cleaned up.
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
             while !status.borrow_and_update().cleaned {
@@ -395,6 +599,25 @@ impl JobManager {
                     });
                 }
             }
+        }
+        for (id, problem) in self.inner.problems.lock().expect("problems lock").iter() {
+            if out.iter().any(|j| &j.jid == id) {
+                continue;
+            }
+            out.push(JobView {
+                jid: id.clone(),
+                name: String::new(),
+                state: "RECOVERY_BLOCKED".into(),
+                start_time: 0,
+                end_time: -1,
+                duration: 0,
+                parallelism: 0,
+                attempt: 0,
+                restarts: 0,
+                failure: Some(problem.clone()),
+                restored_from: None,
+                subtasks: vec![],
+            });
         }
         out.sort_by(|a, b| a.jid.cmp(&b.jid));
         Ok(out)

@@ -41,6 +41,13 @@ pub fn pending_part_path(job_id: &str, subtask: u32, attempt: u64, checkpoint_id
     format!(".pending/{job_id}/{subtask}/{attempt}-{checkpoint_id}.part")
 }
 
+/// The `(attempt, checkpoint)` of a pending part's file name `<attempt>-<checkpoint>.part`.
+pub(crate) fn parse_pending_part_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".part")?;
+    let (attempt, checkpoint) = stem.split_once('-')?;
+    Some((attempt.parse().ok()?, checkpoint.parse().ok()?))
+}
+
 /// Where the part of `checkpoint_id` becomes visible, relative to the sink directory:
 /// `part-<job>-<subtask:05>-<checkpoint:020>` (deterministic, so a re-commit after recovery
 /// writes the same object; the job id keeps jobs sharing a sink directory, such as a job and
@@ -71,6 +78,10 @@ mod tests {
     fn paths() {
         assert_eq!(final_part_path("j1", 3, 42), "part-j1-00003-00000000000000000042");
         assert_eq!(pending_part_path("j1", 3, 2, 42), ".pending/j1/3/2-42.part");
+        assert_eq!(parse_pending_part_name("2-42.part"), Some((2, 42)));
+        for bad in ["2-42", "x-42.part", "2_42.part", "-42.part", "2-.part"] {
+            assert_eq!(parse_pending_part_name(bad), None, "{bad:?}");
+        }
         assert_eq!(manifest_path("j1", 7, 1, 2), "j1/chk-7/subtask-1/attempt-2/state-manifest");
         assert_eq!(exclusive_prefix("j1", 7, 1, 2), "j1/chk-7/subtask-1/attempt-2/state");
         assert!(check_job_id("3f2a-b_c").is_ok());

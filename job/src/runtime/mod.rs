@@ -37,6 +37,21 @@ use tokio::task::JoinHandle;
 
 pub use self::discard::{discard_checkpoints, discard_job, discard_sink_pending, DiscardReport};
 pub use self::layout::{final_part_path, pending_part_path};
+pub use self::sink::check_sink_parts;
+
+/// Test-only: `KEEL_TEST_DISABLE_ATTEMPT_FENCE=1` turns attempt fencing off (sinks delete
+/// every attempt's pending parts, workers start stale attempts), so tests can be shown to
+/// catch its absence. Logged at error level once. Never set it in production.
+pub fn attempt_fence_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| {
+        let off = std::env::var("KEEL_TEST_DISABLE_ATTEMPT_FENCE").is_ok_and(|v| v == "1");
+        if off {
+            tracing::error!("KEEL_TEST_DISABLE_ATTEMPT_FENCE=1: attempt fencing is OFF (test-only switch)");
+        }
+        off
+    })
+}
 pub use self::state::{read_state_manifest, CheckpointFilesError};
 use crate::operators::OperatorRegistry;
 use crate::spec::JobSpec;
@@ -150,9 +165,11 @@ pub struct SubtaskHandle {
 /// restores keyed state (from the local copy when local recovery has one, else by
 /// download), resumes the source at the snapshot's position, and commits every pending sink
 /// part the snapshot lists (idempotent: the checkpoint completed, but its notification may
-/// have been lost). In every case it then deletes its other leftover pending parts
-/// (`.pending/<job>/<subtask>/`): those belong to checkpoints that never completed and must
-/// never become visible. A snapshot with `end_of_input` finishes right after that.
+/// have been lost). In every case it then deletes the leftover pending parts of *older*
+/// attempts (`.pending/<job>/<subtask>/<attempt>-<checkpoint>.part`): those belong to
+/// checkpoints that never completed and must never become visible. Parts of newer attempts
+/// are never touched: an attempt that starts late (a delayed deploy) must not destroy what
+/// a newer attempt pre-committed. A snapshot with `end_of_input` finishes right after that.
 ///
 /// Processing runs in batches, yielding to the runtime between batches and looking at
 /// control messages between records. A checkpoint pauses processing while the state is

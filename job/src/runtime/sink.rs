@@ -67,11 +67,13 @@ impl Sink {
         }
     }
 
-    /// Deletes this subtask's pending directory (after the last commit).
+    /// Deletes this subtask's pending parts of this and older attempts (after the last
+    /// commit). Parts of newer attempts are never touched: a late-running older attempt
+    /// must not destroy what a newer one pre-committed.
     pub(crate) async fn clean_up(&self) {
         if let Sink::File(f) = self {
-            if let Err(e) = f.dir.delete_prefix(&layout::pending_dir(&f.job_id, f.subtask)).await {
-                tracing::warn!(error = %e, "could not delete the sink's pending directory");
+            if let Err(e) = f.delete_parts_of_older_attempts(true).await {
+                tracing::warn!(error = %e, "could not delete the sink's pending parts");
             }
         }
     }
@@ -151,14 +153,81 @@ impl FileSink {
         for f in restored {
             commit(&self.dir, f).await?;
         }
+        self.delete_parts_of_older_attempts(false).await
+    }
+
+    /// Deletes the pending parts of attempts older than this one (and, with `own`, of this
+    /// attempt too). A part of a newer attempt is left alone, and so is a file whose name
+    /// does not parse as `<attempt>-<checkpoint>.part` (logged): attempts are fenced like
+    /// leader epochs, so an older attempt never deletes what a newer one wrote.
+    async fn delete_parts_of_older_attempts(&self, own: bool) -> Result<(), String> {
         let prefix = layout::pending_dir(&self.job_id, self.subtask);
         let leftovers = self.dir.list(&prefix).await.map_err(|e| format!("file sink: list leftover parts: {e}"))?;
+        let unfenced = crate::attempt_fence_disabled();
         for path in leftovers {
-            tracing::info!(location = %self.dir.location(&path), "deleting a pending part of a checkpoint that never completed");
-            self.dir.delete(&path).await.map_err(|e| format!("file sink: delete leftover part: {e}"))?;
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            match layout::parse_pending_part_name(name) {
+                Some((attempt, _)) if unfenced || attempt < self.attempt || (own && attempt == self.attempt) => {
+                    tracing::info!(location = %self.dir.location(&path), attempt, "deleting a pending part of a checkpoint that never completed");
+                    self.dir.delete(&path).await.map_err(|e| format!("file sink: delete leftover part: {e}"))?;
+                }
+                Some((attempt, _)) if attempt > self.attempt => {
+                    tracing::warn!(
+                        location = %self.dir.location(&path), attempt, own_attempt = self.attempt,
+                        "leaving a pending part of a NEWER attempt alone (this attempt is stale)"
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    tracing::warn!(location = %self.dir.location(&path), "leaving an unrecognised file in the pending directory alone")
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Checks that every sink part a checkpoint lists can still be committed: its pending
+/// object or its final object exists. A checkpoint whose parts are gone is not restorable
+/// (restoring it would fail every attempt with "pending part … missing").
+///
+/// # Notable errors
+/// * [`CheckpointFilesError::Storage`] with [`StorageError::NotFound`] naming the part when
+///   one is definitely missing (permanent); other storage errors as they come (check
+///   [`CheckpointFilesError::is_temporary`]).
+pub async fn check_sink_parts(
+    spec: &crate::JobSpec,
+    storage_options: &StorageOptions,
+    job_id: &str,
+    subtasks: &[keel_proto::v1::SubtaskSnapshot],
+) -> Result<(), super::CheckpointFilesError> {
+    let crate::SinkSpec::File { uri } = &spec.sink else { return Ok(()) };
+    if subtasks.iter().all(|s| s.pending.is_empty()) {
+        return Ok(());
+    }
+    let dir = StorageDir::open(uri, storage_options)?;
+    for s in subtasks {
+        for f in &s.pending {
+            if check_restored(job_id, s.subtask, f).is_err() {
+                return Err(StorageError::NotFound {
+                    op: "check sink part",
+                    uri: dir.uri().to_string(),
+                    path: f.pending_path.clone(),
+                }
+                .into());
+            }
+            if dir.exists(&f.pending_path).await? || dir.exists(&f.final_path).await? {
+                continue;
+            }
+            return Err(StorageError::NotFound {
+                op: "check sink part",
+                uri: dir.uri().to_string(),
+                path: format!("{} (nor {})", f.pending_path, f.final_path),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A restored pending file must point into this subtask's pending directory and at one of
