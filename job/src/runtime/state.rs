@@ -167,8 +167,17 @@ impl KeyedState {
         owner: &Owner,
         id: u64,
     ) -> Result<String, String> {
-        let backend = self.backend.as_mut().ok_or("keyed state is closed")?;
-        let local = backend.snapshot(id).map_err(|e| format!("snapshot keyed state: {e}"))?;
+        // The local snapshot (a RocksDB flush + checkpoint: disk I/O) runs on a blocking
+        // thread, so a large one cannot stall heartbeats and ZooKeeper pings.
+        let mut backend = self.backend.take().ok_or("keyed state is closed")?;
+        let (backend, snapshot) = tokio::task::spawn_blocking(move || {
+            let r = backend.snapshot(id);
+            (backend, r)
+        })
+        .await
+        .map_err(|e| format!("snapshot keyed state: the snapshot thread failed: {e}"))?;
+        self.backend = Some(backend);
+        let local = snapshot.map_err(|e| format!("snapshot keyed state: {e}"))?;
         let plan = plan_upload(
             &local,
             self.base.as_ref(),
@@ -262,14 +271,21 @@ impl KeyedState {
     }
 }
 
-async fn with_in_use_retry<T>(
+/// Runs `f` (opening or restoring a backend: disk I/O) on a blocking thread, retrying while
+/// the previous attempt still holds the state (bounded by [`IN_USE_WAIT`]).
+async fn with_in_use_retry<T: Send + 'static>(
     options: &StateOptions,
     name: &str,
-    f: impl Fn(&StateOptions, &str) -> Result<T, StateError>,
+    f: impl Fn(&StateOptions, &str) -> Result<T, StateError> + Send + Sync + 'static,
 ) -> Result<T, String> {
     let deadline = tokio::time::Instant::now() + IN_USE_WAIT;
+    let f = std::sync::Arc::new(f);
     loop {
-        match f(options, name) {
+        let (f2, o, n) = (f.clone(), options.clone(), name.to_string());
+        let result = tokio::task::spawn_blocking(move || f2(&o, &n))
+            .await
+            .map_err(|e| format!("open keyed state: the opening thread failed: {e}"))?;
+        match result {
             Err(StateError::InUse { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -289,7 +305,8 @@ async fn restore(
     if options.local_recovery {
         if let Some(dir) = LocalRecovery::find(&local_dir, name, manifest) {
             let kind = manifest.backend;
-            match with_in_use_retry(options, name, |_, n| restore_backend(kind, &local_dir, n, &dir)).await {
+            let (ld, d) = (local_dir.clone(), dir.clone());
+            match with_in_use_retry(options, name, move |_, n| restore_backend(kind, &ld, n, &d)).await {
                 Ok(b) => {
                     tracing::info!(checkpoint = manifest.checkpoint_id, dir = %dir.display(), "keyed state restored from the local copy");
                     return Ok(b);
@@ -303,10 +320,15 @@ async fn restore(
         .await
         .map_err(|e| format!("restore keyed state of checkpoint {}: {e}", manifest.checkpoint_id))?;
     let kind = manifest.backend;
-    let result = with_in_use_retry(options, name, |_, n| restore_backend(kind, &local_dir, n, &into)).await;
-    if let Err(e) = std::fs::remove_dir_all(&into) {
-        tracing::debug!(dir = %into.display(), error = %e, "could not remove the download directory");
-    }
+    let (ld, into2) = (local_dir.clone(), into.clone());
+    let result = with_in_use_retry(options, name, move |_, n| restore_backend(kind, &ld, n, &into2)).await;
+    let into2 = into.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&into2) {
+            tracing::debug!(dir = %into2.display(), error = %e, "could not remove the download directory");
+        }
+    })
+    .await;
     result.map_err(|e| format!("restore keyed state of checkpoint {}: {e}", manifest.checkpoint_id))
 }
 

@@ -95,7 +95,8 @@ pub(super) async fn run(
         Exit::Finished => {
             task.sink.clean_up().await;
             if let Some(state) = task.state.take() {
-                state.close_and_remove_local();
+                // Closing RocksDB and removing its files is disk I/O: off the async threads.
+                let _ = tokio::task::spawn_blocking(move || state.close_and_remove_local()).await;
             }
             tracing::info!("{who}: finished ({} records in, {} out)", task.records_in, task.records_out);
             let _ = events.send(SubtaskEvent::Finished);
