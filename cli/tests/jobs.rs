@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{committed_lines, expected_counts, files_under, report, Cluster};
+use common::{block_on, committed_lines, expected_counts, files_under, http_post_text, report, zk_connect, Cluster};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -105,43 +105,197 @@ fn whole_cluster_restart_resumes_unfinished_jobs_and_never_reruns_finished_ones(
     assert_eq!(committed_lines(&short_sink), short_output);
 }
 
+/// One checkpoint pointer as ZooKeeper holds it, with the epoch its metadata blob records.
+#[derive(Debug)]
+struct StoredCheckpoint {
+    id: u64,
+    pointer_epoch: i64,
+    metadata_epoch: i64,
+    #[allow(dead_code)] // shown in failure messages
+    metadata_path: String,
+}
+
+/// Reads every pointer under `jobs/<job>/checkpoints` from ZooKeeper itself, and each one's
+/// metadata blob from the checkpoints directory.
+async fn stored_checkpoints(zk: &zookeeper_client::Client, c: &Cluster, job: &str) -> Vec<StoredCheckpoint> {
+    use prost::Message;
+    let uri = format!("file://{}", c.checkpoints_path().display());
+    let dir = keel_storage::StorageDir::open(&uri, &keel_storage::StorageOptions::default()).unwrap();
+    let stores = keel_ha::HaStores::new(dir.clone());
+    let mut out = Vec::new();
+    for p in stores.checkpoints(zk, job).await.expect("read the checkpoint pointers") {
+        let bytes = dir
+            .read_blob(&p.metadata_path, keel_storage::BlobKind::CheckpointMetadata)
+            .await
+            .unwrap_or_else(|e| panic!("pointer {} names unreadable metadata: {e}", p.znode));
+        let meta = keel_proto::v1::CheckpointMetadata::decode(bytes.as_slice()).expect("checkpoint metadata");
+        assert_eq!(meta.checkpoint_id, p.checkpoint_id, "{}", p.znode);
+        out.push(StoredCheckpoint {
+            id: p.checkpoint_id,
+            pointer_epoch: p.epoch,
+            metadata_epoch: meta.epoch,
+            metadata_path: p.metadata_path,
+        });
+    }
+    out
+}
+
+/// Files the test-only fence barrier (`KEEL_TEST_FENCE_BARRIER`) wrote: `(name, content)`.
+fn barrier_files(dir: &std::path::Path, prefix: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| {
+                    (e.file_name().to_string_lossy().to_string(), std::fs::read_to_string(e.path()).unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// A superseded leader attempts a checkpoint commit and a job-graph write, and nothing it
+/// writes becomes visible in ZooKeeper.
+///
+/// The attempt is made certain with the test-only fence barrier: the leader's guarded write
+/// of a checkpoint pointer (its metadata blob already uploaded) and of a submitted job graph
+/// are held just before they are sent. The leader is then SIGSTOPped and superseded while its
+/// ZooKeeper session still lives (the test deletes its latch node, as `keel drill
+/// isolate-leader` or an operator would): that is the case in which only the latch check
+/// protects ZooKeeper, because a session that expired refuses every write anyway. A standby
+/// takes over, recovers the job and completes checkpoints; the zombie is resumed (SIGCONT),
+/// stands by, and only then are its held writes released.
+///
+/// Fails with the guard off: `KEEL_TEST_DISABLE_LATCH_GUARD=1 cargo test -p keel-cli --test
+/// jobs a_zombie` (the switch reaches the dispatchers through the environment).
 #[test]
 fn a_zombie_leader_cannot_complete_checkpoints_or_overwrite_anything() {
-    let mut c = Cluster::start("it-zombie-jobs", 2, 2, &[]);
+    let mut c = Cluster::start(
+        "it-zombie-jobs",
+        0,
+        2,
+        &[
+            // The zombie's session must outlive its pause: the latch check is then the only
+            // thing between its writes and ZooKeeper.
+            ("high-availability.zookeeper.client.session-timeout", "40 s"),
+            // Retention must not delete what the test looks for.
+            ("state.checkpoints.num-retained", "1000"),
+        ],
+    );
+    let barriers: Vec<std::path::PathBuf> = (0..2).map(|i| c.dir.path().join(format!("barrier-d{i}"))).collect();
+    for (i, b) in barriers.iter().enumerate() {
+        std::fs::create_dir_all(b).unwrap();
+        c.add_dispatcher_env(&format!("d{i}"), &[("KEEL_TEST_FENCE_BARRIER", b.to_str().unwrap())]);
+    }
     let old = c.wait_leader(&[0, 1], T);
     c.wait_workers_follow(&old, T);
+    let other = 1 - old.index;
     let sink = c.dir.path().join("out");
-    let (count, keys) = (12_000, 4);
-    let id = c.submit(&counting_job("zombie", count, keys, 800, 2, &sink));
+    let id = c.submit(&counting_job("zombie", 10_000_000, 4, 400, 2, &sink));
     c.wait_job_state(&id, "RUNNING", T);
     c.wait_checkpoints(&id, 2, T);
+    let ns = c.zk_namespace();
+    let quorum = c.zk.connect_string();
 
+    // Hold the leader's next checkpoint pointer write and any job-graph write.
+    let barrier = &barriers[old.index];
+    std::fs::write(barrier.join("hold"), "/checkpoints/0\n/jobgraphs/\n").unwrap();
+    let rest = c.dispatchers[old.index].rest_addr().unwrap();
+    let spec = counting_job("zombie-graph", 100, 1, 0, 1, &c.dir.path().join("never"));
+    let submission =
+        std::thread::spawn(move || http_post_text(&rest, "/jobs?jobId=zombie-graph", &spec, Duration::from_secs(300)));
+    let held = chaos_tests::wait_until(T, Duration::from_millis(50), "the leader to hold both guarded writes", || {
+        let held = barrier_files(barrier, "held-");
+        (held.len() == 2).then_some(held)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", barrier_files(barrier, "held-"), c.logs()));
+    eprintln!("held by the leader: {held:?}");
+    let checkpoint_write =
+        held.iter().map(|h| &h.1).find(|w| w.contains("/checkpoints/")).expect("a held pointer write");
+    let graph_write =
+        held.iter().map(|h| &h.1).find(|w| w.contains("/jobgraphs/zombie-graph")).expect("a held graph write");
+    for w in [checkpoint_write, graph_write] {
+        assert!(w.ends_with(&format!(" {}", old.epoch)), "held under the leader's epoch {}: {w}", old.epoch);
+    }
+    // `create /jobs/<id>/checkpoints/<20 digits> <epoch>`
+    let zombie_checkpoint: u64 = checkpoint_write
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.rsplit('/').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("checkpoint id in {checkpoint_write:?}"));
+
+    // Pause the leader, then supersede it while its session lives.
     c.dispatchers[old.index].stop().unwrap();
-    let other = 1 - old.index;
+    let latch = c.status_json()["contenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["contender_id"] == old.id.as_str())
+        .map(|k| format!("/leader/latch/{}", k["node"].as_str().unwrap()))
+        .expect("the paused leader's latch node");
+    block_on(async {
+        let zk = zk_connect(&quorum, &ns).await;
+        zk.delete(&latch, None).await.unwrap_or_else(|e| panic!("delete {latch}: {e}"));
+    });
     let new = c.wait_leader(&[other], T);
-    assert!(new.epoch > old.epoch);
+    assert!(new.epoch > old.epoch, "{new:?} {old:?}");
     c.wait_job_state(&id, "RUNNING", T);
     c.wait_checkpoints(&id, 1, T);
+
+    // Resume the zombie; it learns it was superseded and stands by.
     c.dispatchers[old.index].cont().unwrap();
     chaos_tests::wait_until(T, Duration::from_millis(50), "the zombie to stand by", || {
         (c.ha_leader(old.index)?["role"] == "standby").then_some(())
     })
-    .unwrap();
-    let done = c.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
-    assert_eq!(done["state"], "FINISHED");
-    // Exactly-once despite the zombie.
-    assert_eq!(committed_lines(&sink), expected_counts(count, keys));
-    // The zombie's log shows its guarded writes or commands were refused, or it stood down
-    // before trying: either way it logged losing leadership, and nothing it did counted.
-    let log = c.dispatchers[old.index].log_tail(2000);
-    assert!(log.contains("leadership lost"), "{log}");
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(c.dispatchers[old.index].log_tail(4000).contains("leadership lost"));
+
+    // Now let its held writes go: a superseded leader tries to publish a checkpoint and a job.
+    std::fs::remove_file(barrier.join("hold")).unwrap();
+    let done = chaos_tests::wait_until(T, Duration::from_millis(50), "the zombie's held writes to be sent", || {
+        let done = barrier_files(barrier, "done-");
+        (done.len() == 2).then_some(done)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", barrier_files(barrier, "done-"), c.logs()));
+    eprintln!("the zombie's writes: {done:?}");
+    let answer = submission.join().unwrap();
+    eprintln!("the zombie answered the submission with {answer:?}");
+
+    // ZooKeeper itself: nothing the zombie wrote is visible.
+    let (checkpoints, graph, graph_job) = block_on(async {
+        let zk = zk_connect(&quorum, &ns).await;
+        let graph = zk.check_stat("/jobgraphs/zombie-graph").await.unwrap();
+        let graph_job = zk.check_stat("/jobs/zombie-graph").await.unwrap();
+        (stored_checkpoints(&zk, &c, &id).await, graph, graph_job)
+    });
+    eprintln!("checkpoint pointers: {checkpoints:?}");
+    let mut visible = Vec::new();
+    if graph.is_some() || graph_job.is_some() {
+        visible.push("its job graph (jobgraphs/zombie-graph, jobs/zombie-graph)".to_string());
+    }
+    for p in &checkpoints {
+        if p.pointer_epoch != p.metadata_epoch {
+            visible.push(format!("a pointer whose epoch disagrees with its metadata: {p:?}"));
+        }
+        if p.id == zombie_checkpoint || (p.id >= zombie_checkpoint && p.metadata_epoch == old.epoch) {
+            visible.push(format!("its checkpoint {} (epoch {}): {p:?}", p.id, p.metadata_epoch));
+        }
+    }
+    assert!(visible.is_empty(), "the superseded leader (epoch {}) wrote to ZooKeeper: {visible:#?}", old.epoch);
     assert!(
-        !log.contains("event=\"checkpoint_completed\"")
-            || log
-                .lines()
-                .filter(|l| l.contains("checkpoint_completed"))
-                .all(|l| !l.contains(&format!("epoch={}", new.epoch)))
+        checkpoints.iter().any(|p| p.metadata_epoch == new.epoch && p.id > zombie_checkpoint),
+        "the new leader's checkpoints are there: {checkpoints:?}"
     );
+    // The zombie was told why: its latch was gone.
+    for (_, outcome) in &done {
+        assert!(outcome.starts_with("err") && outcome.contains("leadership lost"), "{done:?}");
+    }
+    // The job goes on under the new leader, past the zombie's checkpoint id.
+    let before = c.wait_checkpoints(&id, 1, T)["counts"]["completed"].as_u64().unwrap();
+    c.wait_checkpoints(&id, before + 1, T);
 }
 
 #[test]

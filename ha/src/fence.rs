@@ -8,6 +8,66 @@ use zookeeper_client::{CreateOptions, OwnedLockClient, Stat};
 
 use crate::{HaError, LeaderEpoch};
 
+/// Test-only: `KEEL_TEST_DISABLE_LATCH_GUARD=1` makes every [`Fence`] write a plain ZooKeeper
+/// write, without the check on the leader's latch node. It exists so tests can show that they
+/// catch a missing guard (a superseded leader's writes then land). Never set it in production:
+/// every fence built with it logs an error saying the guard is off.
+pub const DISABLE_LATCH_GUARD_ENV: &str = "KEEL_TEST_DISABLE_LATCH_GUARD";
+
+/// Test-only: `KEEL_TEST_FENCE_BARRIER=<dir>` lets a test hold chosen guarded writes just
+/// before they are sent, to make a superseded leader's write attempt certain. While the file
+/// `<dir>/hold` exists, a write touching a path that contains one of its lines waits: the
+/// fence writes `<dir>/held-<n>` (`<op> <path> <epoch>`) and logs at error level, and once
+/// `hold` is removed it sends the write and records the outcome in `<dir>/done-<n>`
+/// (`ok` or `err <error>`). Without the variable nothing changes.
+pub const FENCE_BARRIER_ENV: &str = "KEEL_TEST_FENCE_BARRIER";
+
+fn latch_guard_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var(DISABLE_LATCH_GUARD_ENV).is_ok_and(|v| v == "1"))
+}
+
+fn barrier_dir() -> Option<&'static std::path::Path> {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os(FENCE_BARRIER_ENV).filter(|v| !v.is_empty()).map(std::path::PathBuf::from))
+        .as_deref()
+}
+
+/// A write held by the test barrier (see [`FENCE_BARRIER_ENV`]): records its outcome.
+struct Held {
+    done: std::path::PathBuf,
+    what: String,
+}
+
+impl Held {
+    fn finish<T>(self, result: &Result<T, HaError>) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("err {e}"),
+        };
+        tracing::error!(held = %self.what, %outcome, "{FENCE_BARRIER_ENV}: a held guarded write was sent (test-only barrier)");
+        let _ = std::fs::write(&self.done, outcome);
+    }
+}
+
+/// Waits while the test barrier holds a write touching one of `paths`; `None` when not held.
+async fn barrier(op: &str, paths: &[&str], epoch: LeaderEpoch) -> Option<Held> {
+    let dir = barrier_dir()?;
+    let hold = dir.join("hold");
+    let patterns = std::fs::read_to_string(&hold).ok()?;
+    let path =
+        paths.iter().find(|p| patterns.lines().map(str::trim).any(|l| !l.is_empty() && p.contains(l)))?.to_string();
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let what = format!("{op} {path} {}", epoch.0);
+    tracing::error!(held = %what, "{FENCE_BARRIER_ENV}: holding a guarded write until {} is removed (test-only barrier)", hold.display());
+    let _ = std::fs::write(dir.join(format!("held-{n}")), &what);
+    while hold.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Some(Held { done: dir.join(format!("done-{n}")), what })
+}
+
 /// The acting leader's right to write. Every write is a ZooKeeper multi-op that first checks
 /// that this leader's latch node still exists, so once the latch is gone (session expired,
 /// node deleted, another leader elected) nothing written through a stale `Fence` can land.
@@ -38,6 +98,13 @@ impl Fence {
         epoch: LeaderEpoch,
         fenced_tx: mpsc::UnboundedSender<LeaderEpoch>,
     ) -> Self {
+        if latch_guard_disabled() {
+            tracing::error!(
+                %epoch,
+                "{DISABLE_LATCH_GUARD_ENV}=1: this leader's ZooKeeper writes are NOT GUARDED by its latch \
+                 (test-only switch; a superseded leader's writes will land)"
+            );
+        }
         Self { inner: Arc::new(Inner { lock, epoch, fenced_tx }) }
     }
 
@@ -71,7 +138,17 @@ impl Fence {
     /// * [`HaError::ConnectionLoss`]: the outcome is unknown; read back before retrying a
     ///   conditional write.
     pub async fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat, HaError> {
-        self.inner.lock.set_data(path, data, version).await.map_err(|e| self.map("set_data", path, e))
+        let held = barrier("set_data", &[path], self.inner.epoch).await;
+        let result = if latch_guard_disabled() {
+            self.client().set_data(path, data, version).await
+        } else {
+            self.inner.lock.set_data(path, data, version).await
+        }
+        .map_err(|e| self.map("set_data", path, e));
+        if let Some(h) = held {
+            h.finish(&result);
+        }
+        result
     }
 
     /// Guarded `create`.
@@ -80,7 +157,18 @@ impl Fence {
     /// * [`HaError::LeadershipLost`] if this leader's latch node is gone.
     /// * [`HaError::Zk`] with `NodeExists` / `NoNode` as for a plain create.
     pub async fn create(&self, path: &str, data: &[u8], options: &CreateOptions<'_>) -> Result<Stat, HaError> {
-        self.inner.lock.create(path, data, options).await.map(|(stat, _)| stat).map_err(|e| self.map("create", path, e))
+        let held = barrier("create", &[path], self.inner.epoch).await;
+        let result = if latch_guard_disabled() {
+            self.client().create(path, data, options).await
+        } else {
+            self.inner.lock.create(path, data, options).await
+        }
+        .map(|(stat, _)| stat)
+        .map_err(|e| self.map("create", path, e));
+        if let Some(h) = held {
+            h.finish(&result);
+        }
+        result
     }
 
     /// Guarded `delete`.
@@ -88,7 +176,17 @@ impl Fence {
     /// # Notable errors
     /// * [`HaError::LeadershipLost`] if this leader's latch node is gone.
     pub async fn delete(&self, path: &str, version: Option<i32>) -> Result<(), HaError> {
-        self.inner.lock.delete(path, version).await.map_err(|e| self.map("delete", path, e))
+        let held = barrier("delete", &[path], self.inner.epoch).await;
+        let result = if latch_guard_disabled() {
+            self.client().delete(path, version).await
+        } else {
+            self.inner.lock.delete(path, version).await
+        }
+        .map_err(|e| self.map("delete", path, e));
+        if let Some(h) = held {
+            h.finish(&result);
+        }
+        result
     }
 
     /// Guarded replace of an ephemeral node owned by whoever led before: delete it (if present)
@@ -97,7 +195,7 @@ impl Fence {
         use zookeeper_client::{Acls, CreateMode};
         loop {
             let existing = self.client().check_stat(path).await.map_err(|e| HaError::zk("exists", path, e))?;
-            let mut writer = self.inner.lock.new_check_writer();
+            let mut writer = self.transaction().writer;
             let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
             if let Some(stat) = existing {
                 writer.add_delete(path, Some(stat.version)).map_err(|e| self.map("delete", path, e))?;
@@ -119,7 +217,12 @@ impl Fence {
     /// Starts a guarded multi-op: every operation added commits together, and only if this
     /// leader's latch node still exists.
     pub fn transaction(&self) -> Transaction<'_> {
-        Transaction { fence: self, writer: self.inner.lock.new_check_writer(), ops: Vec::new() }
+        let writer = if latch_guard_disabled() {
+            Writer::Unguarded(self.client().new_multi_writer())
+        } else {
+            Writer::Guarded(self.inner.lock.new_check_writer())
+        };
+        Transaction { fence: self, writer, ops: Vec::new() }
     }
 
     /// Reports that a peer refused one of this leader's commands because it has seen `seen`.
@@ -134,8 +237,56 @@ impl Fence {
 #[must_use = "a transaction does nothing until committed"]
 pub struct Transaction<'a> {
     fence: &'a Fence,
-    writer: zookeeper_client::CheckWriter<'a>,
+    writer: Writer<'a>,
     ops: Vec<(&'static str, String)>,
+}
+
+/// A multi-op checked against the latch, or (test-only, [`DISABLE_LATCH_GUARD_ENV`]) not.
+enum Writer<'a> {
+    Guarded(zookeeper_client::CheckWriter<'a>),
+    Unguarded(zookeeper_client::MultiWriter<'a>),
+}
+
+impl<'a> Writer<'a> {
+    fn add_create(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        options: &CreateOptions<'_>,
+    ) -> Result<(), zookeeper_client::Error> {
+        match self {
+            Writer::Guarded(w) => w.add_create(path, data, options),
+            Writer::Unguarded(w) => w.add_create(path, data, options),
+        }
+    }
+
+    fn add_set_data(&mut self, path: &str, data: &[u8], version: Option<i32>) -> Result<(), zookeeper_client::Error> {
+        match self {
+            Writer::Guarded(w) => w.add_set_data(path, data, version),
+            Writer::Unguarded(w) => w.add_set_data(path, data, version),
+        }
+    }
+
+    fn add_delete(&mut self, path: &str, version: Option<i32>) -> Result<(), zookeeper_client::Error> {
+        match self {
+            Writer::Guarded(w) => w.add_delete(path, version),
+            Writer::Unguarded(w) => w.add_delete(path, version),
+        }
+    }
+
+    /// Commits; an unguarded writer's failures map to the guarded writer's error shape.
+    async fn commit(self) -> Result<(), zookeeper_client::CheckWriteError> {
+        use zookeeper_client::{CheckWriteError, MultiWriteError};
+        match self {
+            Writer::Guarded(w) => w.commit().await.map(|_| ()),
+            Writer::Unguarded(mut w) => w.commit().await.map(|_| ()).map_err(|e| match e {
+                MultiWriteError::RequestFailed { source } => CheckWriteError::RequestFailed { source },
+                MultiWriteError::OperationFailed { index, source } => {
+                    CheckWriteError::OperationFailed { index, source }
+                }
+            }),
+        }
+    }
 }
 
 impl Transaction<'_> {
@@ -166,8 +317,19 @@ impl Transaction<'_> {
     pub async fn commit(self) -> Result<(), HaError> {
         let Transaction { fence, writer, ops } = self;
         let epoch = fence.epoch();
+        let paths: Vec<&str> = ops.iter().map(|o| o.1.as_str()).collect();
+        let held = barrier("multi", &paths, epoch).await;
+        let result = Self::finish(fence, writer, &ops).await;
+        if let Some(h) = held {
+            h.finish(&result);
+        }
+        result
+    }
+
+    async fn finish(fence: &Fence, writer: Writer<'_>, ops: &[(&'static str, String)]) -> Result<(), HaError> {
+        let epoch = fence.epoch();
         match writer.commit().await {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(zookeeper_client::CheckWriteError::CheckFailed { source }) => match source {
                 zookeeper_client::Error::NoNode | zookeeper_client::Error::BadVersion => Err(HaError::LeadershipLost {
                     epoch,

@@ -66,6 +66,17 @@ impl Cluster {
         self.dispatchers.push(p);
     }
 
+    /// Like [`Cluster::add_dispatcher`], with extra environment variables (test-only
+    /// switches such as `KEEL_TEST_FENCE_BARRIER`).
+    pub fn add_dispatcher_env(&mut self, name: &str, env: &[(&str, &str)]) {
+        let mut spec = chaos_tests::KeelSpec::new(KEEL, Role::Dispatcher, &self.cfg, self.dir.path(), name)
+            .with_args(["--id".to_string(), name.to_string()]);
+        for (k, v) in env {
+            spec = spec.with_env(*k, *v);
+        }
+        self.dispatchers.push(spec.spawn().expect("dispatcher starts"));
+    }
+
     pub fn add_worker(&mut self, name: &str) {
         let args = [
             "-D".to_string(),
@@ -299,4 +310,45 @@ pub use chaos_tests::campaign::{committed_lines, expected_counts};
 /// Every file under `dir`, relative, sorted.
 pub fn files_under(dir: &Path) -> Vec<String> {
     chaos_tests::util::files_under(dir)
+}
+
+// ---- ZooKeeper itself, and raw HTTP ----
+
+impl Cluster {
+    /// The cluster's ZooKeeper namespace (`<path.root>/<cluster-id>`), as `keel status` reports it.
+    pub fn zk_namespace(&self) -> String {
+        self.status_json()["namespace"].as_str().expect("keel status names the namespace").to_string()
+    }
+}
+
+/// A ZooKeeper session of the test's own, chrooted at `namespace`. Use it inside one
+/// [`block_on`]: the session lives on the runtime that opened it.
+pub async fn zk_connect(quorum: &str, namespace: &str) -> zookeeper_client::Client {
+    let client = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(quorum)
+        .await
+        .unwrap_or_else(|e| panic!("a ZooKeeper session for the test ({quorum}): {e}"));
+    client.chroot(namespace.to_string()).unwrap_or_else(|_| panic!("chroot {namespace}"))
+}
+
+/// `POST` of a plain-text body (a job spec) with `Connection: close`: the status code and
+/// the body. `timeout` bounds every read (the answer may legitimately take long).
+pub fn http_post_text(addr: &str, path: &str, body: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let what = format!("POST http://{addr}{path}");
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{what}: connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).and_then(|_| s.set_write_timeout(Some(timeout))).map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| format!("{what}: write: {e}"))?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| format!("{what}: no complete answer within {timeout:?}: {e}"))?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code =
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("{what}: {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
 }
