@@ -84,6 +84,14 @@ fn one_unreadable_entry_never_blocks_the_recovery_of_the_others() {
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", overview(&c), c.logs()));
     let failure = v["failure"].as_str().unwrap_or_default();
     assert!(failure.contains("jobgraphs/garbagegraph2"), "the report names the znode: {v}");
+    // `keel ha inspect` names both bad entries.
+    let out = c.keel(&["ha", "inspect", "--json"]);
+    assert!(out.status.success(), "keel ha inspect: {}", String::from_utf8_lossy(&out.stderr));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let problems = view["problems"].to_string();
+    for bad in ["/jobgraphs/garbagegraph2", "/job-results/garbageresult1"] {
+        assert!(problems.contains(bad), "keel ha inspect reports {bad}: {problems}");
+    }
 }
 
 /// Hole 4: a cancel is answered 2xx only once its result is durable, and a cancel that cannot

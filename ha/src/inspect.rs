@@ -116,6 +116,29 @@ pub async fn inspect(client: &Client, cluster_id: &str, namespace: &str) -> Resu
             stack.push(if path == "/" { format!("/{kid}") } else { format!("{path}/{kid}") });
         }
     }
+    // Pointers recovery reads: an unreadable one is reported here by name (recovery skips
+    // it for that job only and lists it as RECOVERY_BLOCKED).
+    for z in &znodes {
+        let depth = z.path.matches('/').count();
+        let is_pointer = (depth == 2
+            && (z.path.starts_with(&format!("{}/", crate::stores::JOBGRAPHS))
+                || z.path.starts_with(&format!("{}/", crate::stores::JOB_RESULTS))))
+            || (depth == 4
+                && z.path.starts_with(&format!("{}/", crate::stores::JOBS))
+                && z.path.contains("/checkpoints/"));
+        if !is_pointer {
+            continue;
+        }
+        match client.get_data(&z.path).await {
+            Ok((data, _)) => {
+                if let Err(e) = crate::stores::decode_pointer(&z.path, &data) {
+                    problems.push(e.to_string());
+                }
+            }
+            Err(zookeeper_client::Error::NoNode) => {}
+            Err(e) => return Err(HaError::zk("get_data", &z.path, e)),
+        }
+    }
     Ok(ClusterView {
         cluster_id: cluster_id.to_string(),
         namespace: namespace.to_string(),

@@ -69,7 +69,7 @@ pub fn validate_job_id(job_id: &str) -> Result<(), HaError> {
     }
 }
 
-fn decode_pointer(path: &str, data: &[u8]) -> Result<BlobPointer, HaError> {
+pub(crate) fn decode_pointer(path: &str, data: &[u8]) -> Result<BlobPointer, HaError> {
     let p = BlobPointer::decode(data).map_err(|e| HaError::CorruptZnode {
         path: path.to_string(),
         reason: format!("not a BlobPointer record ({e}); {} bytes", data.len()),

@@ -944,13 +944,15 @@ impl JobMaster {
         let path = format!("{}/chk-{id}/{}.metadata", self.job_id(), keel_storage::unique_name("_metadata"));
         let bytes = meta.encode_to_vec();
         let savepoint = p.savepoint;
-        // When the guarded pointer write is sent (the history checker orders it by this).
-        let issued_ms = now_ms();
+        // When the guarded pointer write is sent, after the blob upload (the history checker
+        // orders it by this; storage latency must not widen its tolerance).
+        let mut issued_ms = now_ms();
         // Err((reason, definitely_not_published)).
         let result: Result<Vec<keel_ha::CheckpointPointer>, (String, bool)> = async {
             if let Err(e) = dir.write_blob(&path, BlobKind::CheckpointMetadata, &bytes).await {
                 return Err((format!("writing checkpoint metadata failed: {e}"), true));
             }
+            issued_ms = now_ms();
             match stores.add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained).await {
                 Ok(d) => Ok(d),
                 Err(e @ HaError::LeadershipLost { .. }) => {

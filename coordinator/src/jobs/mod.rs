@@ -350,7 +350,10 @@ impl JobManager {
             match stores.get_job_graph(fence.client(), &id).await {
                 Ok(graph) => recovered.push(graph),
                 Err(e) if definite(&e) => {
-                    self.set_problem(&id, Some(format!("its job graph is unreadable; not recovered (data kept): {e}")));
+                    self.set_problem(
+                        &id,
+                        Some(format!("cannot load a stored job graph; not recovered (data kept): {e}")),
+                    );
                     complete = false;
                 }
                 Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(e),
