@@ -202,3 +202,54 @@ fn a_forged_epoch_neither_raises_the_gate_nor_fences_the_leader() {
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     assert_eq!(c.wait_leader(&[0], T), leader, "the leader was not fenced by the forged epoch");
 }
+
+/// Hole 3: a checkpoint store that cannot be read *right now* (S3 unreachable while the new
+/// leader recovers) is an unknown answer, retried; it never turns the job FAILED. Once S3 is
+/// back, the job runs again from its latest checkpoint.
+#[test]
+fn a_storage_outage_during_recovery_is_waited_out_not_turned_into_failed() {
+    let s3 = chaos_tests::S3Server::start().expect("S3-compatible server (pip install 'moto[server]')");
+    s3.create_bucket("keel").unwrap();
+    let proxy = chaos_tests::FaultProxy::start(([127, 0, 0, 1], s3.port()).into()).expect("S3 proxy");
+    let endpoint = format!("http://{}", proxy.addr());
+    let mut c = Cluster::start(
+        "it-outage",
+        2,
+        1,
+        &[
+            ("state.checkpoints.dir", "s3://keel/chk"),
+            ("s3.endpoint", &endpoint),
+            ("s3.access-key", chaos_tests::S3Server::ACCESS_KEY),
+            ("s3.secret-key", chaos_tests::S3Server::SECRET_KEY),
+            ("s3.region", chaos_tests::S3Server::REGION),
+            ("s3.path.style.access", "true"),
+        ],
+    );
+    let leader = c.wait_leader(&[0, 1], T);
+    c.wait_workers_follow(&leader, T);
+    let id = c.submit(&long_job("outage", &c.dir.path().join("out")));
+    c.wait_job_state(&id, "RUNNING", T);
+    let latest = c.wait_checkpoints(&id, 2, T)["latest"]["completed"]["id"].as_u64().expect("a completed checkpoint");
+
+    proxy.cut();
+    c.dispatchers[leader.index].terminate().expect("SIGTERM the leader");
+    let other = 1 - leader.index;
+    c.wait_leader(&[other], T);
+    // The new leader tries to read the checkpoint metadata, cannot, and retries (or, without
+    // the fix, gives the job up as FAILED).
+    wait_until(T, Duration::from_millis(100), "the new leader to retry the checkpoint read", || {
+        let retried = c.dispatchers[other].log_tail(400).contains("cannot decide which checkpoint to restore yet");
+        let failed = c.job(&id).is_some_and(|j| j["state"] == "FAILED");
+        (retried || failed).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let job = c.job(&id).expect("the job is known to the new leader");
+    assert_ne!(job["state"], "FAILED", "a storage outage must not fail the job: {job}");
+    let result = format!("/keel/it-outage/job-results/{id}");
+    assert!(!zk_exists(&c, &result), "no result may be recorded during the outage");
+
+    proxy.heal();
+    let job = c.wait_job_state(&id, "RUNNING", T);
+    let restored = job["restored-from"].as_u64().expect("restored from a checkpoint");
+    assert!(restored >= latest, "restored from checkpoint {restored}, the latest before the outage was {latest}");
+}
