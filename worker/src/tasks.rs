@@ -386,4 +386,71 @@ mod tests {
         assert!(matches!(host.deploy(e, deploy(dir.path(), 8)), Err(DeployRefused::NotRegistered { .. })));
         host.cancel_all("test end");
     }
+
+    /// Issue #7 hole 6: a deploy and a re-registration are atomic with respect to each other.
+    /// Two threads race (bounded: 300 rounds): one re-registers with ever newer epochs, the
+    /// other deploys for the epoch it last saw. Whenever the registrar holds the state still,
+    /// no subtask of an older epoch may be running (it would survive the re-registration's
+    /// cancel-all and run unreported).
+    #[test]
+    fn a_deploy_never_survives_a_concurrent_re_registration() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let _guard = rt.enter();
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path());
+        host.register(registration(1), "test");
+        let epoch = Arc::new(std::sync::atomic::AtomicI64::new(1));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let deployer = {
+            let (host, epoch, stop, dir) = (host.clone(), epoch.clone(), stop.clone(), dir.path().to_path_buf());
+            let handle = rt.handle().clone();
+            std::thread::spawn(move || {
+                let _guard = handle.enter();
+                let mut attempt = 1;
+                let mut deployed = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let e = LeaderEpoch(epoch.load(std::sync::atomic::Ordering::SeqCst));
+                    attempt += 1;
+                    // A job per deploy, so no deploy replaces another's subtask.
+                    let d = DeployTask { job_id: format!("job-{attempt}"), ..deploy(&dir, attempt) };
+                    if host.deploy(e, d).is_ok() {
+                        deployed += 1;
+                    }
+                }
+                deployed
+            })
+        };
+        // Let the deployer get going before the race starts.
+        while host.running() == 0 {
+            std::thread::yield_now();
+        }
+        for e in 2..300i64 {
+            epoch.store(e, std::sync::atomic::Ordering::SeqCst);
+            host.register(registration(e), "test");
+            // Wait (bounded) until the deployer deployed at the new epoch, then look: every
+            // subtask must be of the new epoch. One of an older epoch was deployed after the
+            // switch's cancel-all: it runs unreported and is never cancelled.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let tasks = host.tasks.lock().expect("tasks lock");
+                if tasks.running.values().any(|t| t.epoch == LeaderEpoch(e)) {
+                    for ((job, _), t) in tasks.running.iter() {
+                        assert_eq!(
+                            t.epoch,
+                            LeaderEpoch(e),
+                            "job {job}: a subtask of an older epoch survived the switch to {e}"
+                        );
+                    }
+                    break;
+                }
+                drop(tasks);
+                assert!(std::time::Instant::now() < deadline, "no deploy at epoch {e} within 10 s");
+                std::thread::yield_now();
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deployed = deployer.join().unwrap();
+        assert!(deployed >= 298, "the race ran: {deployed} deploys succeeded across 298 re-registrations");
+        host.cancel_all("test end");
+    }
 }

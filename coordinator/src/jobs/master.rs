@@ -1,5 +1,7 @@
-//! One job master per job: scheduling, the checkpoint coordinator, failover with the restart
-//! strategy, savepoints, and the end of the job (result dirty → cleanup → clean).
+//! One job master per job: scheduling, the runtime of the checkpoint coordinator (whose
+//! rules live in the pure engine [`super::checkpoint`]: this file carries out its commands),
+//! failover with the restart strategy, savepoints, and the end of the job (result dirty →
+//! cleanup → clean).
 //!
 //! Only the leader session of one epoch runs a master. Every durable step goes through the
 //! leader's fence; every command to a worker carries the epoch. A checkpoint completes in
@@ -7,7 +9,7 @@
 //! guarded ZooKeeper pointer created (the commit point) → subtasks notified (sinks commit) →
 //! checkpoints beyond `state.checkpoints.num-retained` dropped (pointer first, files after).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use keel_ha::{Fence, HaError, HaStores, LeaderEpoch};
@@ -24,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::checkpoint::{CheckpointCoordinator, Command, Event, StoreOutcome};
 use super::slots::SlotPool;
 use super::{now_ms, JobError, JobSettings, JobView};
 use crate::resource_manager::ResourceManager;
@@ -138,12 +141,19 @@ impl JobStatus {
     }
 }
 
-struct Pending {
+/// Runtime data of the checkpoint in flight (the engine holds the acknowledgements).
+struct Inflight {
     id: u64,
     savepoint: Option<(String, oneshot::Sender<Result<String, JobError>>)>,
     triggered: i64,
     deadline: Instant,
-    acks: HashMap<u32, SubtaskSnapshot>,
+}
+
+/// A published checkpoint, between the store's answer and the notification.
+struct Committed {
+    meta: CheckpointMetadata,
+    path: String,
+    dropped: Vec<keel_ha::CheckpointPointer>,
 }
 
 /// What a restart restores from.
@@ -178,7 +188,9 @@ pub struct JobMaster {
     attempt: u64,
     assignment: Vec<String>,
     subtask_state: Vec<&'static str>,
-    pending: Option<Pending>,
+    /// The checkpoint coordinator of the current attempt (pure; see [`super::checkpoint`]).
+    coord: CheckpointCoordinator,
+    inflight: Option<Inflight>,
     restore: Option<RestorePoint>,
 }
 
@@ -218,7 +230,8 @@ impl JobMaster {
             attempt: 0,
             assignment: vec![],
             subtask_state: vec![],
-            pending: None,
+            coord: CheckpointCoordinator::new(0, 0),
+            inflight: None,
             restore: None,
         }
     }
@@ -535,7 +548,8 @@ impl JobMaster {
         self.attempt = attempt;
         self.assignment = assignment;
         self.subtask_state = vec!["DEPLOYING"; p as usize];
-        self.pending = None;
+        self.coord = CheckpointCoordinator::new(attempt, p);
+        self.inflight = None;
         self.status.send_modify(|s| s.attempt = attempt);
         self.publish_subtasks();
         let restore = self.restore.clone();
@@ -575,16 +589,16 @@ impl JobMaster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
-            let deadline = self.pending.as_ref().map(|p| p.deadline);
+            let deadline = self.inflight.as_ref().filter(|_| !self.coord.publishing()).map(|p| p.deadline);
             tokio::select! {
                 _ = tick.tick() => {
-                    if self.pending.is_none() && self.can_act() {
+                    if self.coord.can_trigger() && self.can_act() {
                         if let Err(o) = self.trigger(None).await { return o; }
                     }
                 }
                 _ = sleep_until_opt(deadline) => {
-                    let id = self.pending.as_ref().map(|p| p.id).unwrap_or(0);
-                    self.abort_pending(&format!("checkpoint {id} expired before completing (execution.checkpointing.timeout {:?})", self.settings.checkpoint_timeout)).await;
+                    let id = self.inflight.as_ref().map(|p| p.id).unwrap_or(0);
+                    if let Err(o) = self.apply(Event::Expired { id }).await { return o; }
                 }
                 lost = lost_rx.recv() => {
                     if let Ok(worker) = lost {
@@ -599,10 +613,8 @@ impl JobMaster {
                         if let Some(o) = self.accept_cancel(reply, session).await { return o; }
                     }
                     Some(JobMsg::Savepoint { target, reply }) => {
-                        if self.pending.is_some() {
-                            // One checkpoint at a time: abort the periodic one in favour of the savepoint.
-                            self.abort_pending("superseded by a savepoint").await;
-                        }
+                        // One checkpoint at a time: abort the periodic one in favour of the savepoint.
+                        if let Err(o) = self.apply(Event::Abort { reason: "superseded by a savepoint".into() }).await { return o; }
                         let target = target.unwrap_or_else(|| format!("{}/savepoints", self.settings.checkpoints_uri));
                         if let Err(o) = self.trigger(Some((target, reply))).await { return o; }
                     }
@@ -763,6 +775,12 @@ impl JobMaster {
             }
             return Ok(());
         };
+        if !self.coord.can_trigger() {
+            if let Some((_, reply)) = savepoint {
+                let _ = reply.send(Err(JobError::Failed("another checkpoint is being published; retry".into())));
+            }
+            return Ok(());
+        }
         let id = match stores.next_checkpoint_id(&fence, self.job_id()).await {
             Ok(id) => id,
             Err(HaError::LeadershipLost { .. }) | Err(HaError::SessionExpired) => return Err(Outcome::SessionEnded),
@@ -775,13 +793,13 @@ impl JobMaster {
             }
         };
         let now = now_ms();
-        tracing::info!(target: "keel::events", event = "checkpoint_triggered", job = %self.job_id(), checkpoint = id, savepoint = savepoint.is_some(), "checkpoint triggered");
-        self.pending = Some(Pending {
+        let is_savepoint = savepoint.is_some();
+        tracing::info!(target: "keel::events", event = "checkpoint_triggered", job = %self.job_id(), checkpoint = id, savepoint = is_savepoint, "checkpoint triggered");
+        self.inflight = Some(Inflight {
             id,
             savepoint,
             triggered: now,
             deadline: Instant::now() + self.settings.checkpoint_timeout,
-            acks: HashMap::new(),
         });
         self.status.send_modify(|s| {
             s.history.push_back(CheckpointEntry {
@@ -797,23 +815,65 @@ impl JobMaster {
                 s.history.pop_front();
             }
         });
-        // Finished subtasks are not triggered: their end-of-input snapshot stands for them.
-        let finals: Vec<(u32, SubtaskSnapshot)> = (0..self.assignment.len() as u32)
-            .filter(|&i| self.subtask_state.get(i as usize) == Some(&"FINISHED"))
-            .filter_map(|i| self.final_snapshot(i).map(|s| (i, s)))
-            .collect();
-        if let Some(p) = self.pending.as_mut() {
-            p.acks.extend(finals);
+        self.apply(Event::Triggered { id, savepoint: is_savepoint }).await
+    }
+
+    /// Feeds an event to the checkpoint coordinator and carries out what it commands (a
+    /// publish's answer is fed back in turn).
+    async fn apply(&mut self, event: Event) -> Result<(), Outcome> {
+        let mut queue: VecDeque<Command> = self.coord.on(event).into();
+        let mut committed: Option<Committed> = None;
+        let mut lost = false;
+        while let Some(command) = queue.pop_front() {
+            match command {
+                Command::Trigger { id, subtasks } => {
+                    for i in subtasks {
+                        let Some(worker) = self.assignment.get(i as usize).cloned() else { continue };
+                        let cmd = TriggerCheckpoint {
+                            job_id: self.graph.job_id.clone(),
+                            attempt: self.attempt,
+                            checkpoint_id: id,
+                        };
+                        if let Err(status) =
+                            self.rm.send(self.epoch, &worker, leader_command::Kind::TriggerCheckpoint(cmd)).await
+                        {
+                            let reason = format!("triggering subtask {i} on {worker} failed: {}", status.message());
+                            queue.extend(self.coord.on(Event::Abort { reason }));
+                            break;
+                        }
+                    }
+                }
+                Command::Publish { id, savepoint: _, snapshots } => {
+                    let outcome = match self.publish(id, snapshots).await {
+                        Ok(c) => {
+                            committed = Some(c);
+                            StoreOutcome::Committed
+                        }
+                        Err((reason, true)) => StoreOutcome::NotPublished(reason),
+                        Err((reason, false)) => StoreOutcome::Unknown(reason),
+                    };
+                    lost |= !self.can_act();
+                    queue.extend(self.coord.on(Event::Published { id, outcome }));
+                }
+                Command::NotifyComplete { id } => {
+                    let Some(c) = committed.take() else { continue };
+                    self.on_committed(id, c).await;
+                }
+                Command::NotifyAborted { id, reason } => {
+                    tracing::warn!(target: "keel::events", event = "checkpoint_aborted", job = %self.job_id(), checkpoint = id, reason = %reason, "checkpoint aborted");
+                    self.checkpoint_failed(id, &reason);
+                    self.notify_all(id, false).await;
+                }
+                Command::FailedUnknown { id, reason } => {
+                    // The pointer may be in ZooKeeper: keep every file it could reference (at
+                    // worst garbage) and tell nobody to delete anything.
+                    tracing::warn!(job = %self.job_id(), checkpoint = id, %reason, "checkpoint outcome unknown; its files are kept");
+                    self.checkpoint_failed(id, &reason);
+                }
+            }
         }
-        for (i, worker) in self.assignment.clone().iter().enumerate() {
-            if self.subtask_state.get(i) == Some(&"FINISHED") {
-                continue;
-            }
-            let cmd = TriggerCheckpoint { job_id: self.graph.job_id.clone(), attempt: self.attempt, checkpoint_id: id };
-            if let Err(status) = self.rm.send(self.epoch, worker, leader_command::Kind::TriggerCheckpoint(cmd)).await {
-                self.abort_pending(&format!("triggering subtask {i} on {worker} failed: {}", status.message())).await;
-                break;
-            }
+        if lost {
+            return Err(Outcome::SessionEnded);
         }
         Ok(())
     }
@@ -826,18 +886,18 @@ impl JobMaster {
         });
     }
 
-    async fn abort_pending(&mut self, reason: &str) {
-        let Some(p) = self.pending.take() else { return };
-        tracing::warn!(target: "keel::events", event = "checkpoint_aborted", job = %self.job_id(), checkpoint = p.id, reason, "checkpoint aborted");
-        self.history_update(p.id, |h| {
+    /// Records a failed checkpoint (history, counts, a waiting savepoint request).
+    fn checkpoint_failed(&mut self, id: u64, reason: &str) {
+        self.history_update(id, |h| {
             h.status = "FAILED".into();
             h.failure_message = Some(reason.to_string());
         });
         self.status.send_modify(|s| s.failed += 1);
-        if let Some((_, reply)) = p.savepoint {
-            let _ = reply.send(Err(JobError::Failed(format!("savepoint {} failed: {reason}", p.id))));
+        if let Some(inflight) = self.inflight.take().filter(|p| p.id == id) {
+            if let Some((_, reply)) = inflight.savepoint {
+                let _ = reply.send(Err(JobError::Failed(format!("savepoint {id} failed: {reason}"))));
+            }
         }
-        self.notify_all(p.id, false).await;
     }
 
     /// The end-of-input snapshot of a finished subtask (from the latest completed checkpoint).
@@ -847,7 +907,7 @@ impl JobMaster {
 
     async fn notify_all(&self, checkpoint_id: u64, complete: bool) {
         for (i, worker) in self.assignment.iter().enumerate() {
-            if self.subtask_state.get(i) == Some(&"FINISHED") {
+            if self.coord.is_finished(i as u32) {
                 continue;
             }
             let cmd =
@@ -860,12 +920,14 @@ impl JobMaster {
 
     async fn on_report(&mut self, r: TaskReport) -> Option<Outcome> {
         let i = r.subtask as usize;
-        match r.kind? {
+        let attempt = r.attempt;
+        let event = match r.kind? {
             task_report::Kind::Running(_) => {
                 if let Some(s) = self.subtask_state.get_mut(i) {
                     *s = "RUNNING";
                 }
                 self.publish_subtasks();
+                return None;
             }
             task_report::Kind::Failed(f) => {
                 return Some(Outcome::Failover(format!("subtask {i} failed on worker {}: {}", r.worker_id, f.reason)));
@@ -879,116 +941,73 @@ impl JobMaster {
                     return Some(Outcome::Ended("FINISHED", String::new()));
                 }
                 // A checkpoint in flight will get no ack from it: its final snapshot stands in.
-                let fin = self.final_snapshot(r.subtask);
-                let complete = match (self.pending.as_mut(), fin) {
-                    (Some(p), Some(snap)) => {
-                        p.acks.entry(r.subtask).or_insert(snap);
-                        p.acks.len() == self.assignment.len()
-                    }
-                    _ => false,
-                };
-                if complete {
-                    let pending = self.pending.take().expect("pending checkpoint");
-                    if let Err(o) = self.complete(pending).await {
-                        return Some(o);
-                    }
-                }
+                Event::Finished { attempt, subtask: r.subtask, end_of_input: self.final_snapshot(r.subtask) }
             }
             task_report::Kind::CheckpointDeclined(d) => {
-                if self.pending.as_ref().map(|p| p.id) == Some(d.checkpoint_id) {
-                    self.abort_pending(&format!("subtask {i} declined: {}", d.reason)).await;
-                }
+                Event::Declined { attempt, subtask: r.subtask, id: d.checkpoint_id, reason: d.reason }
             }
             task_report::Kind::CheckpointAck(ack) => {
-                let complete = match self.pending.as_mut() {
-                    Some(p) if p.id == ack.checkpoint_id => {
-                        if let Some(snap) = ack.snapshot {
-                            p.acks.insert(r.subtask, snap);
-                        }
-                        p.acks.len() == self.assignment.len()
-                    }
-                    _ => false,
-                };
-                if complete {
-                    let pending = self.pending.take().expect("pending checkpoint");
-                    if let Err(o) = self.complete(pending).await {
-                        return Some(o);
-                    }
-                }
+                let snapshot = ack.snapshot?;
+                Event::Ack { attempt, subtask: r.subtask, id: ack.checkpoint_id, snapshot }
             }
-        }
-        None
+        };
+        self.apply(event).await.err()
     }
 
-    /// Writes the metadata blob, then the guarded pointer (the commit point), then notifies.
-    async fn complete(&mut self, p: Pending) -> Result<(), Outcome> {
+    /// Writes the metadata blob, then the guarded pointer (the commit point).
+    /// `Err((reason, definitely_not_published))`.
+    async fn publish(&mut self, id: u64, mut subtasks: Vec<SubtaskSnapshot>) -> Result<Committed, (String, bool)> {
         let (Some(fence), Some(stores), Some(dir)) = (self.fence(), self.stores(), self.checkpoints_dir().cloned())
         else {
-            return Err(Outcome::SessionEnded);
+            return Err(("leadership lost before publishing".into(), true));
         };
-        let id = p.id;
-        let mut subtasks: Vec<SubtaskSnapshot> = p.acks.into_values().collect();
         subtasks.sort_by_key(|s| s.subtask);
+        let (triggered, savepoint) = self
+            .inflight
+            .as_ref()
+            .filter(|p| p.id == id)
+            .map(|p| (p.triggered, p.savepoint.is_some()))
+            .unwrap_or((0, false));
         let meta = CheckpointMetadata {
             format_version: keel_proto::FORMAT_VERSION,
             job_id: self.graph.job_id.clone(),
             checkpoint_id: id,
             attempt: self.attempt,
             epoch: self.epoch.0,
-            triggered_unix_ms: p.triggered,
+            triggered_unix_ms: triggered,
             completed_unix_ms: now_ms(),
             parallelism: self.assignment.len() as u32,
             subtasks,
-            savepoint: p.savepoint.is_some(),
+            savepoint,
         };
         let path = format!("{}/chk-{id}/{}.metadata", self.job_id(), keel_storage::unique_name("_metadata"));
         let bytes = meta.encode_to_vec();
-        let savepoint = p.savepoint;
+        if let Err(e) = dir.write_blob(&path, BlobKind::CheckpointMetadata, &bytes).await {
+            let _ = dir.delete(&path).await;
+            return Err((format!("writing checkpoint metadata failed: {e}"), true));
+        }
         // When the guarded pointer write is sent, after the blob upload (the history checker
         // orders it by this; storage latency must not widen its tolerance).
-        let mut issued_ms = now_ms();
-        // Err((reason, definitely_not_published)).
-        let result: Result<Vec<keel_ha::CheckpointPointer>, (String, bool)> = async {
-            if let Err(e) = dir.write_blob(&path, BlobKind::CheckpointMetadata, &bytes).await {
-                return Err((format!("writing checkpoint metadata failed: {e}"), true));
+        let issued_ms = now_ms();
+        match stores.add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained).await {
+            Ok(dropped) => {
+                tracing::info!(target: "keel::events", event = "checkpoint_completed", job = %self.job_id(), checkpoint = id, epoch = %self.epoch, issued_ms, "checkpoint completed");
+                Ok(Committed { meta, path, dropped })
             }
-            issued_ms = now_ms();
-            match stores.add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained).await {
-                Ok(d) => Ok(d),
-                Err(e @ HaError::LeadershipLost { .. }) => {
-                    Err((format!("publishing checkpoint {id} failed: {e}"), true))
-                }
-                Err(e) => Err((format!("publishing checkpoint {id} has an unknown outcome: {e}"), false)),
+            Err(e @ HaError::LeadershipLost { .. }) => {
+                // Nothing became visible: the blob is garbage, the subtasks may drop their files.
+                let _ = dir.delete(&path).await;
+                Err((format!("publishing checkpoint {id} failed: {e}"), true))
             }
+            Err(e) => Err((format!("publishing checkpoint {id} has an unknown outcome: {e}"), false)),
         }
-        .await;
-        let dropped = match result {
-            Ok(d) => d,
-            Err((reason, definite)) => {
-                let lost = !self.can_act();
-                if definite {
-                    // Nothing became visible: the subtasks may drop what they uploaded for it.
-                    self.pending =
-                        Some(Pending { id, savepoint, triggered: 0, deadline: Instant::now(), acks: HashMap::new() });
-                    self.abort_pending(&reason).await;
-                    let _ = dir.delete(&path).await;
-                } else {
-                    // The pointer may be in ZooKeeper: keep every file it could reference (at
-                    // worst garbage) and tell nobody to delete anything.
-                    tracing::warn!(job = %self.job_id(), checkpoint = id, %reason, "checkpoint outcome unknown; its files are kept");
-                    self.history_update(id, |h| {
-                        h.status = "FAILED".into();
-                        h.failure_message = Some(reason.clone());
-                    });
-                    self.status.send_modify(|s| s.failed += 1);
-                    if let Some((_, reply)) = savepoint {
-                        let _ = reply.send(Err(JobError::Failed(reason)));
-                    }
-                }
-                return if lost { Err(Outcome::SessionEnded) } else { Ok(()) };
-            }
-        };
-        tracing::info!(target: "keel::events", event = "checkpoint_completed", job = %self.job_id(), checkpoint = id, epoch = %self.epoch, issued_ms, "checkpoint completed");
+    }
+
+    /// A checkpoint is committed: it becomes the restore point; the subtasks are told (sinks
+    /// commit); a savepoint is written; checkpoints beyond retention lose their files.
+    async fn on_committed(&mut self, id: u64, c: Committed) {
+        let Committed { meta, path, dropped } = c;
+        let Some(dir) = self.checkpoints_dir().cloned() else { return };
         self.restore = Some(RestorePoint { checkpoint_id: id, path: path.clone(), metadata: meta.clone() });
         let external = dir.location(&path);
         self.status.send_modify(|s| {
@@ -1008,38 +1027,41 @@ impl JobMaster {
             s.latest_completed = Some(entry);
         });
         self.notify_all(id, true).await;
-        if let Some((target, reply)) = savepoint {
-            let r = write_savepoint(&dir, &meta, &target, &self.settings).await.map_err(JobError::Failed);
-            let _ = reply.send(r);
+        if let Some(inflight) = self.inflight.take().filter(|p| p.id == id) {
+            if let Some((target, reply)) = inflight.savepoint {
+                let r = write_savepoint(&dir, &meta, &target, &self.settings).await.map_err(JobError::Failed);
+                let _ = reply.send(r);
+            }
         }
         // Retention: pointers are gone; now their files (shared files only when no retained
         // checkpoint references them).
-        if !dropped.is_empty() {
-            // Delete only what is certainly unused: every retained checkpoint's metadata must
-            // read back, and this dispatcher must still lead; otherwise the files stay.
-            let retained = match self.retained_metadata(&stores, &fence, &dir).await {
-                Ok(r) if self.can_act() => r,
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(job = %self.job_id(), error = %e, "retained checkpoints unreadable; dropped checkpoints' files are kept");
-                    return Ok(());
-                }
-            };
-            for d in dropped {
-                match read_metadata(&dir, &d.metadata_path, BlobKind::CheckpointMetadata).await {
-                    Ok(old) => {
-                        if let Err(e) = keel_job::discard_checkpoints(&dir, self.job_id(), &[old], &retained).await {
-                            tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "could not delete a dropped checkpoint's files");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "dropped checkpoint's metadata unreadable; its files stay")
-                    }
-                }
-                let _ = dir.delete(&d.metadata_path).await;
-            }
+        if dropped.is_empty() {
+            return;
         }
-        Ok(())
+        let (Some(stores), Some(fence)) = (self.stores(), self.fence()) else { return };
+        // Delete only what is certainly unused: every retained checkpoint's metadata must
+        // read back, and this dispatcher must still lead; otherwise the files stay.
+        let retained = match self.retained_metadata(&stores, &fence, &dir).await {
+            Ok(r) if self.can_act() => r,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(job = %self.job_id(), error = %e, "retained checkpoints unreadable; dropped checkpoints' files are kept");
+                return;
+            }
+        };
+        for d in dropped {
+            match read_metadata(&dir, &d.metadata_path, BlobKind::CheckpointMetadata).await {
+                Ok(old) => {
+                    if let Err(e) = keel_job::discard_checkpoints(&dir, self.job_id(), &[old], &retained).await {
+                        tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "could not delete a dropped checkpoint's files");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "dropped checkpoint's metadata unreadable; its files stay")
+                }
+            }
+            let _ = dir.delete(&d.metadata_path).await;
+        }
     }
 
     async fn retained_metadata(
@@ -1058,9 +1080,7 @@ impl JobMaster {
     /// Cancels every subtask of the current attempt (best effort; workers also drop tasks of
     /// older attempts and older epochs on their own).
     async fn stop_tasks(&mut self) {
-        if self.pending.is_some() {
-            self.abort_pending("the attempt ended").await;
-        }
+        let _ = self.apply(Event::Abort { reason: "the attempt ended".into() }).await;
         let mut workers = self.assignment.clone();
         workers.dedup();
         for w in workers {

@@ -1,5 +1,6 @@
-//! The job layer of the leader: submission, one [`master`] per job, recovery after a
-//! leader change, results and cleanup.
+//! The job layer of the leader: submission, one [`master`] per job (its checkpoint rules in
+//! the pure engine [`checkpoint`]), recovery after a leader change (per job, retried), results
+//! and cleanup.
 //!
 //! The [`JobManager`] follows this dispatcher's role. When it starts leading at epoch E it
 //! opens a *leader session*: it recovers every stored job graph without a result from
@@ -8,6 +9,7 @@
 //! master stops at once (they hold the fence of epoch E only). While the role is suspended the
 //! masters keep their state but do not act.
 
+pub mod checkpoint;
 pub mod master;
 pub mod slots;
 
