@@ -26,13 +26,15 @@ fn exactly_once_through_two_leader_kills_and_a_worker_kill() {
     c.wait_workers_follow(&leader, T);
     let sink = c.dir.path().join("out");
     let (count, keys) = (24_000, 8);
-    let id = c.submit(&counting_job("eo", count, keys, 1500, 2, &sink));
+    // Slow enough that the job is still running at the second leader kill.
+    let id = c.submit(&counting_job("eo", count, keys, 600, 2, &sink));
     c.wait_job_state(&id, "RUNNING", T);
     c.wait_checkpoints(&id, 2, T);
 
-    // Fault 1: kill -9 the leader.
+    // Fault 1: kill -9 the leader, while the job runs.
     let t0 = Instant::now();
     let l1 = c.wait_leader(&[0, 1, 2], T);
+    assert_eq!(c.job(&id).map(|j| j["state"].clone()), Some("RUNNING".into()), "the job runs at leader kill 1");
     c.dispatchers[l1.index].kill9();
     let alive: Vec<usize> = (0..3).filter(|&i| i != l1.index).collect();
     let l2 = c.wait_leader(&alive, T);
@@ -56,13 +58,17 @@ fn exactly_once_through_two_leader_kills_and_a_worker_kill() {
     report("worker kill -> job running again on other workers", t1);
     c.wait_checkpoints(&id, 1, T);
 
-    // Fault 3: kill -9 the second leader.
+    // Fault 3: kill -9 the second leader, while the job runs.
     let t2 = Instant::now();
+    let at_kill = c.job(&id).expect("the job at leader kill 2");
+    assert_eq!(at_kill["state"], "RUNNING", "the job runs at leader kill 2: {at_kill}");
     c.dispatchers[l2.index].kill9();
     let last: Vec<usize> = alive.iter().copied().filter(|&i| i != l2.index).collect();
     let l3 = c.wait_leader(&last, T);
     assert!(l3.epoch > l2.epoch && l2.epoch > l1.epoch, "epochs grow: {l1:?} {l2:?} {l3:?}");
     report("leader kill 2 -> new leader", t2);
+    // The third leader recovered it as an unfinished job (a finished one is never RUNNING again).
+    c.wait_job_state(&id, "RUNNING", T);
 
     let done = c.wait_job_state(&id, "FINISHED", Duration::from_secs(180));
     eprintln!("finished: restarts {}, restored from {:?}", done["restarts"], done["restored-from"]);
@@ -83,6 +89,10 @@ fn whole_cluster_restart_resumes_unfinished_jobs_and_never_reruns_finished_ones(
     c.wait_job_state(&short, "FINISHED", T);
     let short_output = committed_lines(&short_sink);
     assert_eq!(short_output, expected_counts(200, 4));
+    // Every deployment, restore and state change of the short job so far (process logs are
+    // appended across restarts, so later lines can only be added).
+    let short_history = job_events(&c, &short);
+    assert!(short_history.iter().any(|e| e.contains("task_deployed")), "{short_history:#?}");
     let long_sink = c.dir.path().join("long");
     let long = c.submit(&counting_job("long", 1_000_000, 4, 200, 2, &long_sink));
     c.wait_job_state(&long, "RUNNING", T);
@@ -103,6 +113,46 @@ fn whole_cluster_restart_resumes_unfinished_jobs_and_never_reruns_finished_ones(
     let s = c.job(&short).expect("the finished job is listed from the result store");
     assert_eq!(s["state"], "FINISHED");
     assert_eq!(committed_lines(&short_sink), short_output);
+    // From the event history: nothing was deployed, restored or started for it after it finished.
+    let after: Vec<String> = job_events(&c, &short).into_iter().filter(|e| !short_history.contains(e)).collect();
+    assert_eq!(after, Vec::<String>::new(), "the finished job ran again after the restart");
+}
+
+/// A log line without its terminal colour codes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Every deployment (`task_deployed`, workers), restore (`checkpoint_restored`) and state
+/// change (`job_state`) event of `job` in every process log of the cluster.
+fn job_events(c: &Cluster, job: &str) -> Vec<String> {
+    let needle = format!("job={job}");
+    let mut out = Vec::new();
+    for p in c.dispatchers.iter().chain(c.workers.iter()) {
+        let log = std::fs::read_to_string(p.log_path()).unwrap_or_default();
+        for line in log.lines().map(strip_ansi) {
+            let kind = ["task_deployed", "checkpoint_restored", "job_state"]
+                .iter()
+                .any(|k| line.contains(&format!("event=\"{k}\"")));
+            if kind && line.contains(&needle) {
+                out.push(format!("{}: {line}", p.name()));
+            }
+        }
+    }
+    out
 }
 
 /// One checkpoint pointer as ZooKeeper holds it, with the epoch its metadata blob records.
