@@ -32,7 +32,7 @@ fn job_spec(sink: &std::path::Path) -> String {
 
 #[test]
 fn drills_report_failovers_and_refuse_unsafe_ones() {
-    let c = Cluster::start("it-drill", 3, 3, &[]);
+    let mut c = Cluster::start("it-drill", 3, 3, &[]);
     let leader = c.wait_leader(&[0, 1, 2], T);
     c.wait_workers_follow(&leader, T);
     let id = c.submit(&job_spec(&c.dir.path().join("out")));
@@ -102,6 +102,17 @@ fn drills_report_failovers_and_refuse_unsafe_ones() {
     let r = drill(&c, &["kill-leader", "--mode", "graceful"]);
     assert_eq!(r["old_leader"], now.id.as_str());
     assert!(r["new_leader_ms"].as_i64().unwrap() >= 0);
+    // Graceful means: the old leader resigned (deleted its latch, closed its session) and
+    // exited cleanly, and the other dispatcher leads with a greater epoch.
+    assert!(r["new_epoch"].as_i64().unwrap() > now.epoch, "{r}");
+    let exit = c.dispatchers[now.index].wait_exit(T).unwrap().expect("the gracefully stopped leader exits");
+    assert!(exit.success(), "a graceful stop exits cleanly: {exit:?}");
+    let log = c.dispatchers[now.index].log_tail(400);
+    assert!(log.contains("resigned leadership"), "the old leader resigned:\n{log}");
+    let rest: Vec<usize> = alive.iter().copied().filter(|&i| i != now.index).collect();
+    let next = c.wait_leader(&rest, T);
+    assert!(next.epoch > now.epoch && r["new_leader"] == next.id.as_str(), "{r} {next:?}");
+    c.wait_checkpoints(&id, 1, T);
 
     // Only one dispatcher left: no standby, so the drill refuses without --force.
     let out = c.keel(&["drill", "kill-leader", "--yes"]);

@@ -394,6 +394,24 @@ fn bad_specs_are_refused_with_clear_errors_and_nothing_is_stored() {
     let list = c.keel(&["list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(v["jobs"].as_array().unwrap().len(), 0, "nothing stored: {v}");
+    // Nothing stored, as ZooKeeper and the storage directory themselves say.
+    let (ns, quorum) = (c.zk_namespace(), c.zk.connect_string());
+    let (graphs, jobs) = block_on(async {
+        let zk = zk_connect(&quorum, &ns).await;
+        let list = |p: &'static str| {
+            let zk = zk.clone();
+            async move {
+                match zk.list_children(p).await {
+                    Ok(children) => children,
+                    Err(zookeeper_client::Error::NoNode) => vec![],
+                    Err(e) => panic!("list {p}: {e}"),
+                }
+            }
+        };
+        (list("/jobgraphs").await, list("/jobs").await)
+    });
+    assert_eq!((graphs, jobs), (vec![], vec![]), "a refused spec left znodes");
+    assert_eq!(files_under(&c.storage_path()), Vec::<String>::new(), "a refused spec left files in storage");
 }
 
 #[test]
