@@ -456,7 +456,8 @@ fn parse_ready(line: &str, role: Role) -> Result<serde_json::Value, String> {
 /// `high-availability.zookeeper.client.session-timeout: 2000 ms`,
 /// `high-availability.zookeeper.client.connection-timeout: 2000 ms`,
 /// `high-availability.zookeeper.client.retry-wait: 500 ms`, `heartbeat.interval: 200 ms`,
-/// `heartbeat.timeout: 2000 ms`.
+/// `heartbeat.timeout: 2000 ms`, and `rest.admin.enabled: true` (drills and fault injection
+/// use `POST /admin/fault`, which is off by default; override it with `false` to test that).
 ///
 /// Values are written as plain YAML scalars; a value that would not survive that (empty,
 /// containing `": "` or `" #"`, or with surrounding spaces) is double-quoted.
@@ -472,6 +473,7 @@ pub fn config_yaml(quorum: &str, cluster_id: &str, extra: &[(&str, &str)]) -> St
         ("high-availability.zookeeper.client.retry-wait".into(), "500 ms".into()),
         ("heartbeat.interval".into(), "200 ms".into()),
         ("heartbeat.timeout".into(), "2000 ms".into()),
+        ("rest.admin.enabled".into(), "true".into()),
     ];
     for (k, v) in extra {
         match entries.iter_mut().find(|(key, _)| key == k) {
@@ -515,6 +517,7 @@ mod tests {
         assert!(lines.contains(&"rpc.port: 0"));
         assert!(lines.contains(&"high-availability.zookeeper.client.session-timeout: 2000 ms"));
         assert!(lines.contains(&"heartbeat.timeout: 2000 ms"));
+        assert!(lines.contains(&"rest.admin.enabled: true"));
         assert!(lines.contains(&"state.dir: /tmp/x"));
         assert!(lines.contains(&"note: \"a: b\""));
         // Overridden in place: rest.port still comes before rpc.port.

@@ -80,6 +80,21 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
         });
     }
 
+    // The leader's admin endpoint must be on (`rest.admin.enabled`, off by default); a
+    // dispatcher that does not say is asked anyway (its 403 says the same).
+    if !matches!(target, Target::KillWorker(_)) {
+        if let Some(v) = get(&api, "/ha/leader").await {
+            if v["admin_enabled"] == false {
+                bail!(
+                    "the leader {} has its admin endpoint (POST /admin/fault) disabled, so it cannot be asked to \
+                     fail: set rest.admin.enabled: true in the dispatchers' configuration and restart them; \
+                     nothing was done",
+                    leader.leader_id
+                );
+            }
+        }
+    }
+
     // Preconditions.
     let mut refusals = Vec::new();
     if matches!(target, Target::KillLeader(_) | Target::IsolateLeader) && standbys.is_empty() {
@@ -166,9 +181,16 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
                 Target::KillLeader(Mode::Pause) => json!({"fault": "pause", "pause_ms": pause.as_millis() as u64}),
                 _ => json!({"fault": "isolate"}),
             };
-            api.call(reqwest::Method::POST, "/admin/fault", Some(body.to_string()))
-                .await
-                .context("asking the leader to fail")?;
+            api.call(reqwest::Method::POST, "/admin/fault", Some(body.to_string())).await.map_err(|e| {
+                if e.to_string().contains("HTTP 403") {
+                    e.context(
+                        "asking the leader to fail: its admin endpoint is disabled; set rest.admin.enabled: true \
+                         in the dispatchers' configuration and restart them",
+                    )
+                } else {
+                    e.context("asking the leader to fail")
+                }
+            })?;
         }
     }
     if !opts.json {
@@ -183,7 +205,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
     if leader_change {
         while Instant::now() < deadline && new_leader.is_none() {
             for addr in &contenders {
-                let Ok(r) = Rest::new(addr, None) else { continue };
+                let Ok(r) = Rest::new(addr, token.clone()) else { continue };
                 let Some(v) =
                     tokio::time::timeout(Duration::from_millis(300), get(&r, "/ha/leader")).await.ok().flatten()
                 else {

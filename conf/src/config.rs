@@ -123,6 +123,10 @@ pub struct Config {
     /// `rest.auth.token`: when set, mutating REST endpoints require `Authorization: Bearer`
     /// with it. A secret.
     pub rest_auth_token: Option<String>,
+    /// `rest.admin.enabled`: whether `POST /admin/fault` exists (off by default).
+    pub rest_admin_enabled: bool,
+    /// `rest.auth.read`: whether GET endpoints need the token too (when one is set).
+    pub rest_auth_read: bool,
     /// `state.backend`.
     pub state_backend: StateBackendKind,
     /// `state.backend.rocksdb.localdir`, an absolute path; see
@@ -182,6 +186,8 @@ impl Config {
             heartbeat_timeout: duration(50, "50 s"),
             recovery_worker_wait: duration(10, "10 s"),
             rest_auth_token: None,
+            rest_admin_enabled: false,
+            rest_auth_read: false,
             state_backend: StateBackendKind::Hashmap,
             rocksdb_localdir: None,
             state_incremental: false,
@@ -269,6 +275,8 @@ impl fmt::Debug for Config {
             heartbeat_timeout,
             recovery_worker_wait,
             rest_auth_token,
+            rest_admin_enabled,
+            rest_auth_read,
             state_backend,
             rocksdb_localdir,
             state_incremental,
@@ -307,6 +315,8 @@ impl fmt::Debug for Config {
             .field("heartbeat_timeout", heartbeat_timeout)
             .field("recovery_worker_wait", recovery_worker_wait)
             .field("rest_auth_token", &masked(rest_auth_token))
+            .field("rest_admin_enabled", rest_admin_enabled)
+            .field("rest_auth_read", rest_auth_read)
             .field("state_backend", state_backend)
             .field("rocksdb_localdir", rocksdb_localdir)
             .field("state_incremental", state_incremental)
@@ -356,6 +366,8 @@ pub(crate) enum Field {
     HeartbeatTimeout,
     RecoveryWorkerWait,
     RestAuthToken,
+    RestAdminEnabled,
+    RestAuthRead,
     StateBackend,
     RocksdbLocaldir,
     StateIncremental,
@@ -408,6 +420,8 @@ impl Field {
             "heartbeat.timeout" => Field::HeartbeatTimeout,
             "high-availability.recovery.worker-wait" => Field::RecoveryWorkerWait,
             "rest.auth.token" => Field::RestAuthToken,
+            "rest.admin.enabled" => Field::RestAdminEnabled,
+            "rest.auth.read" => Field::RestAuthRead,
             "state.backend" => Field::StateBackend,
             "state.backend.rocksdb.localdir" => Field::RocksdbLocaldir,
             "state.backend.incremental" => Field::StateIncremental,
@@ -446,7 +460,9 @@ impl Field {
             Field::ZkTolerateSuspended
             | Field::StateIncremental
             | Field::StateLocalRecovery
-            | Field::S3PathStyleAccess => BOOLEAN_EXPECTED,
+            | Field::S3PathStyleAccess
+            | Field::RestAdminEnabled
+            | Field::RestAuthRead => BOOLEAN_EXPECTED,
             Field::RestAddress | Field::RpcAddress | Field::JobmanagerRpcAddress => ADDRESS_EXPECTED,
             Field::RestPort | Field::RpcPort | Field::JobmanagerRpcPort => PORT_EXPECTED,
             Field::TaskmanagerSlots | Field::CheckpointsNumRetained => AT_LEAST_ONE_EXPECTED,
@@ -589,6 +605,8 @@ impl Field {
                 config.recovery_worker_wait = ConfDuration { duration, text: text.to_owned() };
             }
             Field::RestAuthToken => config.rest_auth_token = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::RestAdminEnabled => config.rest_admin_enabled = boolean(text).map_err(|p| invalid(&p))?,
+            Field::RestAuthRead => config.rest_auth_read = boolean(text).map_err(|p| invalid(&p))?,
             Field::StateBackend => {
                 config.state_backend = match text.to_lowercase().as_str() {
                     "hashmap" | "filesystem" | "jobmanager" => StateBackendKind::Hashmap,
@@ -647,6 +665,8 @@ impl Field {
             Field::HeartbeatTimeout => config.heartbeat_timeout.text.clone(),
             Field::RecoveryWorkerWait => config.recovery_worker_wait.text.clone(),
             Field::RestAuthToken => config.rest_auth_token.clone().unwrap_or_default(),
+            Field::RestAdminEnabled => config.rest_admin_enabled.to_string(),
+            Field::RestAuthRead => config.rest_auth_read.to_string(),
             Field::StateBackend => config.state_backend.as_str().to_owned(),
             Field::RocksdbLocaldir => config.rocksdb_localdir.clone().unwrap_or_default(),
             Field::StateIncremental => config.state_incremental.to_string(),

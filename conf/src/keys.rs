@@ -133,6 +133,23 @@ pub const KEYS: &[KeyDoc] = &[
             `keel config show` and error messages print `******` instead of the token.",
     },
     KeyDoc {
+        key: "rest.admin.enabled",
+        default: "false",
+        kind: "boolean",
+        description: "Whether the admin endpoint `POST /admin/fault` (a dispatcher kills, pauses or \
+            isolates itself on request, for `keel drill` and chaos tests) exists. Off by default: \
+            without it the endpoint answers `403`. When on, it still requires `rest.auth.token` \
+            if one is set.",
+    },
+    KeyDoc {
+        key: "rest.auth.read",
+        default: "false",
+        kind: "boolean",
+        description: "With `rest.auth.token` set, also require the token on `GET` endpoints \
+            (jobs, overview, task managers, leader). `keel` commands send it from the \
+            configuration.",
+    },
+    KeyDoc {
         key: "rpc.address",
         default: "127.0.0.1",
         kind: "string",

@@ -27,6 +27,8 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("rest.address", "0.0.0.0", "0.0.0.0"),
     ("rest.port", "8082", "8082"),
     ("rest.auth.token", "t0ken-Secret", "******"),
+    ("rest.admin.enabled", "TRUE", "true"),
+    ("rest.auth.read", "false", "false"),
     ("rpc.address", "10.1.2.3", "10.1.2.3"),
     ("rpc.port", "7000", "7000"),
     ("jobmanager.rpc.address", "jm.example.com", "jm.example.com"),

@@ -135,6 +135,8 @@ pub async fn run_dispatcher(
         rm,
         jobs,
         auth_token: config.rest_auth_token.clone(),
+        admin_enabled: config.rest_admin_enabled,
+        auth_read: config.rest_auth_read,
         shutdown: shutdown.clone(),
         isolator: election.as_ref().map(|e| e.isolator()),
     };

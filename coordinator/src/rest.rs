@@ -1,7 +1,18 @@
 //! The REST API (axum). Field names follow Flink's REST API where Flink has one.
+//!
+//! Hostile input: request bodies are limited to [`MAX_BODY_BYTES`] (413 naming the limit);
+//! every error, including the framework's own rejections (bad query string, wrong method,
+//! body too large), is `{"errors": [...]}` JSON, and each message is at most
+//! [`MAX_ERROR_CHARS`] characters (values are quoted as excerpts). A submitted spec is parsed
+//! and validated on a blocking thread ([`SPEC_WORKERS`] at a time, at most
+//! [`MAX_QUEUED_SUBMISSIONS`] waiting), never on the async workers that keep the ZooKeeper
+//! session and the heartbeats alive.
 
-use axum::extract::State;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,13 +34,30 @@ pub struct RestState {
     pub jobs: JobManager,
     /// `rest.auth.token`: required as `Authorization: Bearer <token>` on mutating requests.
     pub auth_token: Option<String>,
+    /// `rest.admin.enabled`: whether `POST /admin/fault` is served (403 otherwise).
+    pub admin_enabled: bool,
+    /// `rest.auth.read`: GET endpoints need the token too (when one is set).
+    pub auth_read: bool,
     /// Stops this dispatcher gracefully (the admin `terminate` fault).
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Drops the ZooKeeper session (the admin `isolate` fault); `None` without ZooKeeper.
     pub isolator: Option<keel_ha::election::Isolator>,
 }
 
+/// The largest request body accepted (a job spec is at most [`keel_job::MAX_SPEC_BYTES`]).
+pub const MAX_BODY_BYTES: usize = keel_job::MAX_SPEC_BYTES;
+/// The longest error message sent, in characters.
+pub const MAX_ERROR_CHARS: usize = 2048;
+/// How many submitted specs are parsed and stored at the same time (on blocking threads).
+pub const SPEC_WORKERS: usize = 2;
+/// How many submissions may wait for a [`SPEC_WORKERS`] slot; more get 503.
+pub const MAX_QUEUED_SUBMISSIONS: usize = 32;
+
+static SPEC_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SPEC_WORKERS);
+static QUEUED_SUBMISSIONS: AtomicUsize = AtomicUsize::new(0);
+
 pub fn router(state: RestState) -> Router {
+    let read_auth = state.clone();
     Router::new()
         .route("/overview", get(overview))
         .route("/taskmanagers", get(taskmanagers))
@@ -43,14 +71,79 @@ pub fn router(state: RestState) -> Router {
         .route("/admin/fault", axum::routing::post(admin_fault))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            let state = read_auth.clone();
+            async move { read_auth_check(state, req, next).await }
+        }))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// With `rest.auth.read: true` and a token set, GET (and HEAD) requests need the token too.
+async fn read_auth_check(state: RestState, req: Request, next: Next) -> Response {
+    if state.auth_read && matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
+        if let Some(r) = unauthorized(&state, req.headers()) {
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+/// Turns every error response that is not JSON (the framework's rejections: body too large,
+/// bad query string, wrong method) into `{"errors": [...]}` with the same status.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = keel_conf::excerpt(req.uri().path());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "request body too large: the limit is {MAX_BODY_BYTES} bytes (1 MiB); a job spec may be at most \
+             {} bytes",
+            keel_job::MAX_SPEC_BYTES
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts.headers.get(axum::http::header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if allowed.is_empty() {
+                format!("method {method} is not allowed on {path}")
+            } else {
+                format!("method {method} is not allowed on {path}; allowed: {allowed}")
+            }
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
+        _ => format!("{method} {path}: {text}"),
+    };
+    let mut out = error(status, message);
+    if let Some(allow) = parts.headers.get(axum::http::header::ALLOW) {
+        out.headers_mut().insert(axum::http::header::ALLOW, allow.clone());
+    }
+    out
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
-    (
+    error(
         StatusCode::NOT_FOUND,
-        Json(json!({"errors": [format!("no such endpoint: {}; known: GET /overview, GET /taskmanagers, GET /ha/leader, POST /jobs, GET /jobs/overview, GET /jobs/{{id}}, PATCH /jobs/{{id}}?mode=cancel, POST /jobs/{{id}}/cancel, GET /jobs/{{id}}/checkpoints, POST /jobs/{{id}}/savepoints, POST /admin/fault", uri.path())]})),
+        format!(
+            "no such endpoint: {}; known: GET /overview, GET /taskmanagers, GET /ha/leader, POST /jobs, GET /jobs/overview, GET /jobs/{{id}}, PATCH /jobs/{{id}}?mode=cancel, POST /jobs/{{id}}/cancel, GET /jobs/{{id}}/checkpoints, POST /jobs/{{id}}/savepoints, POST /admin/fault",
+            keel_conf::excerpt(uri.path())
+        ),
     )
-        .into_response()
 }
 
 /// A standby (or suspended leader) answers leader-only endpoints with 503 and says who leads.
@@ -118,12 +211,44 @@ async fn ha_leader(State(state): State<RestState>) -> Response {
         "own_epoch": role.epoch(),
         "id": state.id,
         "cluster_id": state.cluster_id,
+        "admin_enabled": state.admin_enabled,
     }))
     .into_response()
 }
 
+/// `message` cut to [`MAX_ERROR_CHARS`] characters (with `…(N bytes)` when cut).
+fn bounded(message: String) -> String {
+    match message.char_indices().nth(MAX_ERROR_CHARS) {
+        None => message,
+        Some((cut, _)) => format!("{}…({} bytes)", &message[..cut], message.len()),
+    }
+}
+
 fn error(code: StatusCode, message: String) -> Response {
-    (code, Json(json!({ "errors": [message] }))).into_response()
+    (code, Json(json!({ "errors": [bounded(message)] }))).into_response()
+}
+
+/// Checks a savepoint directory given by a client: a storage URI the storage layer accepts
+/// (file, s3, hdfs, swift; no `.` or `..` segment) and, for `file://`, not under a pseudo
+/// file system (`/proc`, `/sys`, `/dev`), where a savepoint can only fail. Returns the
+/// canonical URI, or the 400 message.
+fn check_savepoint_dir(what: &str, uri: &str) -> Result<String, String> {
+    let expected = format!("expected a storage URI: {}", keel_storage::ACCEPTED_URI_FORMS);
+    let canonical = keel_storage::check_uri(uri.trim()).map_err(|reason| {
+        format!("{what} '{}': {}; {expected}", keel_conf::excerpt(uri), keel_conf::excerpt(&reason))
+    })?;
+    if let Some(path) = canonical.strip_prefix("file://") {
+        for pseudo in ["/proc", "/sys", "/dev"] {
+            if path == pseudo || path.starts_with(&format!("{pseudo}/")) {
+                return Err(format!(
+                    "{what} '{}' is under {pseudo}, a pseudo file system that cannot hold a savepoint; expected a \
+                     directory on real storage",
+                    keel_conf::excerpt(uri)
+                ));
+            }
+        }
+    }
+    Ok(canonical)
 }
 
 fn job_error(state: &RestState, e: JobError) -> Response {
@@ -165,6 +290,8 @@ struct SubmitQuery {
 }
 
 /// `POST /jobs` with the job spec (YAML) as the body; `?fromSavepoint=<uri>` restores.
+///
+/// The spec is parsed, validated and stored on a blocking thread (see [`SPEC_WORKERS`]).
 async fn submit_job(
     State(state): State<RestState>,
     headers: axum::http::HeaderMap,
@@ -177,9 +304,38 @@ async fn submit_job(
     if body.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "empty request body; expected a job spec (YAML)".into());
     }
-    match state.jobs.submit(&body, q.from_savepoint, q.job_id).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
-        Err(e) => job_error(&state, e),
+    let from_savepoint = match q.from_savepoint {
+        None => None,
+        Some(uri) => match check_savepoint_dir("fromSavepoint", &uri) {
+            Ok(canonical) => Some(canonical),
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        },
+    };
+    // Bounded queue, then one of SPEC_WORKERS permits.
+    if QUEUED_SUBMISSIONS.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED_SUBMISSIONS {
+        QUEUED_SUBMISSIONS.fetch_sub(1, Ordering::SeqCst);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("too many job submissions in progress (more than {MAX_QUEUED_SUBMISSIONS}); retry later"),
+        );
+    }
+    let permit = SPEC_PERMITS.acquire().await;
+    QUEUED_SUBMISSIONS.fetch_sub(1, Ordering::SeqCst);
+    let Ok(_permit) = permit else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the dispatcher is shutting down".into());
+    };
+    let jobs = state.jobs.clone();
+    let handle = tokio::runtime::Handle::current();
+    let job_id = q.job_id;
+    let submitted =
+        tokio::task::spawn_blocking(move || handle.block_on(jobs.submit(&body, from_savepoint, job_id))).await;
+    match submitted {
+        Ok(Ok(id)) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
+        Ok(Err(e)) => job_error(&state, e),
+        Err(join) => {
+            tracing::error!(error = %join, "job submission task failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the job submission failed inside the dispatcher".into())
+        }
     }
 }
 
@@ -269,7 +425,14 @@ async fn job_savepoint(
             }
         }
     };
-    match state.jobs.savepoint(&id, req.target_directory).await {
+    let target = match req.target_directory {
+        None => None,
+        Some(dir) => match check_savepoint_dir("target-directory", &dir) {
+            Ok(canonical) => Some(canonical),
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        },
+    };
+    match state.jobs.savepoint(&id, target).await {
         Ok(location) => {
             Json(json!({ "status": { "id": "COMPLETED" }, "operation": { "location": location } })).into_response()
         }
@@ -284,9 +447,19 @@ struct FaultBody {
 }
 
 /// `POST /admin/fault {"fault": "kill"|"terminate"|"pause"|"isolate", "pause_ms": N}`: the
-/// dispatcher inflicts the fault on itself (for `keel drill`). Needs the token when
-/// `rest.auth.token` is set.
+/// dispatcher inflicts the fault on itself (for `keel drill`). Off (403) unless
+/// `rest.admin.enabled: true`; needs the token when `rest.auth.token` is set.
 async fn admin_fault(State(state): State<RestState>, headers: axum::http::HeaderMap, body: String) -> Response {
+    if !state.admin_enabled {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "POST /admin/fault is disabled on dispatcher {}; set rest.admin.enabled: true in its configuration \
+                 (and restart it) to allow fault injection by keel drill and chaos tests",
+                state.id
+            ),
+        );
+    }
     if let Some(r) = unauthorized(&state, &headers) {
         return r;
     }

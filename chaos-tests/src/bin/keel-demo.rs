@@ -54,6 +54,13 @@ fn parse_args() -> Result<Args, String> {
     }
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let workdir = workdir.unwrap_or_else(|| PathBuf::from(format!(".keel-demo/run-{stamp}")));
+    // Absolute: the processes the demo starts run in other directories, and read their
+    // configuration files from here (a relative default once broke the README's first command).
+    let workdir = if workdir.is_absolute() {
+        workdir
+    } else {
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(workdir)
+    };
     Ok(Args { keel, workdir, session_timeout, json })
 }
 
@@ -121,6 +128,8 @@ fn run(args: Args) -> Result<Value, String> {
             ("io.tmp.dirs", tmp.as_str()),
             ("state.backend", "rocksdb"),
             ("state.backend.incremental", "true"),
+            // So that `keel drill` can be tried against the demo cluster (admin endpoint).
+            ("rest.admin.enabled", "true"),
         ],
     );
     let cfg_path = args.workdir.join("config.yaml");
