@@ -466,3 +466,65 @@ mod tests {
         assert!(parts[2].chars().all(|c| c.is_ascii_hexdigit()));
     }
 }
+
+#[cfg(test)]
+mod props {
+    //! Property tests: `decode` never panics on random or mutated bytes, and accepts a blob
+    //! only if it is exactly what `encode` produced.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200), kind in 0usize..5) {
+            let _ = decode("blob", &bytes, BlobKind::ALL[kind]);
+            // With a valid header the length and checksum checks run too.
+            let mut framed = MAGIC.to_vec();
+            framed.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            framed.extend_from_slice(&bytes);
+            let _ = decode("blob", &framed, BlobKind::ALL[kind]);
+        }
+
+        #[test]
+        fn mutated_blobs_are_refused_or_unchanged(
+            payload in prop::collection::vec(any::<u8>(), 0..300),
+            kind in 0usize..5,
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let kind = BlobKind::ALL[kind];
+            let blob = encode(kind, &payload);
+            prop_assert_eq!(decode("blob", &blob, kind).unwrap(), &payload[..]);
+            let mut bytes = blob.clone();
+            for (at, b, op) in edits {
+                let i = at % bytes.len().max(1);
+                match op {
+                    0 if !bytes.is_empty() => bytes[i] = b,
+                    1 => bytes.insert(i.min(bytes.len()), b),
+                    _ if !bytes.is_empty() => {
+                        bytes.remove(i);
+                    }
+                    _ => {}
+                }
+            }
+            match decode("blob", &bytes, kind) {
+                Ok(p) => prop_assert!(bytes == blob && p == &payload[..], "a changed blob was accepted"),
+                Err(e) => prop_assert!(e.to_string().contains("blob"), "{e}"),
+            }
+        }
+
+        #[test]
+        fn huge_declared_lengths_are_refused_without_allocating(len in any::<u64>(), kind in 0usize..5) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            bytes.extend_from_slice(&BlobKind::ALL[kind].as_u16().to_le_bytes());
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&[0; 4]);
+            let r = decode("blob", &bytes, BlobKind::ALL[kind]);
+            prop_assert!(len == 0 || r.is_err());
+        }
+    }
+}
