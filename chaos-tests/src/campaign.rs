@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::checker::{self, FinalState, Verdict};
-use crate::history::{FaultLog, History};
+use crate::history::{EventKind, FaultLog, History};
 use crate::process::{config_yaml, KeelProcess, Role};
 use crate::proxy::{FaultProxy, ProxyMesh};
 use crate::report::Report;
@@ -168,6 +168,8 @@ pub struct CampaignResult {
     pub report_json: PathBuf,
     pub report_html: PathBuf,
     pub faults: usize,
+    /// With `break_fencing`: the stale command the campaign delivered (`heartbeat`, its epoch).
+    pub stale_command: Option<(String, i64)>,
 }
 
 struct Member {
@@ -642,14 +644,37 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
     let mut cancelled = Vec::new();
     let mut acknowledged = job_ids.clone();
     let mut faults = 0;
+    let (mut applied, mut skipped) = (0usize, 0usize);
+    // Faults that failed midway: healed, closed in the fault log, and a failed verdict.
+    let mut fault_errors: Vec<String> = Vec::new();
     let mut stale_sent = false;
+    let mut stale_command: Option<(String, i64)> = None;
     let mut churn: Option<String> = None;
-    let end = started + opts.duration;
+    // The fault window starts once the workload runs (not when the cluster was started).
+    let end = Instant::now() + opts.duration;
     while Instant::now() + Duration::from_secs(4) < end {
         std::thread::sleep(Duration::from_millis(rng.range(500, 2000)));
         let n = rng.pick(&opts.nemeses);
         let before = c.leader();
-        let what = c.inject(n, &mut rng)?;
+        let what = match c.inject(n, &mut rng) {
+            Ok(what) => {
+                if what.contains(": skipped") {
+                    skipped += 1;
+                } else {
+                    applied += 1;
+                }
+                what
+            }
+            Err(e) => {
+                // Heal, and close whatever the fault had opened, so the history stays whole.
+                c.heal_all();
+                for id in c.faults.open_faults() {
+                    let _ = c.faults.end(id);
+                }
+                fault_errors.push(format!("{}: {e}", n.name()));
+                format!("{}: FAILED midway ({e}); healed", n.name())
+            }
+        };
         faults += 1;
         // Churn: the previous short-lived job is cancelled in this fault's aftermath, and a
         // new one may be submitted (one at a time, parallelism 1, so the counting jobs always
@@ -669,9 +694,23 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
         if opts.break_fencing && !stale_sent {
             if let (Some((_, _, old)), Some((_, _, new))) = (before, c.leader()) {
                 if new > old {
+                    // The worker must have registered the new epoch first, or the command is
+                    // not stale to it: wait (bounded) for its `registered` event.
+                    let worker = c.workers[0].name.clone();
+                    let wait = Instant::now() + Duration::from_secs(60);
+                    while Instant::now() < wait {
+                        let seen = History::load_dir(&opts.workdir).ok().is_some_and(|h| {
+                            h.of_process(&worker)
+                                .any(|e| matches!(e.kind, EventKind::Registered { epoch, .. } if epoch as i64 >= new))
+                        });
+                        if seen {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                     // A command stamped with the old epoch, as a zombie leader would send it.
                     let w = c.workers[0].proc.rpc_addr();
-                    let _ = c.keel(&[
+                    let out = c.keel(&[
                         "debug",
                         "send-command",
                         "--worker",
@@ -681,7 +720,13 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
                         "--from",
                         "zombie",
                     ]);
-                    stale_sent = true;
+                    // Sent means the worker answered (accepted, or refused as stale).
+                    stale_sent = out.status.success()
+                        || String::from_utf8_lossy(&out.stderr).contains("fenced")
+                        || String::from_utf8_lossy(&out.stdout).contains("fenced");
+                    if stale_sent {
+                        stale_command = Some(("heartbeat".into(), old));
+                    }
                 }
             }
         }
@@ -710,18 +755,36 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
     }
     let final_jobs: Vec<(String, String)> =
         acknowledged.iter().map(|j| (j.clone(), c.job_state(j).unwrap_or_else(|| "MISSING".into()))).collect();
-    // Leftovers of cancelled jobs: znodes and checkpoint files.
+    // Leftovers of ended jobs (cancelled churn jobs and finished counting jobs): znodes and
+    // checkpoint files. An inspect that fails is a leak check that failed, not an empty list.
     let inspect = c.keel(&["ha", "inspect", "--json"]);
-    let znodes: Vec<String> = serde_json::from_slice::<Value>(&inspect.stdout)
-        .ok()
-        .and_then(|v| v["znodes"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|z| z["path"].as_str().map(str::to_string))
-        .collect();
     let mut leftover_znodes = Vec::new();
+    let znodes: Vec<String> =
+        match serde_json::from_slice::<Value>(&inspect.stdout).ok().and_then(|v| v["znodes"].as_array().cloned()) {
+            Some(list) if inspect.status.success() => {
+                list.iter().filter_map(|z| z["path"].as_str().map(str::to_string)).collect()
+            }
+            _ => {
+                leftover_znodes.push(format!(
+                    "(unknown: keel ha inspect failed: {})",
+                    String::from_utf8_lossy(&inspect.stderr).trim()
+                ));
+                vec![]
+            }
+        };
     let mut leftover_files = Vec::new();
-    for id in cancelled.iter().filter(|id| final_jobs.iter().any(|(j, s)| j == *id && s == "CANCELED")) {
+    // A churn job whose cancel gave up is still running: it leaks everything it holds.
+    for (id, state) in final_jobs.iter().filter(|(j, _)| cancelled.contains(j)) {
+        if state != "CANCELED" {
+            leftover_znodes.push(format!("(job {id} was cancelled but is {state})"));
+        }
+    }
+    let ended: Vec<&String> = final_jobs
+        .iter()
+        .filter(|(j, s)| (cancelled.contains(j) && s == "CANCELED") || (job_ids.contains(j) && s == "FINISHED"))
+        .map(|(j, _)| j)
+        .collect();
+    for id in ended.iter().copied() {
         leftover_znodes
             .extend(znodes.iter().filter(|z| z.contains(id.as_str()) && !z.starts_with("/job-results/")).cloned());
         if !opts.s3 {
@@ -731,6 +794,22 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
     }
     let history = History::load_dir(&opts.workdir)?;
     let mut verdicts: Vec<Verdict> = checker::history_verdicts(&history, 0);
+    // The history itself: no malformed line, and every event kind a run must produce.
+    let mut bad_history: Vec<String> = history.malformed_lines.clone();
+    if history.malformed > history.malformed_lines.len() {
+        bad_history.push(format!("{} malformed lines in all", history.malformed));
+    }
+    let kinds: std::collections::BTreeSet<&'static str> =
+        history.events().iter().map(|e| event_kind_name(&e.kind)).collect();
+    for want in
+        ["leadership_gained", "job_submitted", "task_deployed", "checkpoint_completed", "fault_start", "fault_end"]
+    {
+        if !kinds.contains(want) {
+            bad_history.push(format!("no {want} event in the history"));
+        }
+    }
+    verdicts.push(Verdict::from_violations("history_well_formed", bad_history));
+    verdicts.push(Verdict::from_violations("faults_injected_cleanly", fault_errors));
     let final_state = FinalState {
         jobs: final_jobs.clone(),
         cancelled_by_request: cancelled.clone(),
@@ -761,6 +840,68 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
         opts.s3,
         opts.break_fencing
     ));
+    // Activity: what this run exercised. Below the minimum for its length it proves nothing.
+    let count = |f: &dyn Fn(&EventKind) -> bool| history.events().iter().filter(|e| f(&e.kind)).count();
+    let leader_changes = count(&|k| matches!(k, EventKind::LeadershipGained { .. })).saturating_sub(1);
+    let restores = count(&|k| matches!(k, EventKind::CheckpointRestored { .. }));
+    let completed = count(&|k| matches!(k, EventKind::CheckpointCompleted { .. }));
+    let refused = count(&|k| matches!(k, EventKind::CommandRefused { .. }));
+    let churn_cancelled = final_jobs.iter().filter(|(j, s)| cancelled.contains(j) && s == "CANCELED").count();
+    let records = committed.len();
+    let activity = format!(
+        "activity: faults applied {applied}, skipped {skipped}, failed {}; leader changes {leader_changes}; \
+         restores {restores}; checkpoints completed {completed}; stale commands refused {refused}; \
+         churn jobs cancelled {churn_cancelled} of {}; records committed {records}",
+        verdicts.iter().find(|v| v.name == "faults_injected_cleanly").map(|v| v.details.len()).unwrap_or(0),
+        cancelled.len()
+    );
+    let leader_nemesis = opts.nemeses.iter().any(|n| {
+        matches!(n, Nemesis::KillLeader | Nemesis::TermLeader | Nemesis::PauseLeader | Nemesis::PartitionLeaderFromZk)
+    });
+    let mut short: Vec<String> = Vec::new();
+    let min_faults = (opts.duration.as_secs() / 20).max(1) as usize;
+    if applied < min_faults {
+        short.push(format!("{applied} faults applied, fewer than {min_faults} for {} s", opts.duration.as_secs()));
+    }
+    if completed == 0 {
+        short.push("no checkpoint completed".into());
+    }
+    if records == 0 {
+        short.push("no record committed".into());
+    }
+    if leader_nemesis && applied >= min_faults && leader_changes == 0 {
+        short.push("leader nemeses ran but the leader never changed".into());
+    }
+    if leader_changes > 0 && restores == 0 {
+        short.push("leaders changed but no job was restored from a checkpoint".into());
+    }
+    if !cancelled.is_empty() && churn_cancelled == 0 {
+        short.push("no churn job was cancelled".into());
+    }
+    if opts.break_fencing && (!stale_sent || refused + count(&|k| matches!(k, EventKind::CommandAccepted { .. })) == 0)
+    {
+        short.push("the stale command was never delivered".into());
+    }
+    if ended.is_empty() {
+        short.push("no_leaks: vacuous (no job ended, nothing to check)".into());
+    }
+    let mut report = report.with_note(activity);
+    for why in short {
+        report = report.with_inconclusive(why);
+    }
     let (json, html) = report.write(&opts.workdir).map_err(|e| e.to_string())?;
-    Ok(CampaignResult { report, report_json: json, report_html: html, faults })
+    Ok(CampaignResult { report, report_json: json, report_html: html, faults, stale_command })
+}
+
+/// The history name of an event kind (as in the JSONL `event` field).
+fn event_kind_name(k: &EventKind) -> &'static str {
+    match k {
+        EventKind::LeadershipGained { .. } => "leadership_gained",
+        EventKind::JobSubmitted { .. } => "job_submitted",
+        EventKind::TaskDeployed { .. } => "task_deployed",
+        EventKind::CheckpointCompleted { .. } => "checkpoint_completed",
+        EventKind::FaultStart { .. } => "fault_start",
+        EventKind::FaultEnd { .. } => "fault_end",
+        _ => "other",
+    }
 }

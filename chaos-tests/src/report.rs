@@ -63,6 +63,10 @@ pub struct Report {
     pub malformed_lines: Vec<String>,
     /// Free-form lines (nemeses used, command line, ...).
     pub notes: Vec<String>,
+    /// Why the run is INCONCLUSIVE (too little happened to judge it, or a verdict had nothing
+    /// to judge); empty for a run that exercised what it claims. Such a run is never a PASS.
+    #[serde(default)]
+    pub inconclusive: Vec<String>,
 }
 
 mod duration_ms {
@@ -102,6 +106,26 @@ impl Report {
             malformed: history.malformed,
             malformed_lines: history.malformed_lines.clone(),
             notes: Vec::new(),
+            inconclusive: Vec::new(),
+        }
+    }
+
+    /// Marks the run INCONCLUSIVE for `why` (see [`Report::inconclusive`]).
+    pub fn with_inconclusive(mut self, why: impl Into<String>) -> Report {
+        self.inconclusive.push(why.into());
+        self
+    }
+
+    /// `PASS`, `FAIL (n of m verdicts failed)` or `INCONCLUSIVE (why; ...)`: a failed verdict
+    /// wins over too little activity.
+    pub fn result(&self) -> String {
+        let failed = self.failed().len();
+        if failed > 0 {
+            format!("FAIL ({failed} of {} verdicts failed)", self.verdicts.len())
+        } else if !self.inconclusive.is_empty() {
+            format!("INCONCLUSIVE ({})", self.inconclusive.join("; "))
+        } else {
+            "PASS".to_string()
         }
     }
 
@@ -111,9 +135,9 @@ impl Report {
         self
     }
 
-    /// True if every verdict passed.
+    /// True if every verdict passed and the run was not INCONCLUSIVE.
     pub fn ok(&self) -> bool {
-        self.verdicts.iter().all(|v| v.ok)
+        self.verdicts.iter().all(|v| v.ok) && self.inconclusive.is_empty()
     }
 
     /// The verdicts that failed.
@@ -128,12 +152,7 @@ impl Report {
     /// A plain-text summary for the terminal: header, verdict table, timing table.
     pub fn summary_table(&self) -> String {
         let mut out = String::new();
-        let failed = self.failed().len();
-        let result = if failed == 0 {
-            "PASS".to_string()
-        } else {
-            format!("FAIL ({failed} of {} verdicts failed)", self.verdicts.len())
-        };
+        let result = self.result();
         let _ = writeln!(
             out,
             "chaos run  seed={}  duration={}  events={}  malformed={}  faults={}  result={result}",
@@ -232,7 +251,13 @@ impl Report {
     /// A self-contained HTML page: verdicts, timings and the SVG timeline.
     pub fn to_html(&self) -> String {
         let mut h = String::new();
-        let status = if self.ok() { "PASS" } else { "FAIL" };
+        let status = if self.ok() {
+            "PASS"
+        } else if self.failed().is_empty() {
+            "INCONCLUSIVE"
+        } else {
+            "FAIL"
+        };
         let _ = write!(
             h,
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

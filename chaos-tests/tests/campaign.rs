@@ -67,8 +67,8 @@ fn campaign_process_faults() {
         false,
         false,
     );
-    assert!(r.faults > 0);
-    assert!(r.report.ok(), "invariants violated:\n{}", r.report.summary_table());
+    // ok() is false for a FAIL and for an INCONCLUSIVE run (too little happened to judge it).
+    assert!(r.report.ok(), "not a PASS:\n{}", r.report.summary_table());
 }
 
 #[test]
@@ -86,8 +86,8 @@ fn campaign_zookeeper_faults() {
         false,
         false,
     );
-    assert!(r.faults > 0);
-    assert!(r.report.ok(), "invariants violated:\n{}", r.report.summary_table());
+    // ok() is false for a FAIL and for an INCONCLUSIVE run (too little happened to judge it).
+    assert!(r.report.ok(), "not a PASS:\n{}", r.report.summary_table());
 }
 
 #[test]
@@ -105,8 +105,8 @@ fn campaign_storage_and_whole_cluster_restart_on_s3() {
         true,
         false,
     );
-    assert!(r.faults > 0);
-    assert!(r.report.ok(), "invariants violated:\n{}", r.report.summary_table());
+    // ok() is false for a FAIL and for an INCONCLUSIVE run (too little happened to judge it).
+    assert!(r.report.ok(), "not a PASS:\n{}", r.report.summary_table());
 }
 
 #[test]
@@ -117,11 +117,11 @@ fn the_checker_catches_a_worker_that_accepts_stale_epochs() {
     assert!(!r.report.ok(), "the checker must fail this run:\n{}", r.report.summary_table());
     let stale = r.report.verdicts.iter().find(|v| v.name == "no_stale_epoch_accepted").expect("verdict present");
     assert!(!stale.ok, "{}", r.report.summary_table());
-    assert!(
-        stale.details.iter().any(|d| d.contains("command_accepted") || d.contains("accepted")),
-        "{:?}",
-        stale.details
-    );
+    // The violation is the command the campaign injected: delivered after the worker had
+    // registered the new epoch, and named (kind and stale epoch) in the verdict's detail.
+    let (kind, epoch) = r.stale_command.clone().expect("the campaign delivered its stale command");
+    let needle = format!("accepted {kind} stamped epoch {epoch} after having seen epoch");
+    assert!(stale.details.iter().any(|d| d.contains(&needle)), "no detail with {needle:?}: {:?}", stale.details);
     // Everything else still holds: only the broken invariant is reported.
     for v in r.report.verdicts.iter().filter(|v| v.name != "no_stale_epoch_accepted") {
         assert!(v.ok, "{} failed unexpectedly: {:?}", v.name, v.details);

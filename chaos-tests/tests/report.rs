@@ -258,3 +258,27 @@ fn broken_run_fails_every_verdict_with_details() {
     assert!(html.contains("Malformed history lines (2)"));
     assert_eq!(Report::from_json(&report.to_json()).unwrap(), report);
 }
+
+#[test]
+fn a_run_with_too_little_activity_is_inconclusive_never_pass() {
+    let history = chaos_tests::History::from_events(vec![]);
+    let passing = [chaos_tests::Verdict::from_violations("one_leader_per_epoch", vec![])];
+    let report = chaos_tests::Report::new(1, std::time::Duration::from_secs(1), &history, &passing);
+    assert!(report.ok() && report.result() == "PASS");
+    let report = report.with_inconclusive("no checkpoint completed");
+    assert!(!report.ok(), "an INCONCLUSIVE run is not a PASS");
+    assert_eq!(report.result(), "INCONCLUSIVE (no checkpoint completed)");
+    assert!(
+        report.summary_table().contains("result=INCONCLUSIVE (no checkpoint completed)"),
+        "{}",
+        report.summary_table()
+    );
+    assert!(report.to_html().contains("INCONCLUSIVE"));
+    let back = chaos_tests::Report::from_json(&report.to_json()).unwrap();
+    assert_eq!(back.inconclusive, report.inconclusive);
+    // A failed verdict wins over too little activity.
+    let failing = [chaos_tests::Verdict::from_violations("exactly_once", vec!["x".into()])];
+    let report =
+        chaos_tests::Report::new(1, std::time::Duration::from_secs(1), &history, &failing).with_inconclusive("y");
+    assert!(report.result().starts_with("FAIL"), "{}", report.result());
+}
