@@ -311,3 +311,36 @@ fn hostile_requests_get_clear_4xx_and_the_leader_stays_up() {
     assert!(stderr.contains("set rest.admin.enabled: true"), "{stderr}");
     assert_eq!(c.wait_leader(&[0, 1], T), leader, "the drill changed the leader");
 }
+
+/// `rest.auth.read: true` protects GET endpoints with the token; with the admin endpoint on,
+/// `POST /admin/fault` still needs the token.
+#[test]
+fn read_auth_and_admin_token() {
+    let c = Cluster::start(
+        "hostile-auth",
+        1,
+        0,
+        &[("rest.auth.token", "s3cret"), ("rest.auth.read", "true"), ("rest.admin.enabled", "true")],
+    );
+    let addr = c.dispatchers[0].rest_addr().expect("REST address");
+    let get = |path: &str, token: Option<&str>| {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\r\n").unwrap();
+        let mut raw = String::new();
+        let _ = stream.read_to_string(&mut raw);
+        raw.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).expect("status")
+    };
+    for path in ["/overview", "/jobs/overview", "/ha/leader", "/taskmanagers"] {
+        assert_eq!(get(path, None), 401, "{path} without the token");
+        assert_eq!(get(path, Some("wrong")), 401, "{path} with a wrong token");
+        assert_ne!(get(path, Some("s3cret")), 401, "{path} with the token");
+    }
+    let a = request(&addr, "GET", "/overview", "application/json", Vec::new());
+    let v: Value = serde_json::from_slice(&a.body).expect("JSON 401");
+    assert!(v["errors"][0].as_str().unwrap_or_default().contains("Authorization: Bearer"), "{v}");
+    let a =
+        request(&addr, "POST", "/admin/fault", "application/json", br#"{"fault": "pause", "pause_ms": 1}"#.to_vec());
+    assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
+    assert!(c.dispatchers[0].rest_addr().is_some());
+}
