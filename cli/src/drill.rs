@@ -162,7 +162,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
     match &target {
         Target::KillWorker(_) => {
             let (id, addr) = victim_worker.clone().expect("victim");
-            let mut client = keel_proto::v1::worker_client::WorkerClient::connect(format!("http://{addr}"))
+            let mut client = crate::internal_worker_client(config, &addr)
                 .await
                 .with_context(|| format!("cannot reach worker {id} at {addr}"))?;
             client

@@ -220,6 +220,22 @@ fn config_file(args: &ConfArgs) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// A client to a worker's gRPC service, secured as the configuration says
+/// (`security.internal.secret`, `security.ssl.internal.*`).
+pub(crate) async fn internal_worker_client(
+    config: &keel_conf::Config,
+    worker: &str,
+) -> anyhow::Result<keel_proto::v1::worker_client::WorkerClient<keel_proto::security::InternalChannel>> {
+    let security = keel_proto::security::InternalSecurity::from_config(config).map_err(anyhow::Error::msg)?;
+    let channel = security
+        .endpoint(worker)
+        .map_err(anyhow::Error::msg)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach worker {worker}"))?;
+    Ok(keel_proto::v1::worker_client::WorkerClient::new(security.intercept(channel)))
+}
+
 fn load(args: &ConfArgs) -> anyhow::Result<keel_conf::Loaded> {
     let file = config_file(args);
     let loaded = keel_conf::load(file.as_deref(), &args.define).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -362,9 +378,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Debug { command: DebugCommand::SendCommand { worker, epoch, from } } => {
-            let mut client = keel_proto::v1::worker_client::WorkerClient::connect(format!("http://{worker}"))
-                .await
-                .with_context(|| format!("cannot reach worker {worker}"))?;
+            let loaded = load(&cli.conf)?;
+            let mut client = internal_worker_client(&loaded.config, &worker).await?;
             let command = keel_proto::v1::LeaderCommand {
                 epoch,
                 leader_id: from,

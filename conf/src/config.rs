@@ -127,6 +127,17 @@ pub struct Config {
     pub rest_admin_enabled: bool,
     /// `rest.auth.read`: whether GET endpoints need the token too (when one is set).
     pub rest_auth_read: bool,
+    /// `security.internal.secret`: when set, every cluster-internal gRPC call carries it and
+    /// every gRPC server refuses calls without it. A secret.
+    pub internal_secret: Option<String>,
+    /// `security.ssl.internal.enabled`: mutual TLS on cluster-internal gRPC.
+    pub ssl_internal_enabled: bool,
+    /// `security.ssl.internal.key`: PEM private key path.
+    pub ssl_internal_key: Option<String>,
+    /// `security.ssl.internal.cert`: PEM certificate (chain) path.
+    pub ssl_internal_cert: Option<String>,
+    /// `security.ssl.internal.truststore`: PEM CA bundle path.
+    pub ssl_internal_truststore: Option<String>,
     /// `state.backend`.
     pub state_backend: StateBackendKind,
     /// `state.backend.rocksdb.localdir`, an absolute path; see
@@ -188,6 +199,11 @@ impl Config {
             rest_auth_token: None,
             rest_admin_enabled: false,
             rest_auth_read: false,
+            internal_secret: None,
+            ssl_internal_enabled: false,
+            ssl_internal_key: None,
+            ssl_internal_cert: None,
+            ssl_internal_truststore: None,
             state_backend: StateBackendKind::Hashmap,
             rocksdb_localdir: None,
             state_incremental: false,
@@ -277,6 +293,11 @@ impl fmt::Debug for Config {
             rest_auth_token,
             rest_admin_enabled,
             rest_auth_read,
+            internal_secret,
+            ssl_internal_enabled,
+            ssl_internal_key,
+            ssl_internal_cert,
+            ssl_internal_truststore,
             state_backend,
             rocksdb_localdir,
             state_incremental,
@@ -317,6 +338,11 @@ impl fmt::Debug for Config {
             .field("rest_auth_token", &masked(rest_auth_token))
             .field("rest_admin_enabled", rest_admin_enabled)
             .field("rest_auth_read", rest_auth_read)
+            .field("internal_secret", &masked(internal_secret))
+            .field("ssl_internal_enabled", ssl_internal_enabled)
+            .field("ssl_internal_key", ssl_internal_key)
+            .field("ssl_internal_cert", ssl_internal_cert)
+            .field("ssl_internal_truststore", ssl_internal_truststore)
             .field("state_backend", state_backend)
             .field("rocksdb_localdir", rocksdb_localdir)
             .field("state_incremental", state_incremental)
@@ -368,6 +394,11 @@ pub(crate) enum Field {
     RestAuthToken,
     RestAdminEnabled,
     RestAuthRead,
+    InternalSecret,
+    SslInternalEnabled,
+    SslInternalKey,
+    SslInternalCert,
+    SslInternalTruststore,
     StateBackend,
     RocksdbLocaldir,
     StateIncremental,
@@ -422,6 +453,11 @@ impl Field {
             "rest.auth.token" => Field::RestAuthToken,
             "rest.admin.enabled" => Field::RestAdminEnabled,
             "rest.auth.read" => Field::RestAuthRead,
+            "security.internal.secret" => Field::InternalSecret,
+            "security.ssl.internal.enabled" => Field::SslInternalEnabled,
+            "security.ssl.internal.key" => Field::SslInternalKey,
+            "security.ssl.internal.cert" => Field::SslInternalCert,
+            "security.ssl.internal.truststore" => Field::SslInternalTruststore,
             "state.backend" => Field::StateBackend,
             "state.backend.rocksdb.localdir" => Field::RocksdbLocaldir,
             "state.backend.incremental" => Field::StateIncremental,
@@ -462,13 +498,18 @@ impl Field {
             | Field::StateLocalRecovery
             | Field::S3PathStyleAccess
             | Field::RestAdminEnabled
-            | Field::RestAuthRead => BOOLEAN_EXPECTED,
+            | Field::RestAuthRead
+            | Field::SslInternalEnabled => BOOLEAN_EXPECTED,
             Field::RestAddress | Field::RpcAddress | Field::JobmanagerRpcAddress => ADDRESS_EXPECTED,
             Field::RestPort | Field::RpcPort | Field::JobmanagerRpcPort => PORT_EXPECTED,
             Field::TaskmanagerSlots | Field::CheckpointsNumRetained => AT_LEAST_ONE_EXPECTED,
             Field::TaskmanagerResourceId => "an identifier without whitespace",
             Field::RpcAdvertisedAddress => "host:port, for example proxy.example:7001",
             Field::RestAuthToken => "a token without whitespace",
+            Field::InternalSecret => "a secret of printable ASCII characters without whitespace",
+            Field::SslInternalKey | Field::SslInternalCert | Field::SslInternalTruststore => {
+                "an absolute path to a PEM file, for example /etc/keel/tls/internal.pem"
+            }
             Field::StateBackend => "one of hashmap, rocksdb (or Flink's legacy filesystem, jobmanager for hashmap)",
             Field::RocksdbLocaldir => "one absolute directory path, for example /var/lib/keel/rocksdb",
             Field::IoTmpDirs => {
@@ -491,6 +532,10 @@ impl Field {
                 | Field::TaskmanagerResourceId
                 | Field::RpcAdvertisedAddress
                 | Field::RestAuthToken
+                | Field::InternalSecret
+                | Field::SslInternalKey
+                | Field::SslInternalCert
+                | Field::SslInternalTruststore
                 | Field::RocksdbLocaldir
                 | Field::CheckpointsDir
                 | Field::S3Endpoint
@@ -502,7 +547,7 @@ impl Field {
 
     /// Whether the value is a secret, printed as `******` everywhere.
     pub(crate) fn secret(self) -> bool {
-        matches!(self, Field::S3SecretKey | Field::RestAuthToken)
+        matches!(self, Field::S3SecretKey | Field::RestAuthToken | Field::InternalSecret)
     }
 
     /// Parses `text` into the field of `config`; `None` unsets an optional field.
@@ -515,6 +560,10 @@ impl Field {
                     Field::ZkQuorum => config.zk_quorum = None,
                     Field::StorageDir => config.storage_dir = None,
                     Field::RestAuthToken => config.rest_auth_token = None,
+                    Field::InternalSecret => config.internal_secret = None,
+                    Field::SslInternalKey => config.ssl_internal_key = None,
+                    Field::SslInternalCert => config.ssl_internal_cert = None,
+                    Field::SslInternalTruststore => config.ssl_internal_truststore = None,
                     Field::RocksdbLocaldir => config.rocksdb_localdir = None,
                     Field::CheckpointsDir => config.checkpoints_dir = None,
                     Field::S3Endpoint => config.s3_endpoint = None,
@@ -607,6 +656,18 @@ impl Field {
             Field::RestAuthToken => config.rest_auth_token = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
             Field::RestAdminEnabled => config.rest_admin_enabled = boolean(text).map_err(|p| invalid(&p))?,
             Field::RestAuthRead => config.rest_auth_read = boolean(text).map_err(|p| invalid(&p))?,
+            Field::InternalSecret => {
+                if !text.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(invalid("contains whitespace or characters outside printable ASCII"));
+                }
+                config.internal_secret = Some(text.to_owned());
+            }
+            Field::SslInternalEnabled => config.ssl_internal_enabled = boolean(text).map_err(|p| invalid(&p))?,
+            Field::SslInternalKey => config.ssl_internal_key = Some(pem_path(text).map_err(|p| invalid(&p))?),
+            Field::SslInternalCert => config.ssl_internal_cert = Some(pem_path(text).map_err(|p| invalid(&p))?),
+            Field::SslInternalTruststore => {
+                config.ssl_internal_truststore = Some(pem_path(text).map_err(|p| invalid(&p))?);
+            }
             Field::StateBackend => {
                 config.state_backend = match text.to_lowercase().as_str() {
                     "hashmap" | "filesystem" | "jobmanager" => StateBackendKind::Hashmap,
@@ -667,6 +728,11 @@ impl Field {
             Field::RestAuthToken => config.rest_auth_token.clone().unwrap_or_default(),
             Field::RestAdminEnabled => config.rest_admin_enabled.to_string(),
             Field::RestAuthRead => config.rest_auth_read.to_string(),
+            Field::InternalSecret => config.internal_secret.clone().unwrap_or_default(),
+            Field::SslInternalEnabled => config.ssl_internal_enabled.to_string(),
+            Field::SslInternalKey => config.ssl_internal_key.clone().unwrap_or_default(),
+            Field::SslInternalCert => config.ssl_internal_cert.clone().unwrap_or_default(),
+            Field::SslInternalTruststore => config.ssl_internal_truststore.clone().unwrap_or_default(),
             Field::StateBackend => config.state_backend.as_str().to_owned(),
             Field::RocksdbLocaldir => config.rocksdb_localdir.clone().unwrap_or_default(),
             Field::StateIncremental => config.state_incremental.to_string(),
@@ -713,6 +779,14 @@ fn boolean(text: &str) -> Result<bool, String> {
         "false" => Ok(false),
         _ => Err("not a boolean".to_owned()),
     }
+}
+
+/// A PEM file path: absolute (processes may start from any directory).
+fn pem_path(text: &str) -> Result<String, String> {
+    if !Path::new(text).is_absolute() {
+        return Err("not an absolute path".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// A name, key or token: any text without whitespace.

@@ -150,6 +150,51 @@ pub const KEYS: &[KeyDoc] = &[
             configuration.",
     },
     KeyDoc {
+        key: "security.internal.secret",
+        default: "",
+        kind: "string (secret)",
+        description: "A shared secret for cluster-internal RPC (worker ↔ dispatcher gRPC, both \
+            directions): when set, every internal call carries it and every dispatcher and \
+            worker refuses a call without it (or with another) with \
+            `UNAUTHENTICATED` and a log line. Set the same value on every process. Printable \
+            ASCII, no whitespace. `keel config show` and error messages print `******`; it is \
+            never logged. Can be combined with `security.ssl.internal.enabled`.",
+    },
+    KeyDoc {
+        key: "security.ssl.internal.enabled",
+        default: "false",
+        kind: "boolean",
+        description: "Mutual TLS on cluster-internal RPC (Flink's key): every gRPC server \
+            (dispatchers, workers) presents `security.ssl.internal.cert` and requires a client \
+            certificate signed by a CA in `security.ssl.internal.truststore`; every client \
+            presents the same certificate and verifies the server against the truststore and \
+            the host it dials (the certificate needs that host or IP as a subject alternative \
+            name). Needs the key, cert and truststore keys.",
+    },
+    KeyDoc {
+        key: "security.ssl.internal.key",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM private key (PKCS#8, PKCS#1 or SEC1) of this process's internal \
+            certificate. With `security.ssl.internal.cert` it replaces Flink's \
+            `security.ssl.internal.keystore` (+ `keystore-password`, `key-password`): Keel reads \
+            unencrypted PEM, so protect the file with its permissions.",
+    },
+    KeyDoc {
+        key: "security.ssl.internal.cert",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM certificate (chain, leaf first) for cluster-internal RPC, used both as \
+            server and as client certificate.",
+    },
+    KeyDoc {
+        key: "security.ssl.internal.truststore",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM bundle of the CA certificates that internal peers' certificates must \
+            be signed by (Flink's `security.ssl.internal.truststore`, as PEM; no password).",
+    },
+    KeyDoc {
         key: "rpc.address",
         default: "127.0.0.1",
         kind: "string",
@@ -375,7 +420,7 @@ pub fn reference_markdown() -> String {
          **Booleans** are `true` or `false` (any case). **Integers** are plain YAML integers \
          or quoted strings of digits. A key left empty (`key:`) or set to `~`/`null` is unset: \
          allowed for keys without a default, an error for the others. Secrets \
-         (`s3.secret-key`, `rest.auth.token`) are printed as `******` by `keel config show` \
+         (`s3.secret-key`, `rest.auth.token`, `security.internal.secret`) are printed as `******` by `keel config show` \
          and in error messages.\n\
          \n\
          Errors name what was wrong, the key, the file and line (or `-D`), the value given and \

@@ -49,10 +49,10 @@
 //!
 //! # Secrets
 //!
-//! `s3.secret-key` and `rest.auth.token` are secrets: [`Loaded::show`], [`Loaded::to_json`],
-//! [`Loaded::entries`], [`Config::value_of`], `Debug` of [`Config`] and every
-//! [`ConfigError`] print `******` instead of their value. Only the fields of [`Config`] hold
-//! them.
+//! `s3.secret-key`, `rest.auth.token` and `security.internal.secret` are secrets:
+//! [`Loaded::show`], [`Loaded::to_json`], [`Loaded::entries`], [`Config::value_of`], `Debug`
+//! of [`Config`] and every [`ConfigError`] print `******` instead of their value. Only the
+//! fields of [`Config`] hold them.
 //!
 //! # Errors
 //!

@@ -265,6 +265,24 @@ fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
     }
 
     let config = &loaded.config;
+    if config.ssl_internal_enabled {
+        const ENABLED: &str = "security.ssl.internal.enabled";
+        let files = [
+            ("security.ssl.internal.key", &config.ssl_internal_key, Field::SslInternalKey),
+            ("security.ssl.internal.cert", &config.ssl_internal_cert, Field::SslInternalCert),
+            ("security.ssl.internal.truststore", &config.ssl_internal_truststore, Field::SslInternalTruststore),
+        ];
+        if let Some((key, _, field)) = files.iter().find(|(_, value, _)| value.is_none()) {
+            let (_, enabled_at) = provenance(&loaded.entries, ENABLED);
+            return Err(ConfigError::MissingKey {
+                key,
+                when: format!("required when '{ENABLED}' is 'true' ({})", enabled_at.describe()),
+                expected: field.expected(),
+            });
+        }
+    }
+
+    let config = &loaded.config;
     if config.heartbeat_timeout.duration <= config.heartbeat_interval.duration {
         let (value, at) = provenance(&loaded.entries, TIMEOUT);
         let (other_value, other_at) = provenance(&loaded.entries, INTERVAL);

@@ -107,20 +107,27 @@ pub async fn run_dispatcher(
         }
     };
 
+    let security = keel_proto::security::InternalSecurity::from_config(&config).map_err(anyhow::Error::msg)?;
     let rm = ResourceManager::new(
         role_rx.clone(),
         id.clone(),
         config.heartbeat_interval.duration,
         config.heartbeat_timeout.duration,
-    );
+    )
+    .with_security(security.clone());
     let tasks = CancellationToken::new();
     let rm_task = tokio::spawn(rm.clone().run(tasks.clone()));
     let registry = options.registry.clone().unwrap_or_default();
     let jobs = JobManager::new(job_settings(&config, registry)?, rm.clone(), role_rx.clone());
     let jobs_task = tokio::spawn(jobs.clone().run(tasks.clone()));
 
-    let grpc = tonic::transport::Server::builder()
-        .add_service(DispatcherServer::new(DispatcherService { rm: rm.clone(), jobs: jobs.clone(), id: id.clone() }))
+    let grpc = security
+        .server()
+        .map_err(anyhow::Error::msg)?
+        .add_service(DispatcherServer::with_interceptor(
+            DispatcherService { rm: rm.clone(), jobs: jobs.clone(), id: id.clone() },
+            security.server_check("Dispatcher"),
+        ))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(rpc_listener),
             tasks.clone().cancelled_owned(),

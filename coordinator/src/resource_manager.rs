@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keel_ha::LeaderEpoch;
+use keel_proto::security::{InternalChannel, InternalSecurity};
 use keel_proto::v1::{leader_command, worker_client::WorkerClient, Disconnect, HeartbeatRequest, LeaderCommand};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::role::Role;
 
@@ -34,7 +34,7 @@ struct WorkerEntry {
     registered_at_unix_ms: i64,
     last_heartbeat: Instant,
     last_heartbeat_unix_ms: i64,
-    client: WorkerClient<Channel>,
+    client: WorkerClient<InternalChannel>,
 }
 
 /// A registered worker, as the REST API shows it (Flink's field names).
@@ -81,6 +81,8 @@ pub struct ResourceManager {
     leader_id: String,
     heartbeat_interval: Duration,
     heartbeat_timeout: Duration,
+    /// How the clients to workers are secured (`security.internal.*`, `security.ssl.internal.*`).
+    security: InternalSecurity,
 }
 
 fn unix_ms() -> i64 {
@@ -95,7 +97,22 @@ impl ResourceManager {
         heartbeat_timeout: Duration,
     ) -> Self {
         let (lost_tx, _) = tokio::sync::broadcast::channel(256);
-        Self { inner: Arc::default(), lost_tx, role, leader_id, heartbeat_interval, heartbeat_timeout }
+        Self {
+            inner: Arc::default(),
+            lost_tx,
+            role,
+            leader_id,
+            heartbeat_interval,
+            heartbeat_timeout,
+            security: InternalSecurity::plaintext(),
+        }
+    }
+
+    /// Secures the clients this resource manager makes to workers.
+    #[must_use]
+    pub fn with_security(mut self, security: InternalSecurity) -> Self {
+        self.security = security;
+        self
     }
 
     pub fn heartbeat_interval(&self) -> Duration {
@@ -129,11 +146,13 @@ impl ResourceManager {
                 "worker_id {id:?} and slots {slots}: expected a non-empty id and at least one slot"
             )));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| RegisterError::Invalid(format!("rpc_address {address:?} is not host:port ({e})")))?
+        let endpoint = self
+            .security
+            .endpoint(address)
+            .map_err(|e| RegisterError::Invalid(format!("rpc_address {address:?}: {e}")))?
             .connect_timeout(self.heartbeat_interval.max(Duration::from_millis(200)))
             .timeout(self.heartbeat_timeout);
-        let client = WorkerClient::new(endpoint.connect_lazy());
+        let client = WorkerClient::new(self.security.intercept(endpoint.connect_lazy()));
         let now = unix_ms();
         let entry = WorkerEntry {
             id: id.to_string(),
@@ -294,7 +313,7 @@ impl ResourceManager {
     }
 
     async fn heartbeat_round(&self, role: &Role, epoch: LeaderEpoch) {
-        let targets: Vec<(String, WorkerClient<Channel>)> =
+        let targets: Vec<(String, WorkerClient<InternalChannel>)> =
             self.inner.lock().expect("rm lock").values().map(|w| (w.id.clone(), w.client.clone())).collect();
         let mut calls = tokio::task::JoinSet::new();
         let leader_id = self.leader_id.clone();
@@ -341,7 +360,7 @@ impl ResourceManager {
             }
         }
         // Drop workers that missed heartbeat.timeout.
-        let expired: Vec<(String, WorkerClient<Channel>)> = {
+        let expired: Vec<(String, WorkerClient<InternalChannel>)> = {
             let mut map = self.inner.lock().expect("rm lock");
             let dead: Vec<String> = map
                 .values()

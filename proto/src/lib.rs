@@ -2,9 +2,11 @@
 //!
 //! Everything Keel puts on the wire (dispatcher ↔ worker gRPC) or into ZooKeeper is a prost
 //! message defined in `proto/keel.proto`. This crate only holds the generated code and the
-//! format-version constants; it has no logic.
+//! format-version constants, and [`security`]: how internal gRPC channels and servers are secured.
 
 #![allow(clippy::all)]
+
+pub mod security;
 
 /// Generated from `proto/keel.proto` (package `keel.v1`).
 pub mod v1 {

@@ -10,7 +10,6 @@ use keel_proto::v1::dispatcher_client::DispatcherClient;
 use keel_proto::v1::RegisterWorkerRequest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 use crate::state::{Registration, WorkerState};
 
@@ -66,12 +65,14 @@ pub async fn follow_leader(
 }
 
 async fn register(state: &WorkerState, leader: &LeaderView) -> Result<Registration, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{}", leader.address))
-        .map_err(|e| format!("leader address {:?} is not host:port: {e}", leader.address))?
+    let endpoint = state
+        .security
+        .endpoint(&leader.address)
+        .map_err(|e| format!("leader address: {e}"))?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2));
     let channel = endpoint.connect().await.map_err(|e| format!("cannot reach leader at {}: {e}", leader.address))?;
-    let reply = DispatcherClient::new(channel)
+    let reply = DispatcherClient::new(state.security.intercept(channel))
         .register_worker(RegisterWorkerRequest {
             worker_id: state.id.clone(),
             rpc_address: state.rpc_address.clone(),
@@ -112,12 +113,9 @@ async fn register(state: &WorkerState, leader: &LeaderView) -> Result<Registrati
 pub async fn deregister(state: &WorkerState, reason: &str, timeout: Duration) {
     let Some(reg) = state.registration() else { return };
     let call = async {
-        let endpoint = Endpoint::from_shared(format!("http://{}", reg.address))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(timeout)
-            .timeout(timeout);
+        let endpoint = state.security.endpoint(&reg.address)?.connect_timeout(timeout).timeout(timeout);
         let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-        DispatcherClient::new(channel)
+        DispatcherClient::new(state.security.intercept(channel))
             .deregister_worker(keel_proto::v1::DeregisterWorkerRequest {
                 worker_id: state.id.clone(),
                 leader_epoch: reg.epoch.0,

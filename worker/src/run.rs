@@ -34,7 +34,9 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
         format!("worker-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
     });
     let advertised = config.rpc_advertised_address.clone().unwrap_or_else(|| rpc_addr.to_string());
-    let state = Arc::new(WorkerState::new(id.clone(), advertised, config.taskmanager_slots));
+    let security = keel_proto::security::InternalSecurity::from_config(&config).map_err(anyhow::Error::msg)?;
+    let state =
+        Arc::new(WorkerState::new(id.clone(), advertised, config.taskmanager_slots).with_security(security.clone()));
     // Each worker process gets its own local state directory (RocksDB files cannot be shared
     // between processes); a stable taskmanager.resource-id keeps it across restarts, which is
     // what local recovery needs.
@@ -86,14 +88,19 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
         config.heartbeat_timeout.duration,
         tasks.clone(),
     ));
-    let grpc = tonic::transport::Server::builder()
-        .add_service(WorkerServer::new(WorkerService {
-            state: state.clone(),
-            host: host.clone(),
-            admin_token: config.rest_auth_token.clone(),
-            shutdown: shutdown.clone(),
-            disable_epoch_check: crate::service::epoch_check_disabled(),
-        }))
+    let grpc = security
+        .server()
+        .map_err(anyhow::Error::msg)?
+        .add_service(WorkerServer::with_interceptor(
+            WorkerService {
+                state: state.clone(),
+                host: host.clone(),
+                admin_token: config.rest_auth_token.clone(),
+                shutdown: shutdown.clone(),
+                disable_epoch_check: crate::service::epoch_check_disabled(),
+            },
+            security.server_check("Worker"),
+        ))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             tasks.clone().cancelled_owned(),

@@ -38,6 +38,9 @@ pub struct WorkerState {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     pub last_refusal: Mutex<String>,
+    /// How this worker's calls to the leader are secured (`security.internal.*`,
+    /// `security.ssl.internal.*`); plaintext unless [`WorkerState::with_security`].
+    pub security: keel_proto::security::InternalSecurity,
 }
 
 impl WorkerState {
@@ -52,7 +55,15 @@ impl WorkerState {
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             last_refusal: Mutex::new(String::new()),
+            security: keel_proto::security::InternalSecurity::plaintext(),
         }
+    }
+
+    /// Secures this worker's calls to the leader.
+    #[must_use]
+    pub fn with_security(mut self, security: keel_proto::security::InternalSecurity) -> Self {
+        self.security = security;
+        self
     }
 
     /// Admits a command or reply stamped with `epoch`, never raising the gate: only epochs

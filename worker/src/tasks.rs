@@ -172,7 +172,7 @@ impl TaskHost {
         let host = self.clone();
         let mut events = handle.events;
         tokio::spawn(async move {
-            let mut reporter = Reporter::new(leader_address);
+            let mut reporter = Reporter::new(leader_address, host.worker.security.clone());
             while let Some(event) = events.recv().await {
                 let ended = matches!(event, SubtaskEvent::Finished | SubtaskEvent::Failed { .. });
                 let kind = match event {
@@ -287,20 +287,24 @@ impl TaskHost {
 /// Sends task reports to the leader that deployed the task, retrying briefly.
 struct Reporter {
     address: String,
-    client: Option<DispatcherClient<tonic::transport::Channel>>,
+    client: Option<DispatcherClient<keel_proto::security::InternalChannel>>,
+    security: keel_proto::security::InternalSecurity,
 }
 
 impl Reporter {
-    fn new(address: String) -> Self {
-        Self { address, client: None }
+    fn new(address: String, security: keel_proto::security::InternalSecurity) -> Self {
+        Self { address, client: None, security }
     }
 
     async fn send(&mut self, report: TaskReport) {
         for attempt in 0..5u32 {
             if self.client.is_none() {
-                if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{}", self.address)) {
-                    let endpoint = endpoint.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5));
-                    self.client = Some(DispatcherClient::new(endpoint.connect_lazy()));
+                match self.security.endpoint(&self.address) {
+                    Ok(endpoint) => {
+                        let endpoint = endpoint.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5));
+                        self.client = Some(DispatcherClient::new(self.security.intercept(endpoint.connect_lazy())));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot send task reports to the leader"),
                 }
             }
             let Some(client) = self.client.as_mut() else { return };

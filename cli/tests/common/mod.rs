@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chaos_tests::{config_yaml, http_get_json, wait_until, KeelProcess, Role, ZkEnsemble};
+use keel_proto::security::InternalSecurity;
 use keel_proto::v1::worker_client::WorkerClient;
 use keel_proto::v1::{leader_command, HeartbeatRequest, LeaderCommand, StatusRequest, WorkerStatus};
 use serde_json::Value;
@@ -178,21 +179,49 @@ impl Cluster {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
     }
 
+    /// How this cluster's processes secure internal RPC (from its configuration).
+    pub fn internal_security(&self) -> InternalSecurity {
+        let loaded = keel_conf::from_str(&self.cfg, "cluster.yaml", &[]).expect("the cluster's config loads");
+        InternalSecurity::from_config(&loaded.config).expect("the cluster's internal security settings")
+    }
+
+    /// `Status` of worker `w`, asked as a cluster member (with the cluster's internal security).
     pub fn worker_status(&self, w: usize) -> Result<WorkerStatus, String> {
-        let addr = format!("http://{}", self.workers[w].rpc_addr());
+        self.worker_status_with(w, &self.internal_security())
+    }
+
+    /// `Status` of worker `w`, asked with `security` (a stranger's, for example).
+    pub fn worker_status_with(&self, w: usize, security: &InternalSecurity) -> Result<WorkerStatus, String> {
+        let endpoint = security.endpoint(&self.workers[w].rpc_addr()).map_err(|e| e.to_string())?;
+        let security = security.clone();
         block_on(async move {
-            let mut client = WorkerClient::connect(addr).await.map_err(|e| e.to_string())?;
+            let channel = endpoint.connect().await.map_err(|e| format!("connect: {e:?}"))?;
+            let mut client = WorkerClient::new(security.intercept(channel));
             client.status(StatusRequest {}).await.map(|r| r.into_inner()).map_err(|e| e.to_string())
         })
     }
 
-    /// Sends a heartbeat command stamped with `epoch` to worker `w`, as a leader would.
+    /// Sends a heartbeat command stamped with `epoch` to worker `w`, as a leader would (with
+    /// the cluster's internal security).
     pub fn send_command(&self, w: usize, epoch: i64, from: &str) -> Result<(), tonic::Status> {
-        let addr = format!("http://{}", self.workers[w].rpc_addr());
+        self.send_command_with(w, epoch, from, &self.internal_security())
+    }
+
+    /// Like [`Cluster::send_command`], secured with `security` (a stranger's, for example).
+    pub fn send_command_with(
+        &self,
+        w: usize,
+        epoch: i64,
+        from: &str,
+        security: &InternalSecurity,
+    ) -> Result<(), tonic::Status> {
+        let endpoint = security.endpoint(&self.workers[w].rpc_addr()).map_err(tonic::Status::invalid_argument)?;
+        let security = security.clone();
         let from = from.to_string();
         block_on(async move {
-            let mut client =
-                WorkerClient::connect(addr).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let channel =
+                endpoint.connect().await.map_err(|e| tonic::Status::unavailable(format!("connect: {e:?}")))?;
+            let mut client = WorkerClient::new(security.intercept(channel));
             client
                 .command(LeaderCommand {
                     epoch,
