@@ -573,9 +573,21 @@ async fn restore_without_remote_state_files(local_recovery: bool) -> Result<(), 
         }
     }
     let mut a2 = Attempt::start(&env, &spec, 2, Some(&meta)).await?;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let meta2 = a2.trigger(&mut coord).await;
-    assert!(meta2.subtasks.iter().zip(&meta.subtasks).all(|(b, a)| b.records_in > a.records_in));
+    // The restored attempt processes records beyond the checkpoint: checkpoints are taken
+    // until every subtask's count has grown (bounded), instead of sleeping and hoping.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let meta2 = a2.trigger(&mut coord).await;
+        if meta2.subtasks.iter().zip(&meta.subtasks).all(|(b, a)| b.records_in > a.records_in) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restored attempt processed no record past checkpoint {} within {WAIT:?}: {meta2:?}",
+            meta.checkpoint_id
+        );
+        tokio::task::yield_now().await;
+    }
     a2.crash().await;
     Ok(())
 }
