@@ -35,9 +35,17 @@ pub struct Rest {
 }
 
 impl Rest {
-    pub fn new(addr: &str, token: Option<String>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-        Ok(Self { base: format!("http://{addr}"), token, http })
+    /// A client of the REST API at `addr` with the configuration's token and transport:
+    /// `https` trusting `security.ssl.rest.truststore` (else `security.ssl.rest.cert`) when
+    /// `security.ssl.rest.enabled` is set.
+    pub fn new(addr: &str, config: &Config) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(120));
+        if let Some(roots) = keel_proto::security::rest_client_roots(config).map_err(anyhow::Error::msg)? {
+            let certs = reqwest::Certificate::from_pem_bundle(&roots).context("the REST truststore is not PEM")?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let base = format!("{}://{addr}", keel_proto::security::rest_scheme(config));
+        Ok(Self { base, token: config.rest_auth_token.clone(), http: builder.build()? })
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<String>) -> anyhow::Result<Value> {

@@ -61,7 +61,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
     let view: ClusterView = crate::inspect::read(config).await.context("reading the cluster from ZooKeeper")?;
     let leader = view.leader.clone().context("no leader: nothing to drill against (see keel status)")?;
     let token = config.rest_auth_token.clone();
-    let api = Rest::new(&leader.rest_address, token.clone())?;
+    let api = Rest::new(&leader.rest_address, config)?;
     let standbys: Vec<_> = view.contenders.iter().filter(|c| c.contender_id != leader.leader_id).collect();
     let workers: Vec<Value> =
         get(&api, "/taskmanagers").await.and_then(|v| v["taskmanagers"].as_array().cloned()).unwrap_or_default();
@@ -205,7 +205,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
     if leader_change {
         while Instant::now() < deadline && new_leader.is_none() {
             for addr in &contenders {
-                let Ok(r) = Rest::new(addr, token.clone()) else { continue };
+                let Ok(r) = Rest::new(addr, config) else { continue };
                 let Some(v) =
                     tokio::time::timeout(Duration::from_millis(300), get(&r, "/ha/leader")).await.ok().flatten()
                 else {
@@ -229,7 +229,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
     let Some((new_id, new_epoch, new_rest, leader_at)) = new_leader.clone() else {
         bail!("no new leader within {:?} (the drill's --timeout); the cluster needs attention", opts.timeout);
     };
-    let new_api = Rest::new(&new_rest, token.clone())?;
+    let new_api = Rest::new(&new_rest, config)?;
     let expect_workers: Vec<String> = workers
         .iter()
         .filter_map(|w| w["id"].as_str().map(str::to_string))

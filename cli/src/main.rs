@@ -324,7 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let text =
                 std::fs::read_to_string(&spec).with_context(|| format!("cannot read job spec {}", spec.display()))?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
-            let api = client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?;
+            let api = client::Rest::new(&addr, &loaded.config)?;
             let mut path = "/jobs".to_string();
             let mut query = Vec::new();
             if let Some(sp) = from_savepoint {
@@ -346,9 +346,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List { json, rest } => {
             let loaded = load(&cli.conf)?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
-            let v = client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?
-                .call(reqwest::Method::GET, "/jobs/overview", None)
-                .await?;
+            let v =
+                client::Rest::new(&addr, &loaded.config)?.call(reqwest::Method::GET, "/jobs/overview", None).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -359,7 +358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel { job_id, rest } => {
             let loaded = load(&cli.conf)?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
-            client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?
+            client::Rest::new(&addr, &loaded.config)?
                 .call(reqwest::Method::POST, &format!("/jobs/{job_id}/cancel"), None)
                 .await?;
             println!("Cancelled job {job_id}.");
@@ -369,7 +368,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let loaded = load(&cli.conf)?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
             let body = serde_json::json!({ "target-directory": dir }).to_string();
-            let v = client::Rest::new(&addr, loaded.config.rest_auth_token.clone())?
+            let v = client::Rest::new(&addr, &loaded.config)?
                 .call(reqwest::Method::POST, &format!("/jobs/{job_id}/savepoints"), Some(body))
                 .await?;
             let location = v["operation"]["location"].as_str().unwrap_or_default();

@@ -289,3 +289,86 @@ fn tls_settings_are_checked_at_start() {
     assert!(!out.status.success(), "enabled without key, cert and truststore is refused");
     assert!(err.contains("security.ssl.internal.key") && err.contains("security.ssl.internal.enabled"), "{err}");
 }
+
+// ---- REST over TLS ----
+
+fn https_client(ca: &Path) -> reqwest::Client {
+    let roots = reqwest::Certificate::from_pem_bundle(&pem(ca)).unwrap();
+    reqwest::Client::builder().tls_certs_only(roots).timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+fn https_get(client: &reqwest::Client, url: &str) -> Result<(u16, serde_json::Value), String> {
+    block_on(async {
+        let resp = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
+        let code = resp.status().as_u16();
+        let body = resp.json().await.map_err(|e| format!("{e:?}"))?;
+        Ok((code, body))
+    })
+}
+
+#[test]
+fn rest_over_tls_answers_and_keel_commands_follow_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let pki = Pki::new(keys.path());
+    let ca = pki.ca("rest");
+    let (cert, key) = pki.leaf("rest", "rest-server");
+    let other_ca = pki.ca("elsewhere");
+    let (ca_s, cert_s, key_s) = (ca.display().to_string(), cert.display().to_string(), key.display().to_string());
+    let c = Cluster::start(
+        "sec-rest-tls",
+        1,
+        1,
+        &[
+            ("security.ssl.rest.enabled", "true"),
+            ("security.ssl.rest.key", &key_s),
+            ("security.ssl.rest.cert", &cert_s),
+            ("security.ssl.rest.truststore", &ca_s),
+        ],
+    );
+    let rest = c.dispatchers[0].rest_addr().expect("REST address");
+    let client = https_client(&ca);
+    let leader =
+        chaos_tests::wait_until(T, Duration::from_millis(100), "the dispatcher to lead, asked over https", || {
+            let (code, v) = https_get(&client, &format!("https://{rest}/ha/leader")).ok()?;
+            (code == 200 && v["is_leader"] == true).then_some(v)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert_eq!(leader["leader_id"], "d0");
+
+    // Plain HTTP is not answered, and a client that trusts another CA refuses the server.
+    let plain = chaos_tests::http_get_json(&rest, "/ha/leader", Duration::from_secs(2));
+    assert!(plain.is_err(), "plain HTTP must not be answered: {plain:?}");
+    let wrong = https_get(&https_client(&other_ca), &format!("https://{rest}/ha/leader"));
+    assert!(wrong.is_err(), "the server's certificate is verified: {wrong:?}");
+
+    // The keel commands follow the configuration: run, list and status.
+    chaos_tests::wait_until(T, Duration::from_millis(100), "the worker to register, asked over https", || {
+        let (_, v) = https_get(&client, &format!("https://{rest}/taskmanagers")).ok()?;
+        (v["taskmanagers"].as_array()?.len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let sink = c.dir.path().join("out-rest");
+    let id = c.submit(&counting_job("rest-tls", &sink));
+    chaos_tests::wait_until(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        "keel list to show the job FINISHED",
+        || {
+            let out = c.keel(&["list"]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            (out.status.success() && text.lines().any(|l| l.contains(&id) && l.contains("FINISHED"))).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        let out = c.keel(&["list"]);
+        panic!(
+            "{e}\nkeel list: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.logs()
+        )
+    });
+    assert_eq!(common::committed_lines(&sink), common::expected_counts(3000, 2));
+    let status = c.keel(&["status"]);
+    assert!(status.status.success(), "keel status: {}", String::from_utf8_lossy(&status.stderr));
+}

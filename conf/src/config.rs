@@ -138,6 +138,14 @@ pub struct Config {
     pub ssl_internal_cert: Option<String>,
     /// `security.ssl.internal.truststore`: PEM CA bundle path.
     pub ssl_internal_truststore: Option<String>,
+    /// `security.ssl.rest.enabled`: the REST API over TLS (HTTPS).
+    pub ssl_rest_enabled: bool,
+    /// `security.ssl.rest.key`: PEM private key path of the REST server.
+    pub ssl_rest_key: Option<String>,
+    /// `security.ssl.rest.cert`: PEM certificate (chain) path of the REST server.
+    pub ssl_rest_cert: Option<String>,
+    /// `security.ssl.rest.truststore`: PEM CA bundle path `keel` commands trust for REST.
+    pub ssl_rest_truststore: Option<String>,
     /// `state.backend`.
     pub state_backend: StateBackendKind,
     /// `state.backend.rocksdb.localdir`, an absolute path; see
@@ -204,6 +212,10 @@ impl Config {
             ssl_internal_key: None,
             ssl_internal_cert: None,
             ssl_internal_truststore: None,
+            ssl_rest_enabled: false,
+            ssl_rest_key: None,
+            ssl_rest_cert: None,
+            ssl_rest_truststore: None,
             state_backend: StateBackendKind::Hashmap,
             rocksdb_localdir: None,
             state_incremental: false,
@@ -298,6 +310,10 @@ impl fmt::Debug for Config {
             ssl_internal_key,
             ssl_internal_cert,
             ssl_internal_truststore,
+            ssl_rest_enabled,
+            ssl_rest_key,
+            ssl_rest_cert,
+            ssl_rest_truststore,
             state_backend,
             rocksdb_localdir,
             state_incremental,
@@ -343,6 +359,10 @@ impl fmt::Debug for Config {
             .field("ssl_internal_key", ssl_internal_key)
             .field("ssl_internal_cert", ssl_internal_cert)
             .field("ssl_internal_truststore", ssl_internal_truststore)
+            .field("ssl_rest_enabled", ssl_rest_enabled)
+            .field("ssl_rest_key", ssl_rest_key)
+            .field("ssl_rest_cert", ssl_rest_cert)
+            .field("ssl_rest_truststore", ssl_rest_truststore)
             .field("state_backend", state_backend)
             .field("rocksdb_localdir", rocksdb_localdir)
             .field("state_incremental", state_incremental)
@@ -399,6 +419,10 @@ pub(crate) enum Field {
     SslInternalKey,
     SslInternalCert,
     SslInternalTruststore,
+    SslRestEnabled,
+    SslRestKey,
+    SslRestCert,
+    SslRestTruststore,
     StateBackend,
     RocksdbLocaldir,
     StateIncremental,
@@ -458,6 +482,10 @@ impl Field {
             "security.ssl.internal.key" => Field::SslInternalKey,
             "security.ssl.internal.cert" => Field::SslInternalCert,
             "security.ssl.internal.truststore" => Field::SslInternalTruststore,
+            "security.ssl.rest.enabled" => Field::SslRestEnabled,
+            "security.ssl.rest.key" => Field::SslRestKey,
+            "security.ssl.rest.cert" => Field::SslRestCert,
+            "security.ssl.rest.truststore" => Field::SslRestTruststore,
             "state.backend" => Field::StateBackend,
             "state.backend.rocksdb.localdir" => Field::RocksdbLocaldir,
             "state.backend.incremental" => Field::StateIncremental,
@@ -499,7 +527,8 @@ impl Field {
             | Field::S3PathStyleAccess
             | Field::RestAdminEnabled
             | Field::RestAuthRead
-            | Field::SslInternalEnabled => BOOLEAN_EXPECTED,
+            | Field::SslInternalEnabled
+            | Field::SslRestEnabled => BOOLEAN_EXPECTED,
             Field::RestAddress | Field::RpcAddress | Field::JobmanagerRpcAddress => ADDRESS_EXPECTED,
             Field::RestPort | Field::RpcPort | Field::JobmanagerRpcPort => PORT_EXPECTED,
             Field::TaskmanagerSlots | Field::CheckpointsNumRetained => AT_LEAST_ONE_EXPECTED,
@@ -507,9 +536,12 @@ impl Field {
             Field::RpcAdvertisedAddress => "host:port, for example proxy.example:7001",
             Field::RestAuthToken => "a token without whitespace",
             Field::InternalSecret => "a secret of printable ASCII characters without whitespace",
-            Field::SslInternalKey | Field::SslInternalCert | Field::SslInternalTruststore => {
-                "an absolute path to a PEM file, for example /etc/keel/tls/internal.pem"
-            }
+            Field::SslInternalKey
+            | Field::SslInternalCert
+            | Field::SslInternalTruststore
+            | Field::SslRestKey
+            | Field::SslRestCert
+            | Field::SslRestTruststore => "an absolute path to a PEM file, for example /etc/keel/tls/internal.pem",
             Field::StateBackend => "one of hashmap, rocksdb (or Flink's legacy filesystem, jobmanager for hashmap)",
             Field::RocksdbLocaldir => "one absolute directory path, for example /var/lib/keel/rocksdb",
             Field::IoTmpDirs => {
@@ -536,6 +568,9 @@ impl Field {
                 | Field::SslInternalKey
                 | Field::SslInternalCert
                 | Field::SslInternalTruststore
+                | Field::SslRestKey
+                | Field::SslRestCert
+                | Field::SslRestTruststore
                 | Field::RocksdbLocaldir
                 | Field::CheckpointsDir
                 | Field::S3Endpoint
@@ -564,6 +599,9 @@ impl Field {
                     Field::SslInternalKey => config.ssl_internal_key = None,
                     Field::SslInternalCert => config.ssl_internal_cert = None,
                     Field::SslInternalTruststore => config.ssl_internal_truststore = None,
+                    Field::SslRestKey => config.ssl_rest_key = None,
+                    Field::SslRestCert => config.ssl_rest_cert = None,
+                    Field::SslRestTruststore => config.ssl_rest_truststore = None,
                     Field::RocksdbLocaldir => config.rocksdb_localdir = None,
                     Field::CheckpointsDir => config.checkpoints_dir = None,
                     Field::S3Endpoint => config.s3_endpoint = None,
@@ -668,6 +706,10 @@ impl Field {
             Field::SslInternalTruststore => {
                 config.ssl_internal_truststore = Some(pem_path(text).map_err(|p| invalid(&p))?);
             }
+            Field::SslRestEnabled => config.ssl_rest_enabled = boolean(text).map_err(|p| invalid(&p))?,
+            Field::SslRestKey => config.ssl_rest_key = Some(pem_path(text).map_err(|p| invalid(&p))?),
+            Field::SslRestCert => config.ssl_rest_cert = Some(pem_path(text).map_err(|p| invalid(&p))?),
+            Field::SslRestTruststore => config.ssl_rest_truststore = Some(pem_path(text).map_err(|p| invalid(&p))?),
             Field::StateBackend => {
                 config.state_backend = match text.to_lowercase().as_str() {
                     "hashmap" | "filesystem" | "jobmanager" => StateBackendKind::Hashmap,
@@ -733,6 +775,10 @@ impl Field {
             Field::SslInternalKey => config.ssl_internal_key.clone().unwrap_or_default(),
             Field::SslInternalCert => config.ssl_internal_cert.clone().unwrap_or_default(),
             Field::SslInternalTruststore => config.ssl_internal_truststore.clone().unwrap_or_default(),
+            Field::SslRestEnabled => config.ssl_rest_enabled.to_string(),
+            Field::SslRestKey => config.ssl_rest_key.clone().unwrap_or_default(),
+            Field::SslRestCert => config.ssl_rest_cert.clone().unwrap_or_default(),
+            Field::SslRestTruststore => config.ssl_rest_truststore.clone().unwrap_or_default(),
             Field::StateBackend => config.state_backend.as_str().to_owned(),
             Field::RocksdbLocaldir => config.rocksdb_localdir.clone().unwrap_or_default(),
             Field::StateIncremental => config.state_incremental.to_string(),

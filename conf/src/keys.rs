@@ -195,6 +195,37 @@ pub const KEYS: &[KeyDoc] = &[
             be signed by (Flink's `security.ssl.internal.truststore`, as PEM; no password).",
     },
     KeyDoc {
+        key: "security.ssl.rest.enabled",
+        default: "false",
+        kind: "boolean",
+        description: "Serve the REST API over TLS (HTTPS) on `rest.port` (Flink's key); plain \
+            HTTP is then not answered. Dispatchers need `security.ssl.rest.key` and \
+            `security.ssl.rest.cert`; `keel` commands with this set call `https://` and trust \
+            `security.ssl.rest.truststore`, else the certificate itself.",
+    },
+    KeyDoc {
+        key: "security.ssl.rest.key",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM private key of the REST server's certificate (replaces Flink's \
+            `security.ssl.rest.keystore` and its passwords: unencrypted PEM, protect the file).",
+    },
+    KeyDoc {
+        key: "security.ssl.rest.cert",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM certificate (chain, leaf first) of the REST server. It must name the \
+            host clients use (`rest.address`, as a subject alternative name).",
+    },
+    KeyDoc {
+        key: "security.ssl.rest.truststore",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM bundle of the CA certificates `keel` commands trust for the REST \
+            API (Flink's `security.ssl.rest.truststore`, as PEM). Unset: \
+            `security.ssl.rest.cert` itself is trusted.",
+    },
+    KeyDoc {
         key: "rpc.address",
         default: "127.0.0.1",
         kind: "string",

@@ -108,6 +108,7 @@ pub async fn run_dispatcher(
     };
 
     let security = keel_proto::security::InternalSecurity::from_config(&config).map_err(anyhow::Error::msg)?;
+    let rest_tls = keel_proto::security::rest_server_tls(&config).map_err(anyhow::Error::msg)?;
     let rm = ResourceManager::new(
         role_rx.clone(),
         id.clone(),
@@ -147,8 +148,18 @@ pub async fn run_dispatcher(
         shutdown: shutdown.clone(),
         isolator: election.as_ref().map(|e| e.isolator()),
     };
-    let rest = axum::serve(rest_listener, router(rest_state)).with_graceful_shutdown(tasks.clone().cancelled_owned());
-    let rest_task = tokio::spawn(async move { rest.await });
+    let app = router(rest_state);
+    let rest_task = match rest_tls {
+        None => {
+            let rest = axum::serve(rest_listener, app).with_graceful_shutdown(tasks.clone().cancelled_owned());
+            tokio::spawn(async move { rest.await })
+        }
+        Some(tls) => {
+            let listener = crate::rest_tls::TlsListener::start(rest_listener, tls, tasks.clone())?;
+            let rest = axum::serve(listener, app).with_graceful_shutdown(tasks.clone().cancelled_owned());
+            tokio::spawn(async move { rest.await })
+        }
+    };
 
     tracing::info!(id = %id, rpc = %rpc_addr, rest = %rest_addr, ha = ?config.ha_type, "dispatcher started");
     let ready =

@@ -22,6 +22,7 @@ pub mod dispatcher;
 pub mod jobs;
 pub mod resource_manager;
 mod rest;
+mod rest_tls;
 pub mod role;
 mod rpc;
 

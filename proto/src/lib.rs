@@ -2,7 +2,8 @@
 //!
 //! Everything Keel puts on the wire (dispatcher ↔ worker gRPC) or into ZooKeeper is a prost
 //! message defined in `proto/keel.proto`. This crate only holds the generated code and the
-//! format-version constants, and [`security`]: how internal gRPC channels and servers are secured.
+//! format-version constants, and [`security`]: how internal gRPC channels and servers and the
+//! REST server are secured.
 
 #![allow(clippy::all)]
 

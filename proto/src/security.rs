@@ -165,6 +165,72 @@ impl InternalSecurity {
     }
 }
 
+/// The REST server's TLS configuration (`security.ssl.rest.*`), `None` when REST is plain
+/// HTTP. Uses ring explicitly (HTTP/2 and HTTP/1.1 offered by ALPN).
+///
+/// # Errors
+/// The key or certificate is not set, cannot be read, or is not valid PEM, naming the key.
+pub fn rest_server_tls(config: &keel_conf::Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    if !config.ssl_rest_enabled {
+        return Ok(None);
+    }
+    let required = |key: &str, value: &Option<String>| {
+        value.clone().ok_or_else(|| format!("'{key}' is required when 'security.ssl.rest.enabled' is true"))
+    };
+    let key_path = required("security.ssl.rest.key", &config.ssl_rest_key)?;
+    let cert_path = required("security.ssl.rest.cert", &config.ssl_rest_cert)?;
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("'security.ssl.rest.cert' file {cert_path}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("'security.ssl.rest.cert' file {cert_path} holds no certificate"));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(&key_path).map_err(|e| format!("'security.ssl.rest.key' file {key_path}: {e}"))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("REST TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("'security.ssl.rest.key' and 'security.ssl.rest.cert' do not make a usable pair: {e}"))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(server)))
+}
+
+/// What a REST client (the `keel` commands) trusts when `security.ssl.rest.enabled` is set:
+/// the PEM bytes of `security.ssl.rest.truststore`, else of `security.ssl.rest.cert`; `None`
+/// for plain HTTP.
+///
+/// # Errors
+/// Neither is set, or the file cannot be read.
+pub fn rest_client_roots(config: &keel_conf::Config) -> Result<Option<Vec<u8>>, String> {
+    if !config.ssl_rest_enabled {
+        return Ok(None);
+    }
+    let (key, path) = match (&config.ssl_rest_truststore, &config.ssl_rest_cert) {
+        (Some(path), _) => ("security.ssl.rest.truststore", path),
+        (None, Some(path)) => ("security.ssl.rest.cert", path),
+        (None, None) => {
+            return Err("'security.ssl.rest.enabled' is true: set 'security.ssl.rest.truststore' (or \
+                 'security.ssl.rest.cert') so that the REST server's certificate can be verified"
+                .to_owned())
+        }
+    };
+    std::fs::read(path).map(Some).map_err(|e| format!("cannot read '{key}' file {path}: {e}"))
+}
+
+/// `https` when the REST API is served over TLS, else `http`.
+#[must_use]
+pub fn rest_scheme(config: &keel_conf::Config) -> &'static str {
+    if config.ssl_rest_enabled {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// Adds the secret to every outgoing call.
 #[derive(Clone)]
 pub struct SecretInterceptor {
