@@ -272,6 +272,10 @@ fn with_mutual_tls_the_cluster_works_and_strangers_are_refused() {
     }
     let after = c.worker_status(0).expect("status over mutual TLS");
     assert_eq!(gate_and_counters(&after), gate_and_counters(&before), "no stranger reached the epoch gate");
+    // Each refused handshake is logged by the worker, with the stranger's address.
+    let log = c.workers[0].log_tail(5000);
+    let refusals = log.lines().filter(|l| l.contains("internal RPC refused: TLS handshake from 127.0.0.1:")).count();
+    assert!(refusals >= 3, "the worker logs each refused handshake ({refusals}):\n{log}");
     // With the cluster's certificate the same forged command reaches the gate (and is
     // refused there): the transport was what stopped the strangers.
     let gate = c.send_command(0, i64::MAX, "member").expect_err("forged epoch");

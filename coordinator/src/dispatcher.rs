@@ -122,17 +122,14 @@ pub async fn run_dispatcher(
     let jobs = JobManager::new(job_settings(&config, registry)?, rm.clone(), role_rx.clone());
     let jobs_task = tokio::spawn(jobs.clone().run(tasks.clone()));
 
-    let grpc = security
-        .server()
-        .map_err(anyhow::Error::msg)?
-        .add_service(DispatcherServer::with_interceptor(
-            DispatcherService { rm: rm.clone(), jobs: jobs.clone(), id: id.clone() },
-            security.server_check("Dispatcher"),
-        ))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(rpc_listener),
-            tasks.clone().cancelled_owned(),
-        );
+    let grpc_router = security.server().add_service(DispatcherServer::with_interceptor(
+        DispatcherService { rm: rm.clone(), jobs: jobs.clone(), id: id.clone() },
+        security.server_check("Dispatcher"),
+    ));
+    let grpc = {
+        let (security, shutdown) = (security.clone(), tasks.clone().cancelled_owned());
+        async move { security.serve(grpc_router, rpc_listener, "Dispatcher", shutdown).await }
+    };
     let grpc_task = tokio::spawn(grpc);
 
     let rest_state = RestState {

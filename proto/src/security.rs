@@ -27,7 +27,8 @@ use std::sync::Arc;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server};
 use tonic::{Request, Status};
 
 /// The metadata entry that carries `security.internal.secret`.
@@ -47,6 +48,43 @@ pub struct InternalSecurity {
 struct Tls {
     identity: Identity,
     ca: Certificate,
+    /// The servers' side: our certificate, client certificates required (truststore CA).
+    server: Arc<rustls::ServerConfig>,
+}
+
+/// How long a peer may take to complete its TLS handshake with an internal server.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Internal TLS handshakes in progress at once per server; connections beyond are closed.
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// The internal servers' rustls configuration: `cert`/`key`, and client certificates
+/// required, signed by a CA of `ca` (ring, HTTP/2 by ALPN).
+fn internal_server_config(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("'security.ssl.internal.cert': {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("'security.ssl.internal.key': {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca) {
+        let ca = ca.map_err(|e| format!("'security.ssl.internal.truststore': {e}"))?;
+        roots.add(ca).map_err(|e| format!("'security.ssl.internal.truststore': {e}"))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("'security.ssl.internal.truststore': {e}"))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("internal TLS: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!("'security.ssl.internal.key' and 'security.ssl.internal.cert' do not make a usable pair: {e}")
+        })?;
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(server))
 }
 
 /// Never shows the secret or key material.
@@ -93,7 +131,8 @@ impl InternalSecurity {
             let key = read_pem("security.ssl.internal.key", config.ssl_internal_key.as_deref())?;
             let cert = read_pem("security.ssl.internal.cert", config.ssl_internal_cert.as_deref())?;
             let ca = read_pem("security.ssl.internal.truststore", config.ssl_internal_truststore.as_deref())?;
-            Some(Arc::new(Tls { identity: Identity::from_pem(cert, key), ca: Certificate::from_pem(ca) }))
+            let server = internal_server_config(&cert, &key, &ca)?;
+            Some(Arc::new(Tls { identity: Identity::from_pem(cert, key), ca: Certificate::from_pem(ca), server }))
         } else {
             None
         };
@@ -143,18 +182,32 @@ impl InternalSecurity {
         }
     }
 
-    /// A server builder: with the internal certificate, requiring client certificates signed
-    /// by the truststore, under mutual TLS.
+    /// A server builder. Transport security is applied by [`InternalSecurity::serve`].
+    #[must_use]
+    pub fn server(&self) -> Server {
+        Server::builder()
+    }
+
+    /// Serves `router` on `listener` until `shutdown`: plaintext, or under mutual TLS with
+    /// the internal certificate, requiring client certificates signed by the truststore.
+    /// Handshakes run on their own tasks (at most [`MAX_HANDSHAKES`] at once, each bounded
+    /// by [`HANDSHAKE_TIMEOUT`]); a refused one is logged with the peer's address.
     ///
     /// # Errors
-    /// The TLS settings are refused.
-    pub fn server(&self) -> Result<Server, String> {
-        let builder = Server::builder();
+    /// The server fails.
+    pub async fn serve(
+        &self,
+        router: Router,
+        listener: tokio::net::TcpListener,
+        service: &'static str,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
         match &self.tls {
-            None => Ok(builder),
-            Some(tls) => builder
-                .tls_config(ServerTlsConfig::new().identity(tls.identity.clone()).client_ca_root(tls.ca.clone()))
-                .map_err(|e| format!("internal TLS settings refused: {e}")),
+            None => router.serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown).await,
+            Some(tls) => {
+                let incoming = tls_incoming(listener, tls.server.clone(), service);
+                router.serve_with_incoming_shutdown(incoming, shutdown).await
+            }
         }
     }
 
@@ -163,6 +216,58 @@ impl InternalSecurity {
     pub fn server_check(&self, service: &'static str) -> SecretCheck {
         SecretCheck { secret: self.secret.clone(), service }
     }
+}
+
+/// Accepted connections whose mutual-TLS handshake succeeded; refusals are logged.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    service: &'static str,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                // The server stopped (shutdown): stop accepting, close the listener.
+                _ = tx.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "{service} service: accept failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                tracing::warn!(peer = %peer, "{service} service: {MAX_HANDSHAKES} TLS handshakes in progress; connection closed");
+                continue;
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let problem = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                };
+                tracing::warn!(
+                    target: "keel::events", event = "internal_rpc_refused",
+                    service, peer = %peer, reason = %problem,
+                    "internal RPC refused: TLS handshake from {peer} to the {service} service failed \
+                     (security.ssl.internal.*: a client certificate signed by the truststore is required): {problem}"
+                );
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// The REST server's TLS configuration (`security.ssl.rest.*`), `None` when REST is plain

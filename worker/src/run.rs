@@ -88,23 +88,20 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
         config.heartbeat_timeout.duration,
         tasks.clone(),
     ));
-    let grpc = security
-        .server()
-        .map_err(anyhow::Error::msg)?
-        .add_service(WorkerServer::with_interceptor(
-            WorkerService {
-                state: state.clone(),
-                host: host.clone(),
-                admin_token: config.rest_auth_token.clone(),
-                shutdown: shutdown.clone(),
-                disable_epoch_check: crate::service::epoch_check_disabled(),
-            },
-            security.server_check("Worker"),
-        ))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            tasks.clone().cancelled_owned(),
-        );
+    let router = security.server().add_service(WorkerServer::with_interceptor(
+        WorkerService {
+            state: state.clone(),
+            host: host.clone(),
+            admin_token: config.rest_auth_token.clone(),
+            shutdown: shutdown.clone(),
+            disable_epoch_check: crate::service::epoch_check_disabled(),
+        },
+        security.server_check("Worker"),
+    ));
+    let grpc = {
+        let (security, shutdown) = (security.clone(), tasks.clone().cancelled_owned());
+        async move { security.serve(router, listener, "Worker", shutdown).await }
+    };
     let grpc_task = tokio::spawn(grpc);
 
     tracing::info!(id = %id, rpc = %rpc_addr, slots = config.taskmanager_slots, "worker started");
