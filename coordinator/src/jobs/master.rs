@@ -640,6 +640,11 @@ impl JobMaster {
         session: &CancellationToken,
     ) -> Option<Outcome> {
         let reason = "canceled by request".to_string();
+        // TEST-ONLY (KEEL_TEST_DISABLE_DURABLE_CANCEL): answer first, as before the fix.
+        if super::test_switches::durable_cancel_disabled() {
+            let _ = reply.send(Ok(()));
+            return Some(Outcome::Ended("CANCELED", reason));
+        }
         match self.record_result("CANCELED", &reason, session, false).await {
             Ok(()) => {
                 let _ = reply.send(Ok(()));
@@ -1106,6 +1111,13 @@ impl JobMaster {
             return;
         }
         tracing::info!(target: "keel::events", event = "job_ended", job = %self.job_id(), state, %reason, "job ended");
+        // TEST-ONLY (KEEL_TEST_DISABLE_DURABLE_CANCEL): the cancel's result is never written,
+        // as when the leader was suspended or put_result failed before the fix.
+        if state == "CANCELED" && super::test_switches::durable_cancel_disabled() {
+            tracing::error!(job = %self.job_id(), "the cancel's result is not recorded (durable cancel is off)");
+            self.status.send_modify(|s| s.cleaned = true);
+            return;
+        }
         if let Err(e) = self.record_result(state, &reason, session, true).await {
             tracing::error!(job = %self.job_id(), error = %e, "cannot write the job result; the job stays stored and the next leader decides");
             return;

@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod master;
 pub mod slots;
+mod test_switches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -252,6 +253,11 @@ impl JobManager {
                 Err(HaError::LeadershipLost { .. } | HaError::SessionExpired) => return,
                 Err(e) => tracing::warn!(%epoch, error = %e, retry_in = ?delay, "job recovery pass failed; retrying"),
             }
+            // TEST-ONLY (KEEL_TEST_DISABLE_PER_JOB_RECOVERY): no retry, as before the fix.
+            if test_switches::per_job_recovery_disabled() {
+                tracing::error!(%epoch, "job recovery aborted; will retry when leadership is regained (per-job recovery is off)");
+                return;
+            }
             first = false;
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -312,6 +318,8 @@ impl JobManager {
                     }
                 }
                 Ok(_) => {}
+                // TEST-ONLY (KEEL_TEST_DISABLE_PER_JOB_RECOVERY): the first bad entry aborts.
+                Err(e) if definite(&e) && test_switches::per_job_recovery_disabled() => return Err(e),
                 Err(e) if definite(&e) => {
                     // Reported below if a job graph goes with it; a lone garbage result
                     // entry only keeps its id from being reused.

@@ -1,0 +1,37 @@
+//! Test-only switches that turn one job-layer safety mechanism off, so tests (the chaos
+//! campaigns in `chaos-tests/tests/campaign.rs`, `bin/mutation-check`) can show that they
+//! catch its absence. Each is read once per process and logs at error level when on. Never
+//! set them in production.
+
+use std::sync::OnceLock;
+
+/// `KEEL_TEST_DISABLE_PER_JOB_RECOVERY=1`: recovery behaves as before per-job recovery (issue
+/// 7, hole 2): the first unreadable entry aborts the whole recovery pass, and nothing retries
+/// while this leader stays ("will retry when leadership is regained").
+pub const DISABLE_PER_JOB_RECOVERY_ENV: &str = "KEEL_TEST_DISABLE_PER_JOB_RECOVERY";
+
+/// `KEEL_TEST_DISABLE_DURABLE_CANCEL=1`: a cancel is answered before its result is recorded,
+/// and the job's end then skips writing the result (as it did before the fix when the leader
+/// was momentarily suspended or `put_result` failed; issue 7, hole 4), so the next leader
+/// recovers the cancelled job.
+pub const DISABLE_DURABLE_CANCEL_ENV: &str = "KEEL_TEST_DISABLE_DURABLE_CANCEL";
+
+fn read(cell: &'static OnceLock<bool>, name: &str, what: &str) -> bool {
+    *cell.get_or_init(|| {
+        let off = std::env::var(name).is_ok_and(|v| v == "1");
+        if off {
+            tracing::error!("{name}=1: {what} is OFF (test-only switch)");
+        }
+        off
+    })
+}
+
+pub fn per_job_recovery_disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    read(&OFF, DISABLE_PER_JOB_RECOVERY_ENV, "per-job recovery (one bad entry aborts the whole recovery)")
+}
+
+pub fn durable_cancel_disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    read(&OFF, DISABLE_DURABLE_CANCEL_ENV, "durable cancel (a cancel is answered before its result is recorded)")
+}
