@@ -249,7 +249,14 @@ fn init_logging(events: Option<(&std::path::Path, &str, &'static str)>) -> anyho
     use tracing_subscriber::layer::{Layer, SubscriberExt};
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    // Colour only on a terminal: logs redirected to a file (cluster scripts, systemd, a
+    // container's log driver) are plain text. NO_COLOR turns colour off on a terminal too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .with_filter(filter);
     let history = match events {
         Some((path, process, role)) => Some(
             events::EventsLayer::open(path, process, role)
