@@ -61,6 +61,28 @@ impl fmt::Display for StateBackendKind {
     }
 }
 
+/// `restart-strategy.type`: what a job does when a subtask fails, for jobs whose spec names
+/// no restart strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategyType {
+    /// Fail the job (`none`; Flink's `off`, `disable` and `no-restart` too).
+    None,
+    /// Restart from the latest completed checkpoint up to
+    /// `restart-strategy.fixed-delay.attempts` times (`fixed-delay`; Flink's `fixeddelay`).
+    FixedDelay,
+}
+
+impl RestartStrategyType {
+    /// The canonical spelling: `none` or `fixed-delay`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartStrategyType::None => "none",
+            RestartStrategyType::FixedDelay => "fixed-delay",
+        }
+    }
+}
+
 /// What `keel config show`, [`Config::value_of`], `Debug` and error messages print instead
 /// of a secret (`s3.secret-key`, `rest.auth.token`).
 pub(crate) const MASK: &str = "******";
@@ -162,6 +184,31 @@ pub struct Config {
     pub checkpoints_num_retained: u32,
     /// `execution.checkpointing.timeout` (greater than 0).
     pub checkpoint_timeout: ConfDuration,
+    /// `execution.checkpointing.interval`: the checkpoint interval of a job whose spec sets
+    /// none (at least 10 ms).
+    pub checkpoint_interval: ConfDuration,
+    /// `state.savepoints.dir` (Flink 2.x: `execution.checkpointing.savepoint-dir`), normalised
+    /// like `checkpoints_dir`: where a savepoint goes when the request names no directory.
+    pub savepoints_dir: Option<String>,
+    /// `parallelism.default`: the parallelism of a job whose spec sets none (1..=1024).
+    pub parallelism_default: u32,
+    /// `restart-strategy.type`: the restart strategy of a job whose spec sets none.
+    pub restart_strategy: RestartStrategyType,
+    /// `restart-strategy.fixed-delay.attempts`: restarts allowed by that default strategy.
+    pub restart_attempts: u32,
+    /// `restart-strategy.fixed-delay.delay`: wait before each restart of that strategy.
+    pub restart_delay: ConfDuration,
+    /// `rest.bind-address`: where a dispatcher's REST listener binds; `None`: `rest.address`.
+    pub rest_bind_address: Option<String>,
+    /// `rest.bind-port`: the port, or the range `(first, last)`, a dispatcher's REST listener
+    /// binds (the first free port of the range); `None`: `rest.port`.
+    pub rest_bind_port: Option<(u16, u16)>,
+    /// `jobmanager.bind-host`: where a dispatcher's gRPC listener binds; `None`: `rpc.address`
+    /// (`jobmanager.rpc.address` with `high-availability.type: none`).
+    pub jobmanager_bind_host: Option<String>,
+    /// `taskmanager.host`: the address of a worker's gRPC listener, bound and advertised;
+    /// `None`: `rpc.address`.
+    pub taskmanager_host: Option<String>,
     /// `io.tmp.dirs`: absolute paths, at least one.
     pub io_tmp_dirs: Vec<String>,
     /// `s3.endpoint`, an `http://` or `https://` URL (scheme lower-cased).
@@ -223,6 +270,16 @@ impl Config {
             checkpoints_dir: None,
             checkpoints_num_retained: 1,
             checkpoint_timeout: duration(10 * 60, "10 min"),
+            checkpoint_interval: duration(10, "10 s"),
+            savepoints_dir: None,
+            parallelism_default: 1,
+            restart_strategy: RestartStrategyType::FixedDelay,
+            restart_attempts: 3,
+            restart_delay: duration(1, "1 s"),
+            rest_bind_address: None,
+            rest_bind_port: None,
+            jobmanager_bind_host: None,
+            taskmanager_host: None,
             io_tmp_dirs: vec![system_temp_dir()],
             s3_endpoint: None,
             s3_region: None,
@@ -321,6 +378,16 @@ impl fmt::Debug for Config {
             checkpoints_dir,
             checkpoints_num_retained,
             checkpoint_timeout,
+            checkpoint_interval,
+            savepoints_dir,
+            parallelism_default,
+            restart_strategy,
+            restart_attempts,
+            restart_delay,
+            rest_bind_address,
+            rest_bind_port,
+            jobmanager_bind_host,
+            taskmanager_host,
             io_tmp_dirs,
             s3_endpoint,
             s3_region,
@@ -370,6 +437,16 @@ impl fmt::Debug for Config {
             .field("checkpoints_dir", checkpoints_dir)
             .field("checkpoints_num_retained", checkpoints_num_retained)
             .field("checkpoint_timeout", checkpoint_timeout)
+            .field("checkpoint_interval", checkpoint_interval)
+            .field("savepoints_dir", savepoints_dir)
+            .field("parallelism_default", parallelism_default)
+            .field("restart_strategy", restart_strategy)
+            .field("restart_attempts", restart_attempts)
+            .field("restart_delay", restart_delay)
+            .field("rest_bind_address", rest_bind_address)
+            .field("rest_bind_port", rest_bind_port)
+            .field("jobmanager_bind_host", jobmanager_bind_host)
+            .field("taskmanager_host", taskmanager_host)
             .field("io_tmp_dirs", io_tmp_dirs)
             .field("s3_endpoint", s3_endpoint)
             .field("s3_region", s3_region)
@@ -430,6 +507,16 @@ pub(crate) enum Field {
     CheckpointsDir,
     CheckpointsNumRetained,
     CheckpointTimeout,
+    CheckpointInterval,
+    SavepointsDir,
+    ParallelismDefault,
+    RestartStrategy,
+    RestartAttempts,
+    RestartDelay,
+    RestBindAddress,
+    RestBindPort,
+    JobmanagerBindHost,
+    TaskmanagerHost,
     IoTmpDirs,
     S3Endpoint,
     S3Region,
@@ -493,6 +580,16 @@ impl Field {
             "state.checkpoints.dir" => Field::CheckpointsDir,
             "state.checkpoints.num-retained" => Field::CheckpointsNumRetained,
             "execution.checkpointing.timeout" => Field::CheckpointTimeout,
+            "execution.checkpointing.interval" => Field::CheckpointInterval,
+            "state.savepoints.dir" => Field::SavepointsDir,
+            "parallelism.default" => Field::ParallelismDefault,
+            "restart-strategy.type" => Field::RestartStrategy,
+            "restart-strategy.fixed-delay.attempts" => Field::RestartAttempts,
+            "restart-strategy.fixed-delay.delay" => Field::RestartDelay,
+            "rest.bind-address" => Field::RestBindAddress,
+            "rest.bind-port" => Field::RestBindPort,
+            "jobmanager.bind-host" => Field::JobmanagerBindHost,
+            "taskmanager.host" => Field::TaskmanagerHost,
             "io.tmp.dirs" => Field::IoTmpDirs,
             "s3.endpoint" => Field::S3Endpoint,
             "s3.region" => Field::S3Region,
@@ -513,7 +610,16 @@ impl Field {
                  or empty segments"
             }
             Field::ClusterId => "a ZooKeeper path such as /default or default, without empty segments",
-            Field::StorageDir | Field::CheckpointsDir => URI_EXPECTED,
+            Field::StorageDir | Field::CheckpointsDir | Field::SavepointsDir => URI_EXPECTED,
+            Field::CheckpointInterval => "a duration of at least 10 ms, for example 10 s or 500 ms",
+            Field::RestartDelay => DURATION_FORMS,
+            Field::ParallelismDefault => "an integer from 1 to 1024",
+            Field::RestartStrategy => {
+                "one of none, fixed-delay (Flink's off, disable, no-restart and fixeddelay too)"
+            }
+            Field::RestartAttempts => "an integer of at least 0",
+            Field::RestBindAddress | Field::JobmanagerBindHost | Field::TaskmanagerHost => ADDRESS_EXPECTED,
+            Field::RestBindPort => "a port (0 to 65535) or a range FIRST-LAST, for example 8081-8090",
             Field::ZkSessionTimeout
             | Field::ZkConnectionTimeout
             | Field::ZkRetryWait
@@ -573,6 +679,11 @@ impl Field {
                 | Field::SslRestTruststore
                 | Field::RocksdbLocaldir
                 | Field::CheckpointsDir
+                | Field::SavepointsDir
+                | Field::RestBindAddress
+                | Field::RestBindPort
+                | Field::JobmanagerBindHost
+                | Field::TaskmanagerHost
                 | Field::S3Endpoint
                 | Field::S3Region
                 | Field::S3AccessKey
@@ -604,6 +715,11 @@ impl Field {
                     Field::SslRestTruststore => config.ssl_rest_truststore = None,
                     Field::RocksdbLocaldir => config.rocksdb_localdir = None,
                     Field::CheckpointsDir => config.checkpoints_dir = None,
+                    Field::SavepointsDir => config.savepoints_dir = None,
+                    Field::RestBindAddress => config.rest_bind_address = None,
+                    Field::RestBindPort => config.rest_bind_port = None,
+                    Field::JobmanagerBindHost => config.jobmanager_bind_host = None,
+                    Field::TaskmanagerHost => config.taskmanager_host = None,
                     Field::S3Endpoint => config.s3_endpoint = None,
                     Field::S3Region => config.s3_region = None,
                     Field::S3AccessKey => config.s3_access_key = None,
@@ -733,6 +849,41 @@ impl Field {
             Field::CheckpointTimeout => {
                 config.checkpoint_timeout = positive_duration(text).map_err(|p| invalid(&p))?;
             }
+            Field::CheckpointInterval => {
+                let duration = parse_parts(text).map_err(|p| invalid(&p))?;
+                if duration < Duration::from_millis(10) {
+                    return Err(invalid("shorter than 10 ms"));
+                }
+                config.checkpoint_interval = ConfDuration { duration, text: text.to_owned() };
+            }
+            Field::SavepointsDir => config.savepoints_dir = Some(storage_dir(text).map_err(|p| invalid(&p))?),
+            Field::ParallelismDefault => {
+                config.parallelism_default = match integer::<u32>(text) {
+                    Ok(n @ 1..=1024) => n,
+                    Ok(0) => return Err(invalid("must be at least 1")),
+                    Ok(_) => return Err(invalid("greater than 1024")),
+                    Err(p) => return Err(invalid(&p)),
+                }
+            }
+            Field::RestartStrategy => {
+                config.restart_strategy = match text.to_lowercase().as_str() {
+                    "none" | "off" | "disable" | "no-restart" => RestartStrategyType::None,
+                    "fixed-delay" | "fixeddelay" => RestartStrategyType::FixedDelay,
+                    "failure-rate" | "failurerate" | "exponential-delay" | "exponentialdelay" => {
+                        return Err(invalid("Keel does not implement this Flink restart strategy"))
+                    }
+                    _ => return Err(invalid("unknown restart strategy")),
+                }
+            }
+            Field::RestartAttempts => config.restart_attempts = integer(text).map_err(|p| invalid(&p))?,
+            Field::RestartDelay => {
+                let duration = parse_parts(text).map_err(|p| invalid(&p))?;
+                config.restart_delay = ConfDuration { duration, text: text.to_owned() };
+            }
+            Field::RestBindAddress => config.rest_bind_address = Some(address(text).map_err(|p| invalid(&p))?),
+            Field::RestBindPort => config.rest_bind_port = Some(port_range(text).map_err(|p| invalid(&p))?),
+            Field::JobmanagerBindHost => config.jobmanager_bind_host = Some(address(text).map_err(|p| invalid(&p))?),
+            Field::TaskmanagerHost => config.taskmanager_host = Some(address(text).map_err(|p| invalid(&p))?),
             Field::IoTmpDirs => config.io_tmp_dirs = tmp_dirs(text).map_err(|p| invalid(&p))?,
             Field::S3Endpoint => config.s3_endpoint = Some(http_url(text).map_err(|p| invalid(&p))?),
             Field::S3Region => config.s3_region = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
@@ -786,6 +937,20 @@ impl Field {
             Field::CheckpointsDir => config.checkpoints_dir.clone().unwrap_or_default(),
             Field::CheckpointsNumRetained => config.checkpoints_num_retained.to_string(),
             Field::CheckpointTimeout => config.checkpoint_timeout.text.clone(),
+            Field::CheckpointInterval => config.checkpoint_interval.text.clone(),
+            Field::SavepointsDir => config.savepoints_dir.clone().unwrap_or_default(),
+            Field::ParallelismDefault => config.parallelism_default.to_string(),
+            Field::RestartStrategy => config.restart_strategy.as_str().to_owned(),
+            Field::RestartAttempts => config.restart_attempts.to_string(),
+            Field::RestartDelay => config.restart_delay.text.clone(),
+            Field::RestBindAddress => config.rest_bind_address.clone().unwrap_or_default(),
+            Field::RestBindPort => match config.rest_bind_port {
+                None => String::new(),
+                Some((first, last)) if first == last => first.to_string(),
+                Some((first, last)) => format!("{first}-{last}"),
+            },
+            Field::JobmanagerBindHost => config.jobmanager_bind_host.clone().unwrap_or_default(),
+            Field::TaskmanagerHost => config.taskmanager_host.clone().unwrap_or_default(),
             Field::IoTmpDirs => config.io_tmp_dirs.join(","),
             Field::S3Endpoint => config.s3_endpoint.clone().unwrap_or_default(),
             Field::S3Region => config.s3_region.clone().unwrap_or_default(),
@@ -817,6 +982,23 @@ fn integer<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
 
 fn port(text: &str) -> Result<u16, String> {
     integer(text)
+}
+
+/// A port, or a range `FIRST-LAST` of ports (`rest.bind-port`), as `(first, last)`.
+fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let (first, last) = match text.split_once('-') {
+        Some((first, last)) => (first.trim(), last.trim()),
+        None => (text, text),
+    };
+    let first: u16 = integer(first).map_err(|p| format!("first port: {p}"))?;
+    let last: u16 = integer(last).map_err(|p| format!("last port: {p}"))?;
+    if first > last {
+        return Err(format!("the range {first}-{last} is empty (first port greater than last)"));
+    }
+    if first == 0 && last != 0 {
+        return Err("a range cannot start at 0".to_owned());
+    }
+    Ok((first, last))
 }
 
 fn boolean(text: &str) -> Result<bool, String> {

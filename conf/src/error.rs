@@ -73,6 +73,27 @@ pub enum ConfigError {
         second_line: usize,
     },
 
+    /// One file sets a Keel key twice under different names: the key and a Flink alias of it
+    /// (`state.backend` and `state.backend.type`), or two aliases.
+    #[error(
+        "'{first}' (line {first_line}) and '{second}' (line {second_line}) in {file} both set '{key}'; \
+         keep one of them"
+    )]
+    AliasConflict {
+        /// The Keel key both set.
+        key: &'static str,
+        /// The file as named.
+        file: String,
+        /// The first name, as written.
+        first: String,
+        /// Its line.
+        first_line: usize,
+        /// The second name, as written.
+        second: String,
+        /// Its line.
+        second_line: usize,
+    },
+
     /// A known key holds a YAML list or mapping where a single value is expected.
     #[error(
         "invalid value for '{key}' ({}): found {found} where a single value belongs; expected {expected}",

@@ -125,6 +125,24 @@ pub const KEYS: &[KeyDoc] = &[
         description: "Port of the REST API; `0` picks a free port.",
     },
     KeyDoc {
+        key: "rest.bind-address",
+        default: "",
+        kind: "string",
+        description: "Address a dispatcher's REST listener binds to (Flink's key), for example \
+            `0.0.0.0`, while `rest.address` stays the address clients use. Unset: \
+            `rest.address`.",
+    },
+    KeyDoc {
+        key: "rest.bind-port",
+        default: "",
+        kind: "string (port or range)",
+        description: "Port, or range of ports `FIRST-LAST` (Flink's key, for example \
+            `8081-8090`), a dispatcher's REST listener binds: the first free port of the range, \
+            so several dispatchers on one host can share one configuration. The bound address \
+            is published to ZooKeeper, so `keel` commands find the leader wherever it bound. \
+            Unset: `rest.port`.",
+    },
+    KeyDoc {
         key: "rest.auth.token",
         default: "",
         kind: "string (secret)",
@@ -253,6 +271,14 @@ pub const KEYS: &[KeyDoc] = &[
             dispatcher.",
     },
     KeyDoc {
+        key: "jobmanager.bind-host",
+        default: "",
+        kind: "string",
+        description: "Address a dispatcher's gRPC listener binds to (Flink's key), for example \
+            `0.0.0.0`. Unset: `rpc.address` (with `high-availability.type: none`, \
+            `jobmanager.rpc.address`). Workers ignore it.",
+    },
+    KeyDoc {
         key: "taskmanager.numberOfTaskSlots",
         default: "1",
         kind: "integer (>= 1)",
@@ -263,6 +289,13 @@ pub const KEYS: &[KeyDoc] = &[
         default: "",
         kind: "string",
         description: "Identifier of a worker (no whitespace). Generated at start when not set.",
+    },
+    KeyDoc {
+        key: "taskmanager.host",
+        default: "",
+        kind: "string",
+        description: "Address of a worker's gRPC listener (Flink's key): the worker binds it and \
+            registers with it. Unset: `rpc.address`. Dispatchers ignore it.",
     },
     KeyDoc {
         key: "rpc.advertised-address",
@@ -341,6 +374,52 @@ pub const KEYS: &[KeyDoc] = &[
             than 0.",
     },
     KeyDoc {
+        key: "execution.checkpointing.interval",
+        default: "10 s",
+        kind: "duration",
+        description: "Cluster-wide default: how often a job is checkpointed when its spec sets no \
+            `checkpoint-interval`. At least 10 ms. Read by dispatchers when a job starts.",
+    },
+    KeyDoc {
+        key: "state.savepoints.dir",
+        default: "",
+        kind: "string (URI)",
+        description: "Where savepoints go when `keel savepoint` / `keel stop` (or the REST \
+            request) names no directory. A `file://`, `s3://`, `hdfs://` or `swift://` URI, or an \
+            absolute path (read as `file://`). Flink 2.x calls it \
+            `execution.checkpointing.savepoint-dir`. Unset: `<checkpoints dir>/savepoints`.",
+    },
+    KeyDoc {
+        key: "parallelism.default",
+        default: "1",
+        kind: "integer (1..1024)",
+        description: "Cluster-wide default: the parallelism of a job whose spec sets no \
+            `parallelism` (Flink's key).",
+    },
+    KeyDoc {
+        key: "restart-strategy.type",
+        default: "fixed-delay",
+        kind: "enum: none|fixed-delay",
+        description: "Cluster-wide default: what a job whose spec sets no `restart-strategy` \
+            does when a subtask fails: `fixed-delay` restarts it from the latest completed \
+            checkpoint up to `restart-strategy.fixed-delay.attempts` times; `none` fails the \
+            job. Flink's spellings `off`, `disable`, `no-restart` and `fixeddelay` work; \
+            `failure-rate` and `exponential-delay` are refused (not implemented).",
+    },
+    KeyDoc {
+        key: "restart-strategy.fixed-delay.attempts",
+        default: "3",
+        kind: "integer (>= 0)",
+        description: "Restarts the default `fixed-delay` strategy allows (Flink's key).",
+    },
+    KeyDoc {
+        key: "restart-strategy.fixed-delay.delay",
+        default: "1 s",
+        kind: "duration",
+        description: "Wait before each restart of the default `fixed-delay` strategy (Flink's \
+            key).",
+    },
+    KeyDoc {
         key: "io.tmp.dirs",
         default: SYSTEM_TEMP_DIR,
         kind: "string (list of absolute paths)",
@@ -398,17 +477,22 @@ pub(crate) fn has_subkeys(key: &str) -> bool {
     KEYS.iter().any(|doc| doc.key.strip_prefix(key).is_some_and(|rest| rest.starts_with('.')))
 }
 
-/// The known key closest to an unknown `key`, if it is close enough to be a likely typo.
-pub(crate) fn nearest_key(key: &str) -> Option<&'static str> {
+/// The known key closest to an unknown `key`, if it is close enough to be a likely typo:
+/// a Keel key `(key, None)`, or a Flink alias `(alias, Some(keel key it sets))`. On a tie an
+/// alias wins, since a Flink key that is one letter off is more likely meant than a Keel key.
+pub(crate) fn nearest_key(key: &str) -> Option<(&'static str, Option<&'static str>)> {
     let wanted = key.to_lowercase();
-    KEYS.iter()
-        .map(|doc| {
-            let distance = strsim::osa_distance(&wanted, &doc.key.to_lowercase());
-            (distance, doc.key)
-        })
-        .min_by_key(|(distance, _)| *distance)
-        .filter(|(distance, known)| *distance <= (known.len() / 5).max(2))
-        .map(|(_, known)| known)
+    let keel = KEYS.iter().map(|doc| (doc.key, None));
+    let aliases = crate::flink::FLINK_KEYS.iter().filter_map(|flink| match flink.treatment {
+        crate::flink::FlinkTreatment::Alias { keel, .. } => Some((flink.key, Some(keel))),
+        _ => None,
+    });
+    aliases
+        .chain(keel)
+        .map(|(known, target)| (strsim::osa_distance(&wanted, &known.to_lowercase()), known, target))
+        .min_by_key(|(distance, _, _)| *distance)
+        .filter(|(distance, known, _)| *distance <= (known.len() / 5).max(2))
+        .map(|(_, known, target)| (known, target))
 }
 
 /// Renders the configuration reference (docs/configuration.md) from [`KEYS`].
@@ -470,6 +554,7 @@ pub fn reference_markdown() -> String {
             escape_cell(doc.description)
         ));
     }
+    out.push_str(&crate::flink::flink_markdown());
     out
 }
 
@@ -515,15 +600,30 @@ mod tests {
 
     #[test]
     fn nearest_key_suggests_only_close_keys() {
-        assert_eq!(nearest_key("rest.prot"), Some("rest.port"));
-        assert_eq!(nearest_key("high-availability.zookeeper.quorom"), Some("high-availability.zookeeper.quorum"));
-        assert_eq!(nearest_key("taskmanager.numberoftaskslots"), Some("taskmanager.numberOfTaskSlots"));
-        assert_eq!(nearest_key("heartbeat.intervall"), Some("heartbeat.interval"));
-        assert_eq!(nearest_key("state.backend.type"), None);
-        assert_eq!(nearest_key("state.checkpoint.dir"), Some("state.checkpoints.dir"));
-        assert_eq!(nearest_key("s3.secret_key"), Some("s3.secret-key"));
-        assert_eq!(nearest_key("io.tmp.dir"), Some("io.tmp.dirs"));
+        let keel = |key| Some((key, None));
+        assert_eq!(nearest_key("rest.prot"), keel("rest.port"));
+        assert_eq!(nearest_key("high-availability.zookeeper.quorom"), keel("high-availability.zookeeper.quorum"));
+        assert_eq!(nearest_key("taskmanager.numberoftaskslots"), keel("taskmanager.numberOfTaskSlots"));
+        assert_eq!(nearest_key("heartbeat.intervall"), keel("heartbeat.interval"));
+        assert_eq!(nearest_key("state.checkpoint.dir"), keel("state.checkpoints.dir"));
+        assert_eq!(nearest_key("s3.secret_key"), keel("s3.secret-key"));
+        assert_eq!(nearest_key("io.tmp.dir"), keel("io.tmp.dirs"));
         assert_eq!(nearest_key("jobmanager.memory.process.size"), None);
+        // A near Flink alias is suggested with the Keel key it sets, not a near Keel key
+        // (`execution.checkpointing.dirs` once suggested `execution.checkpointing.timeout`).
+        assert_eq!(
+            nearest_key("execution.checkpointing.dirs"),
+            Some(("execution.checkpointing.dir", Some("state.checkpoints.dir")))
+        );
+        assert_eq!(
+            nearest_key("execution.checkpointing.savepoint.dir"),
+            Some(("execution.checkpointing.savepoint-dir", Some("state.savepoints.dir")))
+        );
+    }
+
+    #[test]
+    fn flink_registry_agrees_with_keys() {
+        assert_eq!(crate::flink::registry_problems(), Vec::<String>::new());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Field, MASK};
+use crate::flink::{alias_of, ignored_reason, reads, Process};
 use crate::keys::{has_subkeys, key_doc, nearest_key};
 use crate::yaml::{self, FlatValue};
 use crate::{Combination, Config, ConfigError, HaType, Source, StateBackendKind, KEYS};
@@ -31,6 +32,10 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// One entry for every key of [`KEYS`], in that order.
     pub entries: Vec<Entry>,
+    /// For warnings about one key, the warning's index in `warnings` and that key (the Keel
+    /// key, the Flink key, or the key an unknown key most resembles), for
+    /// [`Loaded::warnings_for`]. Warnings without an entry concern every process.
+    pub(crate) warning_keys: Vec<(usize, String)>,
 }
 
 impl Loaded {
@@ -38,6 +43,29 @@ impl Loaded {
     #[must_use]
     pub fn entry(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|entry| entry.key == key)
+    }
+
+    /// The warnings `process` should print: those about keys it reads (see
+    /// [`reads`](crate::reads)), and those about no key in particular. A client command
+    /// does not print a warning about a worker's or a dispatcher's keys, and a worker not
+    /// one about a dispatcher-only key.
+    #[must_use]
+    pub fn warnings_for(&self, process: Process) -> Vec<&str> {
+        self.warnings
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| match self.warning_keys.iter().find(|(i, _)| i == index) {
+                Some((_, key)) => reads(process, key),
+                None => true,
+            })
+            .map(|(_, warning)| warning.as_str())
+            .collect()
+    }
+
+    /// Adds a warning about `key` (see [`Loaded::warnings_for`]).
+    fn warn_about(&mut self, key: &str, warning: String) {
+        self.warning_keys.push((self.warnings.len(), key.to_owned()));
+        self.warnings.push(warning);
     }
 
     /// A table of `key  value  source` for `keel config show`, one line per key, columns
@@ -116,6 +144,8 @@ pub fn from_str(text: &str, origin: &str, overrides: &[String]) -> Result<Loaded
 struct Setting {
     value: FlatValue,
     at: Source,
+    /// The key as written: the Keel key or a Flink alias of it.
+    written: String,
 }
 
 fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Result<Loaded, ConfigError> {
@@ -124,7 +154,21 @@ fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Re
     // error reported is the first one in the file, then in the -D list.
     let mut order: Vec<usize> = Vec::new();
     let mut warnings = Vec::new();
-    let mut record = |index: usize, setting: Setting, order: &mut Vec<usize>| {
+    let mut warning_keys: Vec<(usize, String)> = Vec::new();
+    let mut warn = |key: &str, warning: String| {
+        warning_keys.push((warnings.len(), key.to_owned()));
+        warnings.push(warning);
+    };
+    let mut deprecated_warned: Vec<String> = Vec::new();
+    let mut note_alias = |written: &str, location: &str, warn: &mut dyn FnMut(&str, String)| {
+        if let Some((keel, true)) = alias_of(written) {
+            if !deprecated_warned.iter().any(|w| w == written) {
+                deprecated_warned.push(written.to_owned());
+                warn(written, format!("'{written}' {location} is a deprecated Flink key; use '{keel}' (read as '{keel}')"));
+            }
+        }
+    };
+    let record = |index: usize, setting: Setting, order: &mut Vec<usize>, settings: &mut Vec<Option<Setting>>| {
         order.retain(|&i| i != index);
         order.push(index);
         settings[index] = Some(setting);
@@ -132,13 +176,33 @@ fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Re
 
     if let Some((path, entries)) = file {
         for entry in entries {
+            let location = format!("at {path}:{}", entry.line);
             match key_index(&entry.key) {
                 Some(index) => {
+                    if let Some(Some(earlier)) = settings.get(index) {
+                        if let (Source::File { line: first_line, .. }, true) = (&earlier.at, earlier.written != entry.key) {
+                            return Err(ConfigError::AliasConflict {
+                                key: KEYS[index].key,
+                                file: path.to_owned(),
+                                first: earlier.written.clone(),
+                                first_line: *first_line,
+                                second: entry.key.clone(),
+                                second_line: entry.line,
+                            });
+                        }
+                    }
+                    note_alias(&entry.key, &location, &mut warn);
                     let at = Source::File { path: path.to_owned(), line: entry.line };
-                    let setting = Setting { value: entry.value, at };
-                    record(index, setting, &mut order);
+                    let setting = Setting { value: entry.value, at, written: entry.key.clone() };
+                    record(index, setting, &mut order, &mut settings);
                 }
-                None => warnings.push(unknown_key(&entry.key, &format!("at {path}:{}", entry.line))),
+                None => match ignored_reason(&entry.key) {
+                    Some(reason) => warn(&entry.key, ignored_key(&entry.key, &location, reason)),
+                    None => {
+                        let (warning, about) = unknown_key(&entry.key, &location);
+                        warn(&about, warning);
+                    }
+                },
             }
         }
     }
@@ -150,11 +214,18 @@ fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Re
             .ok_or_else(|| ConfigError::MalformedOverride { raw: raw.clone() })?;
         match key_index(key) {
             Some(index) => {
+                note_alias(key, "in -D override", &mut warn);
                 let value = FlatValue::Scalar((!value.is_empty()).then(|| value.to_owned()));
-                let setting = Setting { value, at: Source::Override };
-                record(index, setting, &mut order);
+                let setting = Setting { value, at: Source::Override, written: key.to_owned() };
+                record(index, setting, &mut order, &mut settings);
             }
-            None => warnings.push(unknown_key(key, "in -D override")),
+            None => match ignored_reason(key) {
+                Some(reason) => warn(key, ignored_key(key, "in -D override", reason)),
+                None => {
+                    let (warning, about) = unknown_key(key, "in -D override");
+                    warn(&about, warning);
+                }
+            },
         }
     }
 
@@ -196,19 +267,30 @@ fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Re
             source: setting.as_ref().map_or(Source::Default, |setting| setting.at.clone()),
         })
         .collect();
-    let loaded = Loaded { config, warnings, entries };
+    let loaded = Loaded { config, warnings, entries, warning_keys };
     validate(loaded)
 }
 
+/// The index in [`KEYS`] of a Keel key or of the Keel key a Flink alias sets.
 fn key_index(key: &str) -> Option<usize> {
+    let key = alias_of(key).map_or(key, |(keel, _)| keel);
     KEYS.iter().position(|doc| doc.key == key)
 }
 
-fn unknown_key(key: &str, location: &str) -> String {
+/// The warning about an unknown key, and the key it is about (the suggestion, if any).
+fn unknown_key(key: &str, location: &str) -> (String, String) {
     match nearest_key(key) {
-        Some(known) => format!("unknown key '{key}' {location} (did you mean '{known}'?)"),
-        None => format!("unknown key '{key}' {location}"),
+        Some((known, Some(keel))) => (
+            format!("unknown key '{key}' {location} (did you mean '{keel}'? Flink's '{known}' is read as '{keel}')"),
+            keel.to_owned(),
+        ),
+        Some((known, None)) => (format!("unknown key '{key}' {location} (did you mean '{known}'?)"), known.to_owned()),
+        None => (format!("unknown key '{key}' {location}"), key.to_owned()),
     }
+}
+
+fn ignored_key(key: &str, location: &str, reason: &str) -> String {
+    format!("Flink key '{key}' {location} is ignored: {reason}")
 }
 
 /// The effective value and source of a known key.
@@ -247,7 +329,7 @@ fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
                 quorum_at.describe(),
                 type_at.describe()
             );
-            loaded.warnings.push(warning);
+            loaded.warn_about(QUORUM, warning);
         }
         _ => {}
     }
@@ -261,7 +343,7 @@ fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
             incremental_at.describe(),
             backend_at.describe()
         );
-        loaded.warnings.push(warning);
+        loaded.warn_about(INCREMENTAL, warning);
     }
 
     let config = &loaded.config;

@@ -33,6 +33,8 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("security.ssl.internal.enabled", "FALSE", "false"),
     ("security.ssl.internal.key", "/etc/keel/tls/node.key", "/etc/keel/tls/node.key"),
     ("security.ssl.internal.cert", "/etc/keel/tls/node.pem", "/etc/keel/tls/node.pem"),
+    ("rest.bind-address", "0.0.0.0", "0.0.0.0"),
+    ("rest.bind-port", "8081 - 8090", "8081-8090"),
     ("security.ssl.internal.truststore", "/etc/keel/tls/ca.pem", "/etc/keel/tls/ca.pem"),
     ("security.ssl.rest.enabled", "true", "true"),
     ("security.ssl.rest.key", "/etc/keel/tls/rest.key", "/etc/keel/tls/rest.key"),
@@ -50,8 +52,10 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("state.backend", "RocksDB", "rocksdb"),
     ("state.backend.rocksdb.localdir", "/var/lib/keel/rocksdb", "/var/lib/keel/rocksdb"),
     ("state.backend.incremental", "TRUE", "true"),
+    ("jobmanager.bind-host", "0.0.0.0", "0.0.0.0"),
     ("state.backend.local-recovery", "true", "true"),
     ("state.checkpoints.dir", "HDFS://nn:8020/keel/cp", "hdfs://nn:8020/keel/cp"),
+    ("taskmanager.host", "tm-1.example", "tm-1.example"),
     ("state.checkpoints.num-retained", "3", "3"),
     ("execution.checkpointing.timeout", "90 s", "90 s"),
     ("io.tmp.dirs", "/data1/tmp:/data2/tmp, /data3/tmp", "/data1/tmp,/data2/tmp,/data3/tmp"),
@@ -62,6 +66,12 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("s3.path.style.access", "True", "true"),
 ];
 
+    ("execution.checkpointing.interval", "500 ms", "500 ms"),
+    ("state.savepoints.dir", "/mnt/savepoints", "file:///mnt/savepoints"),
+    ("parallelism.default", "4", "4"),
+    ("restart-strategy.type", "NO-RESTART", "none"),
+    ("restart-strategy.fixed-delay.attempts", "0", "0"),
+    ("restart-strategy.fixed-delay.delay", "0 s", "0 s"),
 /// The quorum a `high-availability.type: zookeeper` sample needs, unless it is the sample.
 fn extra_for(key: &str) -> &'static str {
     if key == "high-availability.type" {
@@ -342,13 +352,16 @@ env.java.opts.all: [-Xmx1g]
             "unknown key 'rest.prot' at conf/config.yaml:1 (did you mean 'rest.port'?)",
             "unknown key 'high-availability.zookeeper.quorom' at conf/config.yaml:4 (did you mean \
              'high-availability.zookeeper.quorum'?)",
-            "unknown key 'state.backend.type' at conf/config.yaml:5",
-            "unknown key 'env.java.opts.all' at conf/config.yaml:6",
+            "Flink key 'env.java.opts.all' at conf/config.yaml:6 is ignored: Keel runs no JVM: size the \
+             process with its container or cgroup limits",
             "unknown key 'heartbeat.intervall' in -D override (did you mean 'heartbeat.interval'?)",
-            "unknown key 'parallelism.default' in -D override",
         ]
     );
-    assert_eq!(loaded.config, Config::defaults());
+    // Flink's `state.backend.type` and `parallelism.default` are read (see tests/flink.rs).
+    let mut expected = Config::defaults();
+    expected.state_backend = StateBackendKind::Rocksdb;
+    expected.parallelism_default = 4;
+    assert_eq!(loaded.config, expected);
 }
 
 #[test]
@@ -372,10 +385,11 @@ fn show_renders_a_table_with_sources() {
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines.len(), KEYS.len() + 1);
     let width = "high-availability.zookeeper.client.tolerate-suspended-connections".len();
-    assert_eq!(lines[0], format!("{:width$}  {:9}  source", "key", "value"));
-    assert_eq!(lines[1], format!("{:width$}  {:9}  conf/config.yaml:1", "high-availability.type", "zookeeper"));
-    assert!(shown.contains(&format!("{:width$}  {:9}  -D\n", "rest.port", "9000")));
-    assert!(shown.contains(&format!("{:width$}  {:9}  default\n", "high-availability.storageDir", "(none)")));
+    // The widest value: `fixed-delay` (restart-strategy.type).
+    assert_eq!(lines[0], format!("{:width$}  {:11}  source", "key", "value"));
+    assert_eq!(lines[1], format!("{:width$}  {:11}  conf/config.yaml:1", "high-availability.type", "zookeeper"));
+    assert!(shown.contains(&format!("{:width$}  {:11}  -D\n", "rest.port", "9000")));
+    assert!(shown.contains(&format!("{:width$}  {:11}  default\n", "high-availability.storageDir", "(none)")));
 }
 
 #[test]
@@ -471,9 +485,11 @@ state:
     let loaded = from_str(text, FILE, &[]).unwrap();
     assert!(loaded.config.state_local_recovery);
     assert_eq!(loaded.config.rocksdb_localdir.as_deref(), Some("/ssd"));
-    assert_eq!(loaded.config.state_backend, StateBackendKind::Hashmap);
-    assert_eq!(loaded.entry("state.backend").unwrap().source, Source::Default);
-    assert_eq!(loaded.warnings, vec!["unknown key 'state.backend.type' at conf/config.yaml:6"]);
+    // Flink's `state.backend.type` sets `state.backend` (it once warned "unknown key" and the
+    // cluster silently ran on hashmap).
+    assert_eq!(loaded.config.state_backend, StateBackendKind::Rocksdb);
+    assert_eq!(loaded.entry("state.backend").unwrap().source, Source::File { path: FILE.to_owned(), line: 6 });
+    assert_eq!(loaded.warnings, Vec::<String>::new());
 }
 
 #[test]
