@@ -614,9 +614,7 @@ impl Field {
             Field::CheckpointInterval => "a duration of at least 10 ms, for example 10 s or 500 ms",
             Field::RestartDelay => DURATION_FORMS,
             Field::ParallelismDefault => "an integer from 1 to 1024",
-            Field::RestartStrategy => {
-                "one of none, fixed-delay (Flink's off, disable, no-restart and fixeddelay too)"
-            }
+            Field::RestartStrategy => "one of none, fixed-delay (Flink's off, disable, no-restart and fixeddelay too)",
             Field::RestartAttempts => "an integer of at least 0",
             Field::RestBindAddress | Field::JobmanagerBindHost | Field::TaskmanagerHost => ADDRESS_EXPECTED,
             Field::RestBindPort => "a port (0 to 65535) or a range FIRST-LAST, for example 8081-8090",

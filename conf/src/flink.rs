@@ -226,7 +226,13 @@ const DISPATCHER_ONLY: &[&str] = &[
 ];
 
 fn matches(key: &str, patterns: &[&str]) -> bool {
-    patterns.iter().any(|p| if p.ends_with('.') { key.starts_with(p) } else { key == *p || key.starts_with(&format!("{p}.")) })
+    patterns.iter().any(|p| {
+        if p.ends_with('.') {
+            key.starts_with(p)
+        } else {
+            key == *p || key.starts_with(&format!("{p}."))
+        }
+    })
 }
 
 /// Whether `process` reads `key` (a Keel key, a Flink alias or an ignored Flink key): a

@@ -75,8 +75,8 @@ mod yaml;
 pub use config::{Config, HaType, RestartStrategyType, StateBackendKind};
 pub use duration::{parse_duration, ConfDuration};
 pub use error::{Combination, ConfigError};
-pub use keys::{key_doc, reference_markdown, KeyDoc, KEYS};
 pub use flink::{reads, FlinkKey, FlinkTreatment, Process, FLINK_KEYS};
+pub use keys::{key_doc, reference_markdown, KeyDoc, KEYS};
 pub use loader::{from_str, load, Entry, Loaded};
 pub use source::Source;
 

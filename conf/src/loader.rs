@@ -164,7 +164,10 @@ fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Re
         if let Some((keel, true)) = alias_of(written) {
             if !deprecated_warned.iter().any(|w| w == written) {
                 deprecated_warned.push(written.to_owned());
-                warn(written, format!("'{written}' {location} is a deprecated Flink key; use '{keel}' (read as '{keel}')"));
+                warn(
+                    written,
+                    format!("'{written}' {location} is a deprecated Flink key; use '{keel}' (read as '{keel}')"),
+                );
             }
         }
     };
@@ -180,7 +183,9 @@ fn build(file: Option<(&str, Vec<yaml::FlatEntry>)>, overrides: &[String]) -> Re
             match key_index(&entry.key) {
                 Some(index) => {
                     if let Some(Some(earlier)) = settings.get(index) {
-                        if let (Source::File { line: first_line, .. }, true) = (&earlier.at, earlier.written != entry.key) {
+                        if let (Source::File { line: first_line, .. }, true) =
+                            (&earlier.at, earlier.written != entry.key)
+                        {
                             return Err(ConfigError::AliasConflict {
                                 key: KEYS[index].key,
                                 file: path.to_owned(),

@@ -90,9 +90,10 @@ fn a_flink_2_config_yaml_loads_with_every_key_mapped() {
     assert!(!loaded.warnings.iter().any(|w| w.starts_with("unknown key")), "{:#?}", loaded.warnings);
     let ignored: Vec<&String> = loaded.warnings.iter().filter(|w| w.contains("is ignored")).collect();
     assert_eq!(ignored.len(), 5, "{ignored:#?}");
-    assert!(loaded.warnings.iter().any(|w| w
-        == "Flink key 'jobmanager.memory.process.size' at conf/config.yaml:12 is ignored: Keel runs no JVM: size the \
-            process with its container or cgroup limits"));
+    assert!(loaded.warnings.iter().any(|w| {
+        w == "Flink key 'jobmanager.memory.process.size' at conf/config.yaml:12 is ignored: Keel runs no JVM: size the \
+            process with its container or cgroup limits"
+    }));
 
     // Client commands print none of them; each server prints its own.
     assert_eq!(loaded.warnings_for(Process::Client), Vec::<&str>::new());
@@ -235,7 +236,9 @@ fn the_docs_flink_table_matches_the_loader() {
         assert!(FLINK_KEYS.iter().any(|k| k.key == flink), "{flink} is in the docs but not in FLINK_KEYS");
         if keel == "used" {
             assert!(keel_conf::key_doc(flink).is_some(), "{flink}: documented as used, not a Keel key");
-        } else if let Some(rest) = keel.strip_prefix("alias of `").or_else(|| keel.strip_prefix("deprecated alias of `")) {
+        } else if let Some(rest) =
+            keel.strip_prefix("alias of `").or_else(|| keel.strip_prefix("deprecated alias of `"))
+        {
             let target = rest.split('`').next().unwrap();
             let loaded = from_str(&format!("{flink}: {}\n", sample(target)), FILE, &[])
                 .unwrap_or_else(|e| panic!("{flink}: {e}"));
