@@ -334,7 +334,8 @@ fn rest_over_tls_answers_and_keel_commands_follow_it() {
     let leader =
         chaos_tests::wait_until(T, Duration::from_millis(100), "the dispatcher to lead, asked over https", || {
             let (code, v) = https_get(&client, &format!("https://{rest}/ha/leader")).ok()?;
-            (code == 200 && v["is_leader"] == true).then_some(v)
+            // is_leader is this process's role; leader_id is read back from ZooKeeper a moment later.
+            (code == 200 && v["is_leader"] == true && !v["leader_id"].is_null()).then_some(v)
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     assert_eq!(leader["leader_id"], "d0");
