@@ -48,6 +48,11 @@ pub enum Nemesis {
     StorageCut,
     StorageLatency,
     RestartCluster,
+    CommandLatency,
+    CorruptEntry,
+    ZkLossDuringRecovery,
+    StorageErrorDuringRecovery,
+    TermWorker,
 }
 
 impl Nemesis {
@@ -69,6 +74,11 @@ impl Nemesis {
         Nemesis::StorageCut,
         Nemesis::StorageLatency,
         Nemesis::RestartCluster,
+        Nemesis::CommandLatency,
+        Nemesis::CorruptEntry,
+        Nemesis::ZkLossDuringRecovery,
+        Nemesis::StorageErrorDuringRecovery,
+        Nemesis::TermWorker,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +100,11 @@ impl Nemesis {
             Nemesis::StorageCut => "storage-cut",
             Nemesis::StorageLatency => "storage-latency",
             Nemesis::RestartCluster => "restart-cluster",
+            Nemesis::CommandLatency => "command-latency",
+            Nemesis::CorruptEntry => "corrupt-entry",
+            Nemesis::ZkLossDuringRecovery => "zk-loss-during-recovery",
+            Nemesis::StorageErrorDuringRecovery => "storage-error-during-recovery",
+            Nemesis::TermWorker => "term-worker",
         }
     }
 
@@ -113,6 +128,33 @@ impl Nemesis {
             return Err("no nemesis given; expected all or a comma-separated list".into());
         }
         Ok(out)
+    }
+}
+
+/// A job-layer safety mechanism a campaign can run without (test-only switches), to show the
+/// checker catches its absence. The campaign then provokes the interleaving the mechanism
+/// exists for, deterministically, before its random faults (see [`run_broken`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// `KEEL_TEST_DISABLE_PER_JOB_RECOVERY`: a garbage `job-results/<other>` znode is planted
+    /// and the leader stopped; the new leader's recovery aborts on it and recovers nothing.
+    PerJobRecovery,
+    /// `KEEL_TEST_DISABLE_DURABLE_CANCEL`: a job is cancelled (answered 2xx) and the leader
+    /// stopped; the next leader runs the cancelled job again.
+    DurableCancel,
+    /// `KEEL_TEST_DISABLE_ATTEMPT_FENCE`: a Deploy of an older attempt is held back in the
+    /// worker's command link and delivered after a newer attempt started there.
+    AttemptFence,
+}
+
+impl Broken {
+    /// The test-only switch that turns the mechanism off.
+    pub fn env(self) -> &'static str {
+        match self {
+            Broken::PerJobRecovery => "KEEL_TEST_DISABLE_PER_JOB_RECOVERY",
+            Broken::DurableCancel => "KEEL_TEST_DISABLE_DURABLE_CANCEL",
+            Broken::AttemptFence => "KEEL_TEST_DISABLE_ATTEMPT_FENCE",
+        }
     }
 }
 
@@ -170,6 +212,10 @@ pub struct CampaignResult {
     pub faults: usize,
     /// With `break_fencing`: the stale command the campaign delivered (`heartbeat`, its epoch).
     pub stale_command: Option<(String, i64)>,
+    /// With [`run_broken`] or [`run_provoked`]: what the campaign provoked and saw happen,
+    /// one line per interleaving it could provoke (one it could not makes the run
+    /// INCONCLUSIVE).
+    pub provoked: Vec<String>,
 }
 
 struct Member {
@@ -192,11 +238,26 @@ struct Cluster {
     client_cfg: PathBuf,
     faults: FaultLog,
     sinks: PathBuf,
+    /// The mechanism turned off in every Keel process, if any.
+    broken: Option<Broken>,
+    /// Bounded waits for recovery (shorter when a mechanism is off: the run fails anyway).
+    patience: Duration,
+    /// The counting jobs, once submitted (faults wait for their recovery).
+    watch_jobs: Vec<String>,
+    /// Garbage znodes planted by `corrupt-entry` and not removed yet.
+    planted: Vec<String>,
 }
+
+/// The ZooKeeper namespace of the campaign's cluster (`high-availability.cluster-id: chaos`).
+const ZK_ROOT: &str = "/keel/chaos";
 
 const SESSION_MS: u64 = 2000;
 
-fn base_extra(opts: &CampaignOptions, s3: Option<(&S3Server, &FaultProxy)>) -> Vec<(String, String)> {
+fn base_extra(
+    opts: &CampaignOptions,
+    s3: Option<(&S3Server, &FaultProxy)>,
+    provoke: &[Broken],
+) -> Vec<(String, String)> {
     let mut extra: Vec<(String, String)> = vec![
         ("state.backend".into(), "rocksdb".into()),
         ("state.backend.incremental".into(), "true".into()),
@@ -218,11 +279,15 @@ fn base_extra(opts: &CampaignOptions, s3: Option<(&S3Server, &FaultProxy)>) -> V
             extra.push(("high-availability.storageDir".into(), format!("file://{}/storage", opts.workdir.display())))
         }
     }
+    if provoke.contains(&Broken::AttemptFence) {
+        // Command links are held for a few seconds; workers must not give up on the leader.
+        extra.push(("heartbeat.timeout".into(), "10 s".into()));
+    }
     extra
 }
 
 impl Cluster {
-    fn start(opts: &CampaignOptions) -> Result<Cluster, String> {
+    fn start(opts: &CampaignOptions, broken: Option<Broken>, provoke: &[Broken]) -> Result<Cluster, String> {
         std::fs::create_dir_all(&opts.workdir).map_err(|e| format!("{}: {e}", opts.workdir.display()))?;
         let zk = ZkEnsemble::start(3).map_err(|e| format!("ZooKeeper: {e}"))?;
         let s3 = if opts.s3 {
@@ -239,7 +304,7 @@ impl Cluster {
             }
             None => None,
         };
-        let extra = base_extra(opts, s3.as_ref().zip(s3_proxy.as_ref()));
+        let extra = base_extra(opts, s3.as_ref().zip(s3_proxy.as_ref()), provoke);
         let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let client_cfg = opts.workdir.join("client.yaml");
         std::fs::write(&client_cfg, config_yaml(&zk.connect_string(), "chaos", &extra_ref))
@@ -255,6 +320,10 @@ impl Cluster {
             client_cfg,
             faults,
             sinks: opts.workdir.join("sinks"),
+            broken,
+            patience: Duration::from_secs(if broken.is_some() { 20 } else { 60 }),
+            watch_jobs: vec![],
+            planted: vec![],
         };
         for i in 1..=3 {
             let m = c.spawn(Role::Dispatcher, &format!("d{i}"), &extra)?;
@@ -299,6 +368,9 @@ impl Cluster {
             crate::process::KeelSpec::new(&self.opts.keel, role, &cfg, &self.opts.workdir, name).with_args(args);
         if self.opts.break_fencing && role == Role::Worker {
             spec = spec.with_env("KEEL_TEST_DISABLE_EPOCH_CHECK", "1");
+        }
+        if let Some(b) = self.broken {
+            spec = spec.with_env(b.env(), "1");
         }
         let proc = spec.spawn().map_err(|e| format!("{name}: {e}"))?;
         Ok(Member { name: name.to_string(), proc, mesh, rpc_proxy })
@@ -366,6 +438,29 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(200));
         }
         false
+    }
+
+    /// Waits (bounded, polling every 50 ms) for a leader other than dispatcher `old`.
+    fn wait_new_leader(&self, old: usize, timeout: Duration) -> Option<(usize, String, i64)> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(l) = self.leader().filter(|(i, _, _)| *i != old) {
+                return Some(l);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Removes planted garbage znodes; returns the ones that could not be removed.
+    fn remove_planted(&mut self) -> Vec<String> {
+        let planted = std::mem::take(&mut self.planted);
+        for z in planted {
+            if let Err(e) = self.zk.cli(&["delete", &z], Duration::from_secs(30)) {
+                self.planted.push(format!("{z} ({e})"));
+            }
+        }
+        self.planted.clone()
     }
 
     fn heal_all(&mut self) {
@@ -541,6 +636,111 @@ impl Cluster {
                 self.faults.end(id).map_err(|e| e.to_string())?;
                 Ok(n.name().to_string())
             }
+            Nemesis::TermWorker => {
+                // Graceful: the worker deregisters, so its jobs move elsewhere at once.
+                let w = rng.range(0, self.workers.len() as u64 - 1) as usize;
+                let name = self.workers[w].name.clone();
+                let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
+                let p = &mut self.workers[w].proc;
+                p.terminate().map_err(|e| e.to_string())?;
+                let _ = p.wait_exit(Duration::from_secs(15));
+                std::thread::sleep(hold);
+                p.restart().map_err(|e| e.to_string())?;
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {name}", n.name()))
+            }
+            Nemesis::CommandLatency => {
+                // One worker's command link (leader → worker): each connection gets its own
+                // delay of 0.5-5 s; then the open connections are orphaned, so the leader
+                // reconnects (new delay) while what it already sent still arrives late:
+                // commands sent later on the new connection can overtake older ones.
+                let w = rng.range(0, self.workers.len() as u64 - 1) as usize;
+                let name = self.workers[w].name.clone();
+                let Some(proxy) = self.workers[w].rpc_proxy.as_ref() else {
+                    return Ok(format!("{}: skipped (no command proxy)", n.name()));
+                };
+                let seed = rng.next_u64();
+                let delays =
+                    proxy.latency_per_connection(Duration::from_millis(500), Duration::from_millis(5000), seed);
+                let what = format!(
+                    "{name} (open connections delayed {:?}, new ones 0.5-5 s each)",
+                    delays.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+                );
+                let id = self.faults.start(n.name(), &what).map_err(|e| e.to_string())?;
+                std::thread::sleep(hold + Duration::from_secs(2));
+                let orphaned = proxy.orphan_connections();
+                std::thread::sleep(hold);
+                proxy.heal();
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "{} {what}; {orphaned} connection(s) orphaned with their commands still in flight",
+                    n.name()
+                ))
+            }
+            Nemesis::CorruptEntry => {
+                // A garbage job-results/<other> znode right before a leader failover: the new
+                // leader must still recover every job. Removed once the jobs run again.
+                let Some(l) = leader else { return Ok(format!("{}: skipped (no leader)", n.name())) };
+                let name = self.dispatchers[l].name.clone();
+                let znode = format!("{ZK_ROOT}/job-results/plantedresult{}", rng.range(1000, 9999));
+                self.zk
+                    .cli(&["create", &znode, "garbage-not-a-job-result-pointer"], Duration::from_secs(30))
+                    .map_err(|e| format!("planting {znode}: {e}"))?;
+                self.planted.push(znode.clone());
+                let what = format!("{name} stopped after planting {znode}");
+                let id = self.faults.start(n.name(), &what).map_err(|e| e.to_string())?;
+                let p = &mut self.dispatchers[l].proc;
+                p.terminate().map_err(|e| e.to_string())?;
+                let _ = p.wait_exit(Duration::from_secs(15));
+                let recovered = self.wait_new_leader(l, Duration::from_secs(30)).is_some()
+                    && self.wait_recovered(&self.watch_jobs, self.patience);
+                self.dispatchers[l].proc.restart().map_err(|e| e.to_string())?;
+                let left = self.remove_planted();
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                if !left.is_empty() {
+                    return Err(format!("planted entries could not be removed: {left:?}"));
+                }
+                Ok(format!(
+                    "{} {what}; jobs {}recovered within {:?}; garbage removed",
+                    n.name(),
+                    if recovered { "" } else { "NOT " },
+                    self.patience
+                ))
+            }
+            Nemesis::ZkLossDuringRecovery | Nemesis::StorageErrorDuringRecovery => {
+                let Some(l) = leader else { return Ok(format!("{}: skipped (no leader)", n.name())) };
+                if n == Nemesis::StorageErrorDuringRecovery && self.s3_proxy.is_none() {
+                    return Ok(format!("{}: skipped (no S3 storage; run with --s3)", n.name()));
+                }
+                let name = self.dispatchers[l].name.clone();
+                let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
+                self.dispatchers[l].proc.kill9();
+                if let (Nemesis::StorageErrorDuringRecovery, Some(p)) = (n, &self.s3_proxy) {
+                    // Storage is cut from before the election to after the recovery starts.
+                    p.cut();
+                }
+                let new = self.wait_new_leader(l, Duration::from_secs(30));
+                let what = match (&new, n) {
+                    (Some((i, new_name, epoch)), Nemesis::ZkLossDuringRecovery) => {
+                        // Right after its election: the new leader loses ZooKeeper.
+                        self.dispatchers[*i].mesh.blackhole();
+                        std::thread::sleep(long_hold + Duration::from_millis(SESSION_MS / 2));
+                        self.dispatchers[*i].mesh.heal();
+                        format!("{name} killed; new leader {new_name} (epoch {epoch}) cut from ZooKeeper at once")
+                    }
+                    (Some((_, new_name, epoch)), _) => {
+                        std::thread::sleep(hold);
+                        format!("{name} killed with S3 cut; new leader {new_name} (epoch {epoch}) recovered without storage for {hold:?}")
+                    }
+                    (None, _) => format!("{name} killed; no new leader within 30 s"),
+                };
+                if let Some(p) = &self.s3_proxy {
+                    p.heal();
+                }
+                self.dispatchers[l].proc.restart().map_err(|e| e.to_string())?;
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(format!("{} {what}", n.name()))
+            }
             Nemesis::RestartCluster => {
                 let id = self.faults.start(n.name(), "all keel processes").map_err(|e| e.to_string())?;
                 for m in self.dispatchers.iter_mut().chain(self.workers.iter_mut()) {
@@ -590,26 +790,80 @@ pub fn committed_lines(dir: &Path) -> Vec<String> {
     lines
 }
 
-/// Cancels a job through `keel cancel`, retrying (bounded) across leader changes.
-fn cancel(c: &Cluster, id: &str) {
+/// Cancels a job through `keel cancel`, retrying (bounded) across leader changes. True if a
+/// cancel was answered 2xx.
+fn cancel(c: &Cluster, id: &str) -> bool {
     for _ in 0..40 {
         let out = c.keel(&["cancel", id]);
-        if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("HTTP 409") {
-            return;
+        if out.status.success() {
+            return true;
+        }
+        if String::from_utf8_lossy(&out.stderr).contains("HTTP 409") {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    false
+}
+
+/// Faults that stop or replace the leader (the leader-change activity gate counts them).
+fn is_leader_fault(n: Nemesis) -> bool {
+    matches!(
+        n,
+        Nemesis::KillLeader
+            | Nemesis::TermLeader
+            | Nemesis::PauseLeader
+            | Nemesis::RestartCluster
+            | Nemesis::CorruptEntry
+            | Nemesis::ZkLossDuringRecovery
+            | Nemesis::StorageErrorDuringRecovery
+    )
+}
+
+/// Waits (bounded) until `ok` holds for the history on disk.
+fn wait_history(dir: &Path, timeout: Duration, ok: impl Fn(&History) -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if History::load_dir(dir).ok().is_some_and(|h| ok(&h)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
 }
 
 /// Runs a campaign and writes its report.
-pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
+pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
+    run_inner(opts, None, vec![])
+}
+
+/// Runs a campaign with one job-layer safety mechanism turned off in every Keel process
+/// ([`Broken::env`]). Before the random faults the campaign provokes the interleaving the
+/// mechanism guards against and waits (bounded) until it happened, so the checker must
+/// report a violation; [`CampaignResult::provoked`] says what was provoked. If it could
+/// not be provoked the run is INCONCLUSIVE. Waits for recovery are shorter (20 s).
+pub fn run_broken(opts: CampaignOptions, broken: Broken) -> Result<CampaignResult, String> {
+    run_inner(opts, Some(broken), vec![broken])
+}
+
+/// Runs a campaign that first provokes each listed interleaving with every mechanism on (the
+/// passing counterpart of [`run_broken`]), then injects its random faults.
+pub fn run_provoked(opts: CampaignOptions, provoke: &[Broken]) -> Result<CampaignResult, String> {
+    run_inner(opts, None, provoke.to_vec())
+}
+
+fn run_inner(
+    mut opts: CampaignOptions,
+    broken: Option<Broken>,
+    provoke_list: Vec<Broken>,
+) -> Result<CampaignResult, String> {
     // Processes run in the work directory: every path handed to them must be absolute.
     std::fs::create_dir_all(&opts.workdir).map_err(|e| format!("{}: {e}", opts.workdir.display()))?;
     opts.workdir = std::fs::canonicalize(&opts.workdir).map_err(|e| format!("{}: {e}", opts.workdir.display()))?;
     opts.keel = std::fs::canonicalize(&opts.keel).map_err(|e| format!("keel binary {}: {e}", opts.keel.display()))?;
     let mut rng = Rng::new(opts.seed);
     let started = Instant::now();
-    let mut c = Cluster::start(&opts)?;
+    let mut c = Cluster::start(&opts, broken, &provoke_list)?;
     let mut waited = Instant::now();
     while c.leader().is_none() {
         if waited.elapsed() > Duration::from_secs(60) {
@@ -641,6 +895,7 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
     if !c.wait_recovered(&job_ids, Duration::from_secs(60)) {
         return Err("the workload did not start running within 60 s".into());
     }
+    c.watch_jobs = job_ids.clone();
     let mut cancelled = Vec::new();
     let mut acknowledged = job_ids.clone();
     let mut faults = 0;
@@ -650,6 +905,24 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
     let mut stale_sent = false;
     let mut stale_command: Option<(String, i64)> = None;
     let mut churn: Option<String> = None;
+    // A mechanism turned off: provoke the interleaving it guards against, and wait for it.
+    let mut provoked: Vec<String> = Vec::new();
+    let mut not_provoked: Vec<Broken> = Vec::new();
+    for &b in &provoke_list {
+        let before_applied = applied;
+        let what = provoke(&mut c, b, &mut rng, &mut acknowledged, &mut cancelled, &mut fault_errors, &mut applied);
+        faults += applied - before_applied;
+        if b != Broken::AttemptFence {
+            leader_faults += applied - before_applied;
+        }
+        if opts.progress {
+            eprintln!("[chaos {:>4}s] provoked ({}): {what:?}", started.elapsed().as_secs(), b.env());
+        }
+        match what {
+            Some(w) => provoked.push(w),
+            None => not_provoked.push(b),
+        }
+    }
     // The fault window starts once the workload runs (not when the cluster was started).
     let end = Instant::now() + opts.duration;
     while Instant::now() + Duration::from_secs(4) < end {
@@ -662,10 +935,7 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
                     skipped += 1;
                 } else {
                     applied += 1;
-                    if matches!(
-                        n,
-                        Nemesis::KillLeader | Nemesis::TermLeader | Nemesis::PauseLeader | Nemesis::RestartCluster
-                    ) {
+                    if is_leader_fault(n) {
                         leader_faults += 1;
                     }
                 }
@@ -696,7 +966,7 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
                 churn = Some(id);
             }
         }
-        let recovered = c.wait_recovered(&job_ids, Duration::from_secs(60));
+        let recovered = c.wait_recovered(&job_ids, c.patience);
         if opts.break_fencing && !stale_sent {
             if let (Some((_, _, old)), Some((_, _, new))) = (before, c.leader()) {
                 if new > old {
@@ -743,7 +1013,7 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
                 started.elapsed().as_secs(),
                 opts.duration.as_secs(),
                 job_ids.iter().map(|j| c.job_state(j).unwrap_or_else(|| "?".into())).collect::<Vec<_>>().join(","),
-                if recovered { "" } else { " (NOT recovered within 60 s)" }
+                if recovered { "" } else { " (NOT recovered in time)" }
             );
         }
     }
@@ -754,16 +1024,18 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
     c.heal_all();
     // Convergence: once every fault healed, the counting jobs run again (or already finished).
     // One snapshot after a bounded wait: a job that is FINISHED need not run, every other one must.
-    c.wait_recovered(&job_ids, Duration::from_secs(60));
+    c.wait_recovered(&job_ids, c.patience);
     let at_heal: Vec<(String, String)> =
         job_ids.iter().map(|j| (j.clone(), c.job_state(j).unwrap_or_else(|| "MISSING".into()))).collect();
-    let finish_deadline = Instant::now() + Duration::from_secs(180);
+    let finish_deadline = Instant::now() + Duration::from_secs(if broken.is_some() { 30 } else { 180 });
     while Instant::now() < finish_deadline {
         if job_ids.iter().all(|j| c.job_state(j).as_deref() == Some("FINISHED")) {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Planted garbage still there (its removal failed midway) is named, never counted as a leak.
+    let planted_left = c.remove_planted();
     let final_jobs: Vec<(String, String)> =
         acknowledged.iter().map(|j| (j.clone(), c.job_state(j).unwrap_or_else(|| "MISSING".into()))).collect();
     // Leftovers of ended jobs (cancelled churn jobs and finished counting jobs): znodes and
@@ -850,23 +1122,32 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
         })
         .collect();
     verdicts.push(Verdict::from_violations("jobs_finished_after_healing", unfinished));
-    let report = Report::new(opts.seed, started.elapsed(), &history, &verdicts).with_note(format!(
-        "nemeses: {}; faults injected: {faults}; s3: {}; break_fencing: {}",
+    let mut report = Report::new(opts.seed, started.elapsed(), &history, &verdicts).with_note(format!(
+        "nemeses: {}; faults injected: {faults}; s3: {}; break_fencing: {}; mechanism off: {}",
         opts.nemeses.iter().map(|n| n.name()).collect::<Vec<_>>().join(","),
         opts.s3,
-        opts.break_fencing
+        opts.break_fencing,
+        broken.map(|b| b.env()).unwrap_or("none")
     ));
+    if !planted_left.is_empty() {
+        report = report.with_note(format!("planted garbage znodes left in place (not leaks): {planted_left:?}"));
+    }
+    for p in &provoked {
+        report = report.with_note(format!("provoked: {p}"));
+    }
     // Activity: what this run exercised. Below the minimum for its length it proves nothing.
     let count = |f: &dyn Fn(&EventKind) -> bool| history.events().iter().filter(|e| f(&e.kind)).count();
     let leader_changes = count(&|k| matches!(k, EventKind::LeadershipGained { .. })).saturating_sub(1);
     let restores = count(&|k| matches!(k, EventKind::CheckpointRestored { .. }));
     let completed = count(&|k| matches!(k, EventKind::CheckpointCompleted { .. }));
     let refused = count(&|k| matches!(k, EventKind::CommandRefused { .. }));
+    let stale_attempts = history.events().iter().filter(|e| e.name == "stale_attempt_refused").count();
     let churn_cancelled = final_jobs.iter().filter(|(j, s)| cancelled.contains(j) && s == "CANCELED").count();
     let records = committed.len();
     let activity = format!(
         "activity: faults applied {applied}, skipped {skipped}, failed {}; leader changes {leader_changes}; \
          restores {restores}; checkpoints completed {completed}; stale commands refused {refused}; \
+         stale attempts refused {stale_attempts}; \
          churn jobs cancelled {churn_cancelled} of {}; records committed {records}",
         verdicts.iter().find(|v| v.name == "faults_injected_cleanly").map(|v| v.details.len()).unwrap_or(0),
         cancelled.len()
@@ -898,12 +1179,15 @@ pub fn run(mut opts: CampaignOptions) -> Result<CampaignResult, String> {
     if ended.is_empty() {
         short.push("no_leaks: vacuous (no job ended, nothing to check)".into());
     }
+    for b in &not_provoked {
+        short.push(format!("the interleaving {} guards against was never provoked", b.env()));
+    }
     let mut report = report.with_note(activity);
     for why in short {
         report = report.with_inconclusive(why);
     }
     let (json, html) = report.write(&opts.workdir).map_err(|e| e.to_string())?;
-    Ok(CampaignResult { report, report_json: json, report_html: html, faults, stale_command })
+    Ok(CampaignResult { report, report_json: json, report_html: html, faults, stale_command, provoked })
 }
 
 /// The history name of an event kind (as in the JSONL `event` field).
@@ -917,4 +1201,211 @@ fn event_kind_name(k: &EventKind) -> &'static str {
         EventKind::FaultEnd { .. } => "fault_end",
         _ => "other",
     }
+}
+
+/// The job view on the leader (`GET /jobs/<id>`).
+fn job_view(c: &Cluster, id: &str) -> Option<Value> {
+    let rest = c.leader_rest()?;
+    match http_get_json(&rest, &format!("/jobs/{id}"), Duration::from_secs(2)) {
+        Ok((200, v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// Provokes, deterministically, the interleaving the mechanism `b` guards against, and waits
+/// (bounded) until it happened. Returns what happened, or `None` if it could not be provoked.
+fn provoke(
+    c: &mut Cluster,
+    b: Broken,
+    rng: &mut Rng,
+    acknowledged: &mut Vec<String>,
+    cancelled: &mut Vec<String>,
+    fault_errors: &mut Vec<String>,
+    applied: &mut usize,
+) -> Option<String> {
+    let dir = c.opts.workdir.clone();
+    let jobs = c.watch_jobs.clone();
+    // Every counting job has completed a checkpoint: a recovery is a restore.
+    let checkpointed = |h: &History, j: &str| {
+        h.events().iter().any(|e| matches!(&e.kind, EventKind::CheckpointCompleted { job, .. } if job == j))
+    };
+    if !wait_history(&dir, Duration::from_secs(60), |h| jobs.iter().all(|j| checkpointed(h, j))) {
+        return None;
+    }
+    let mut inject = |c: &mut Cluster, n: Nemesis, rng: &mut Rng| inject_counted(c, n, rng, applied, fault_errors);
+    match b {
+        Broken::PerJobRecovery => {
+            // Garbage job-results/<other> znode, then the leader stops: a new leader must
+            // be elected (its recovery then meets the garbage).
+            let (_, _, old) = c.leader()?;
+            let what = inject(c, Nemesis::CorruptEntry, rng)?;
+            let (_, name, new) = c.leader()?;
+            (new > old).then(|| format!("{what}; new leader {name} at epoch {new} (was {old})"))
+        }
+        Broken::DurableCancel => {
+            // A job cancelled with a 2xx answer, then the leader stops: the next leader must
+            // not run it again.
+            let sink = c.sinks.join("cancel-probe");
+            let id = c.submit(&counting_spec("churn", 10_000_000, 100, 1, &sink))?;
+            acknowledged.push(id.clone());
+            cancelled.push(id.clone());
+            let start = Instant::now();
+            while c.job_state(&id).as_deref() != Some("RUNNING") && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if !cancel(c, &id) {
+                return None;
+            }
+            let what = inject(c, Nemesis::TermLeader, rng)?;
+            // The next leader deploys it again: a task_deployed after its job_ended.
+            let rerun = |h: &History| {
+                let ended = h.events().iter().find_map(|e| match &e.kind {
+                    EventKind::JobEnded { job, .. } if *job == id => Some(e.ts_ms),
+                    _ => None,
+                });
+                ended.is_some_and(|t| {
+                    h.events()
+                        .iter()
+                        .any(|e| matches!(&e.kind, EventKind::TaskDeployed { job, .. } if *job == id) && e.ts_ms > t)
+                })
+            };
+            if c.broken == Some(Broken::DurableCancel) {
+                wait_history(&dir, Duration::from_secs(60), rerun)
+                    .then(|| format!("job {id} cancelled (answered 2xx), then {what}; the job was deployed again"))
+            } else {
+                // With the mechanism on: the next leader reports it CANCELED.
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(60) {
+                    if c.job_state(&id).as_deref() == Some("CANCELED") {
+                        return Some(format!("job {id} cancelled (answered 2xx), then {what}; still CANCELED"));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                None
+            }
+        }
+        Broken::AttemptFence => provoke_stale_deploy(c, acknowledged, cancelled, applied),
+    }
+}
+
+/// Injects `n`; counts it if applied; a fault failing midway is healed, closed and recorded.
+fn inject_counted(
+    c: &mut Cluster,
+    n: Nemesis,
+    rng: &mut Rng,
+    applied: &mut usize,
+    fault_errors: &mut Vec<String>,
+) -> Option<String> {
+    match c.inject(n, rng) {
+        Ok(what) if what.contains(": skipped") => None,
+        Ok(what) => {
+            *applied += 1;
+            Some(what)
+        }
+        Err(e) => {
+            c.heal_all();
+            for id in c.faults.open_faults() {
+                let _ = c.faults.end(id);
+            }
+            fault_errors.push(format!("{}: {e}", n.name()));
+            None
+        }
+    }
+}
+
+/// The attempt-fencing interleaving (issue 7, hole 1), on a probe job of parallelism 1: its
+/// worker is killed while the command links of the two others are held, so the Deploy of
+/// the next attempt A is held in one of them; that link is then orphaned (the leader's call
+/// fails and it reconnects, the held bytes stay in flight), the job fails over to attempt
+/// A' > A on the same worker over the new connection, and only then is the Deploy of A
+/// delivered.
+fn provoke_stale_deploy(
+    c: &mut Cluster,
+    acknowledged: &mut Vec<String>,
+    cancelled: &mut Vec<String>,
+    applied: &mut usize,
+) -> Option<String> {
+    let dir = c.opts.workdir.clone();
+    let sink = c.sinks.join("attempt-probe");
+    // A 3 s restart delay: time to hold the links between the failover and the redeploy.
+    let spec = counting_spec("churn", 10_000_000, 100, 1, &sink).replace("delay: 200 ms", "delay: 3 s");
+    let probe = c.submit(&spec)?;
+    acknowledged.push(probe.clone());
+    cancelled.push(probe.clone());
+    let placed = |v: &Value| -> Option<(u64, String, String)> {
+        let s = v["subtasks"].as_array()?.first()?;
+        Some((v["attempt"].as_u64()?, s["worker"].as_str()?.to_string(), s["state"].as_str()?.to_string()))
+    };
+    let start = Instant::now();
+    let mut running = None;
+    while running.is_none() && start.elapsed() < Duration::from_secs(60) {
+        running = job_view(c, &probe).and_then(|v| placed(&v)).filter(|(_, _, st)| st == "RUNNING");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (attempt, host, _) = running?;
+    let victim = c.workers.iter().position(|w| w.name == host)?;
+    let id = c.faults.start("stale-deploy", &format!("{host} killed, the other workers' command links held")).ok()?;
+    *applied += 1;
+    c.workers[victim].proc.kill9();
+    // Once the job fails over (the redeploy is 3 s away), hold the other workers' links
+    // (briefly: they re-register after heartbeat.timeout, 10 s in this mode, without them).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) && c.job_state(&probe).as_deref() != Some("RESTARTING") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, w) in c.workers.iter().enumerate() {
+        if let (true, Some(p)) = (i != victim, &w.rpc_proxy) {
+            p.hold_open_connections();
+        }
+    }
+    // The next attempt's Deploy is under way to a held worker.
+    let start = Instant::now();
+    let mut held = None;
+    while held.is_none() && start.elapsed() < Duration::from_secs(30) {
+        held = job_view(c, &probe)
+            .and_then(|v| placed(&v))
+            .filter(|(a, w, st)| *a > attempt && *w != host && st == "DEPLOYING");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = held.as_ref().and_then(|(_, w, _)| c.workers.iter().position(|m| m.name == *w));
+    for (i, w) in c.workers.iter().enumerate() {
+        if let (true, Some(p)) = (Some(i) != target, &w.rpc_proxy) {
+            p.release_held();
+        }
+    }
+    let mut outcome = None;
+    if let (Some((held, tname, _)), Some(t)) = (held, target) {
+        // Let the Deploy reach the held link, then orphan it: the leader's call fails, the
+        // job fails over, and the next attempt reaches the worker first.
+        std::thread::sleep(Duration::from_millis(300));
+        let proxy = c.workers[t].rpc_proxy.as_ref()?;
+        proxy.orphan_connections();
+        let deployed = |h: &History, newer: bool| {
+            h.of_process(&tname).any(|e| match &e.kind {
+                EventKind::TaskDeployed { job, attempt: a, .. } if *job == probe => {
+                    if newer {
+                        *a > held
+                    } else {
+                        *a == held
+                    }
+                }
+                _ => {
+                    !newer
+                        && e.name == "stale_attempt_refused"
+                        && e.fields.get("attempt").and_then(Value::as_u64) == Some(held)
+                }
+            })
+        };
+        let overtaken = wait_history(&dir, Duration::from_secs(30), |h| deployed(h, true));
+        proxy.release_held();
+        if overtaken && wait_history(&dir, Duration::from_secs(30), |h| deployed(h, false)) {
+            outcome = Some(format!(
+                "job {probe}: the Deploy of attempt {held} to {tname} was held, overtaken by a newer attempt, then delivered"
+            ));
+        }
+    }
+    let _ = c.workers[victim].proc.restart();
+    let _ = c.faults.end(id);
+    cancel(c, &probe);
+    outcome
 }

@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | [`one_leader_per_epoch`] | history | no epoch gained twice; gained epochs strictly increase |
 //! | [`no_stale_epoch_accepted`] | history | a worker never accepts a command below the highest epoch it saw |
+//! | [`no_stale_attempt_started`] | history | a worker never starts a task of an attempt older than one it started for the job |
 //! | [`no_stale_durable_write`] | history | a completed checkpoint carries its leader's current epoch, and no higher epoch was gained before it |
 //! | [`no_acknowledged_job_lost`] | history + [`FinalState`] | every acknowledged job is RUNNING, FINISHED or CANCELED on request |
 //! | [`recovery_never_older_than_latest_completed`] | history | a restore uses at least the latest completed checkpoint |
@@ -36,6 +37,7 @@ mod leadership;
 mod leaks;
 mod recovery;
 mod rerun;
+mod stale_attempt;
 mod stale_epoch;
 mod timing;
 
@@ -47,6 +49,7 @@ pub use leadership::one_leader_per_epoch;
 pub use leaks::no_leaks;
 pub use recovery::recovery_never_older_than_latest_completed;
 pub use rerun::finished_jobs_never_rerun;
+pub use stale_attempt::no_stale_attempt_started;
 pub use stale_epoch::no_stale_epoch_accepted;
 pub use timing::{failover_times, FailoverTiming};
 
@@ -121,6 +124,7 @@ pub fn history_verdicts(history: &History, skew_ms: i64) -> Vec<Verdict> {
     vec![
         one_leader_per_epoch(history),
         no_stale_epoch_accepted(history),
+        no_stale_attempt_started(history),
         no_stale_durable_write(history, skew_ms),
         recovery_never_older_than_latest_completed(history),
         finished_jobs_never_rerun(history),

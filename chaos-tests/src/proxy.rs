@@ -12,13 +12,22 @@
 //! | [`blackhole`](FaultProxy::blackhole) | connections stay open but bytes vanish both ways; new ones are accepted and never answered |
 //! | [`latency`](FaultProxy::latency) | each chunk is delivered that much later (a delay line: throughput is not capped) |
 //! | [`bandwidth`](FaultProxy::bandwidth) | each direction of each connection carries at most that many bytes per second |
+//! | [`latency_per_connection`](FaultProxy::latency_per_connection) | like `latency`, but each connection (open or new) draws its own delay from a range |
 //!
-//! [`heal`](FaultProxy::heal) clears all four. A connection that lost bytes to a blackhole
+//! [`heal`](FaultProxy::heal) clears them all. A connection that lost bytes to a blackhole
 //! is reset when the blackhole ends: a real TCP connection never delivers a stream with a
 //! hole in it (after a long partition it times out instead), so neither does the proxy.
 //! Connections that stayed idle through the blackhole live on.
 //! [`drop_connections`](FaultProxy::drop_connections) resets the open connections once
 //! without refusing new ones (a brief disconnect).
+//!
+//! **Reordering.** Bytes on one connection are always delivered in order (TCP). Messages on
+//! *different* connections are reordered when the connections have different delays:
+//! [`orphan_connections`](FaultProxy::orphan_connections) closes the client side of every
+//! open connection (the client sees EOF and reconnects) while the bytes already in the
+//! proxy still reach the upstream after their delay, so a request the client gave up on
+//! arrives after the requests it sent later on a new connection (a delayed command
+//! overtaken by a newer one).
 //!
 //! [`ProxyMesh`] puts one proxy in front of each of several upstreams (the members of a
 //! ZooKeeper ensemble) and gives the connect string through them, so one Keel process can be
@@ -51,6 +60,8 @@ const POLL: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bytes a direction may hold in its delay line before the proxy stops reading.
 const MAX_QUEUED: usize = 1 << 20;
+/// How long an orphaned connection stays open upstream after its last late byte.
+const ORPHAN_LINGER: Duration = Duration::from_secs(3);
 /// Largest chunk read at once.
 const CHUNK: usize = 16 * 1024;
 
@@ -145,6 +156,8 @@ struct Shared {
     latency_us: AtomicU64,
     /// Bytes per second; 0 = unlimited.
     bandwidth: AtomicU64,
+    /// Per-connection latency: `(low µs, high µs, PRNG state)`; each connection draws once.
+    per_conn: Mutex<Option<(u64, u64, u64)>>,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -154,6 +167,19 @@ struct Shared {
 impl Shared {
     fn conns(&self) -> MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Draws a per-connection delay if per-connection latency is on (`u64::MAX` if not).
+    fn draw_latency(&self) -> u64 {
+        let mut g = self.per_conn.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((lo, hi, state)) = g.as_mut() else { return u64::MAX };
+        // xorshift64*
+        let mut x = *state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        *state = x;
+        *lo + x.wrapping_mul(0x2545_F491_4F6C_DD1D) % (*hi - *lo + 1)
     }
 
     fn faults(&self) -> ActiveFaults {
@@ -192,6 +218,16 @@ struct Conn {
     closed: AtomicBool,
     /// Lost bytes to a blackhole: reset when the blackhole ends.
     tainted: AtomicBool,
+    /// This connection's own delay in µs ([`FaultProxy::latency_per_connection`]);
+    /// `u64::MAX` when the proxy-wide latency applies.
+    latency_us: AtomicU64,
+    /// The client side was closed by [`FaultProxy::orphan_connections`]: bytes already
+    /// read from the client are still delivered upstream; nothing goes back to the client.
+    orphaned: AtomicBool,
+    /// Bytes held for the upstream right now (delay line).
+    queued_up: AtomicU64,
+    /// [`FaultProxy::hold_open_connections`]: nothing is delivered upstream until released.
+    held: AtomicBool,
 }
 
 impl Conn {
@@ -265,6 +301,7 @@ impl FaultProxy {
             blackhole: AtomicBool::new(false),
             latency_us: AtomicU64::new(0),
             bandwidth: AtomicU64::new(0),
+            per_conn: Mutex::new(None),
             next_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -306,6 +343,61 @@ impl FaultProxy {
         self.shared.latency_us.store(us, Ordering::SeqCst);
     }
 
+    /// Gives every open connection, and every one accepted from now on, its own delay drawn
+    /// uniformly from `low..=high` (seeded by `seed`), applied to bytes read from now on.
+    /// Returns the delays given to the open connections. Cleared by [`heal`](Self::heal).
+    pub fn latency_per_connection(&self, low: Duration, high: Duration, seed: u64) -> Vec<Duration> {
+        let lo = u64::try_from(low.as_micros()).unwrap_or(u64::MAX - 1);
+        let hi = u64::try_from(high.as_micros()).unwrap_or(u64::MAX - 1).max(lo);
+        *self.shared.per_conn.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((lo, hi, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
+        let conns: Vec<Arc<Conn>> = self.shared.conns().values().cloned().collect();
+        conns
+            .iter()
+            .map(|c| {
+                let us = self.shared.draw_latency();
+                c.latency_us.store(us, Ordering::SeqCst);
+                Duration::from_micros(us)
+            })
+            .collect()
+    }
+
+    /// Closes the client side of every open connection (the client reads EOF and may
+    /// reconnect) while the bytes the proxy already holds for the upstream are still
+    /// delivered after their delay; answers are dropped. Returns how many connections were
+    /// orphaned. See the module docs (reordering).
+    pub fn orphan_connections(&self) -> usize {
+        let conns: Vec<Arc<Conn>> = self.shared.conns().values().cloned().collect();
+        let mut n = 0;
+        for c in conns {
+            if !c.closed.load(Ordering::SeqCst) && !c.orphaned.swap(true, Ordering::SeqCst) {
+                let _ = c.client.shutdown(Shutdown::Both);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Holds back everything the currently open connections carry to the upstream (the
+    /// bytes are kept, in order) until [`release_held`](Self::release_held) or
+    /// [`heal`](Self::heal); new connections are not held. Returns how many were held.
+    pub fn hold_open_connections(&self) -> usize {
+        let conns: Vec<Arc<Conn>> = self.shared.conns().values().cloned().collect();
+        conns.iter().filter(|c| !c.held.swap(true, Ordering::SeqCst)).count()
+    }
+
+    /// Delivers what [`hold_open_connections`](Self::hold_open_connections) held back.
+    pub fn release_held(&self) {
+        for c in self.shared.conns().values() {
+            c.held.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Bytes read from clients and not yet delivered upstream, over all open connections.
+    pub fn queued_to_upstream(&self) -> u64 {
+        self.shared.conns().values().map(|c| c.queued_up.load(Ordering::SeqCst)).sum()
+    }
+
     /// Limits each direction of each connection to `bytes_per_sec` (0 is treated as 1).
     pub fn bandwidth(&self, bytes_per_sec: u64) {
         self.shared.bandwidth.store(bytes_per_sec.max(1), Ordering::SeqCst);
@@ -318,6 +410,11 @@ impl FaultProxy {
         self.shared.latency_us.store(0, Ordering::SeqCst);
         self.shared.bandwidth.store(0, Ordering::SeqCst);
         self.shared.blackhole.store(false, Ordering::SeqCst);
+        *self.shared.per_conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        for c in self.shared.conns().values() {
+            c.latency_us.store(u64::MAX, Ordering::SeqCst);
+            c.held.store(false, Ordering::SeqCst);
+        }
         self.shared.reset_where(|c| c.tainted.load(Ordering::SeqCst));
     }
 
@@ -416,6 +513,10 @@ fn handle_accepted(sh: &Arc<Shared>, stream: TcpStream) {
         upstream: Mutex::new(None),
         closed: AtomicBool::new(false),
         tainted: AtomicBool::new(false),
+        latency_us: AtomicU64::new(sh.draw_latency()),
+        orphaned: AtomicBool::new(false),
+        queued_up: AtomicU64::new(0),
+        held: AtomicBool::new(false),
     });
     let id = sh.next_id.fetch_add(1, Ordering::SeqCst);
     sh.conns().insert(id, conn.clone());
@@ -567,14 +668,22 @@ fn pump(sh: &Shared, conn: &Conn, mut src: TcpStream, mut dst: TcpStream, dir: D
             }
             return false;
         }
-        // Deliver what is due.
+        // Deliver what is due (nothing goes back to an orphaned client).
+        let orphaned = conn.orphaned.load(Ordering::SeqCst);
         let now = Instant::now();
-        while queue.front().is_some_and(|(due, _)| *due <= now) {
+        let held = matches!(dir, Dir::ToUpstream) && conn.held.load(Ordering::SeqCst);
+        while !held && queue.front().is_some_and(|(due, _)| *due <= now) {
             let Some((_, data)) = queue.pop_front() else { break };
             queued -= data.len();
+            if matches!(dir, Dir::ToClient) && orphaned {
+                continue;
+            }
             if !write_fully(sh, conn, &mut dst, &data, dir) {
                 return false;
             }
+        }
+        if matches!(dir, Dir::ToUpstream) {
+            conn.queued_up.store(queued as u64, Ordering::SeqCst);
         }
         let next_due = queue.front().map(|(due, _)| due.saturating_duration_since(Instant::now()));
         let wait = next_due.unwrap_or(POLL).clamp(Duration::from_millis(1), POLL);
@@ -587,6 +696,14 @@ fn pump(sh: &Shared, conn: &Conn, mut src: TcpStream, mut dst: TcpStream, dir: D
                 // The FIN vanished into the blackhole: wait for heal (reset) or shutdown.
                 thread::sleep(POLL);
                 continue;
+            }
+            if matches!(dir, Dir::ToUpstream) && conn.orphaned.load(Ordering::SeqCst) {
+                // Let the upstream act on the late bytes before it sees the end of the stream
+                // (a server may drop requests still in progress when its peer goes away).
+                let until = Instant::now() + ORPHAN_LINGER;
+                while Instant::now() < until && !sh.stopping(conn) {
+                    thread::sleep(POLL);
+                }
             }
             let _ = dst.shutdown(Shutdown::Write);
             return true;
@@ -608,6 +725,7 @@ fn pump(sh: &Shared, conn: &Conn, mut src: TcpStream, mut dst: TcpStream, dir: D
                     conn.tainted.store(true, Ordering::SeqCst);
                 }
             }
+            Ok(_) if matches!(dir, Dir::ToClient) && conn.orphaned.load(Ordering::SeqCst) => {}
             Ok(n) => {
                 // Tainted and no longer blackholed: heal is resetting it; deliver nothing more.
                 if sh.blackhole.load(Ordering::SeqCst) || conn.tainted.load(Ordering::SeqCst) {
@@ -617,7 +735,9 @@ fn pump(sh: &Shared, conn: &Conn, mut src: TcpStream, mut dst: TcpStream, dir: D
                 }
                 let now = Instant::now();
                 // The limits in force when the bytes arrived (the read may have started before).
-                let latency = Duration::from_micros(sh.latency_us.load(Ordering::SeqCst));
+                let own = conn.latency_us.load(Ordering::SeqCst);
+                let latency =
+                    Duration::from_micros(if own == u64::MAX { sh.latency_us.load(Ordering::SeqCst) } else { own });
                 let bw = sh.bandwidth.load(Ordering::SeqCst);
                 let mut release = now;
                 if bw > 0 {
@@ -632,7 +752,8 @@ fn pump(sh: &Shared, conn: &Conn, mut src: TcpStream, mut dst: TcpStream, dir: D
                 if let Some((last, _)) = queue.back() {
                     release = release.max(*last);
                 }
-                if release <= now && queue.is_empty() {
+                let held = matches!(dir, Dir::ToUpstream) && conn.held.load(Ordering::SeqCst);
+                if release <= now && queue.is_empty() && !held {
                     if !write_fully(sh, conn, &mut dst, &buf[..n], dir) {
                         return false;
                     }

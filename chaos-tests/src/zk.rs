@@ -354,6 +354,49 @@ impl ZkEnsemble {
         }
     }
 
+    /// Runs one ZooKeeper CLI command (`org.apache.zookeeper.ZooKeeperMain -server <member>
+    /// <args>`, e.g. `["create", "/a", "data"]` or `["delete", "/a"]`) against the first
+    /// running member, bounded by `timeout` (the JVM is killed past it). Returns its output;
+    /// an error if it could not run, timed out or exited non-zero.
+    pub fn cli(&mut self, args: &[&str], timeout: Duration) -> io::Result<String> {
+        let i = (0..self.members.len())
+            .find(|&i| self.is_running(i) && !self.is_paused(i))
+            .ok_or_else(|| io::Error::other("no ZooKeeper member is running"))?;
+        let out_path = self.dir().join(format!("cli-{}.out", crate::ports::free_port()));
+        let out = std::fs::File::create(&out_path)?;
+        let mut child = Command::new(java())
+            .args(["-Xmx64m", "-XX:+UseSerialGC", "-XX:-UsePerfData", "-Dzookeeper.jmx.log4j.disable=true"])
+            .arg("-cp")
+            .arg(classpath()?)
+            .arg("org.apache.zookeeper.ZooKeeperMain")
+            .arg("-server")
+            .arg(format!("127.0.0.1:{}", self.members[i].client_port))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
+            if start.elapsed() > timeout {
+                child::kill_and_reap(&mut child);
+                let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+                let _ = std::fs::remove_file(&out_path);
+                return Err(io::Error::other(format!("zk cli {args:?} timed out after {timeout:?}: {text}")));
+            }
+            std::thread::sleep(POLL);
+        };
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&out_path);
+        if !status.success() {
+            return Err(io::Error::other(format!("zk cli {args:?} exited {status}: {text}")));
+        }
+        Ok(text)
+    }
+
     /// Whether member `i` was paused with [`pause`](Self::pause) and not resumed.
     pub fn is_paused(&self, i: usize) -> bool {
         self.members[i].paused

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chaos_tests::campaign::{self, CampaignOptions, Nemesis};
+use chaos_tests::campaign::{self, Broken, CampaignOptions, Nemesis};
 
 /// Campaigns are heavy (a whole cluster each): one at a time on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -26,10 +26,33 @@ fn keel_bin() -> PathBuf {
 }
 
 fn run(seed: u64, secs: u64, nemeses: &[Nemesis], s3: bool, break_fencing: bool) -> campaign::CampaignResult {
+    run_with(seed, secs, nemeses, s3, break_fencing, None)
+}
+
+fn run_with(
+    seed: u64,
+    secs: u64,
+    nemeses: &[Nemesis],
+    s3: bool,
+    break_fencing: bool,
+    broken: Option<Broken>,
+) -> campaign::CampaignResult {
+    run_full(seed, secs, nemeses, s3, break_fencing, broken, &[])
+}
+
+fn run_full(
+    seed: u64,
+    secs: u64,
+    nemeses: &[Nemesis],
+    s3: bool,
+    break_fencing: bool,
+    broken: Option<Broken>,
+    provoke: &[Broken],
+) -> campaign::CampaignResult {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let workdir = dir.path().join(format!("seed-{seed}"));
-    let result = campaign::run(CampaignOptions {
+    let opts = CampaignOptions {
         keel: keel_bin(),
         seed,
         duration: Duration::from_secs(secs),
@@ -38,7 +61,12 @@ fn run(seed: u64, secs: u64, nemeses: &[Nemesis], s3: bool, break_fencing: bool)
         s3,
         break_fencing,
         progress: true,
-    })
+    };
+    let result = match broken {
+        Some(b) => campaign::run_broken(opts, b),
+        None if !provoke.is_empty() => campaign::run_provoked(opts, provoke),
+        None => campaign::run(opts),
+    }
     .unwrap_or_else(|e| panic!("campaign seed {seed} could not run: {e}"));
     eprintln!("{}", result.report.summary_table());
     if std::env::var_os("KEEL_KEEP_CHAOS").is_some() {
@@ -101,6 +129,7 @@ fn campaign_storage_and_whole_cluster_restart_on_s3() {
             Nemesis::StorageLatency,
             Nemesis::RestartCluster,
             Nemesis::KillLeader,
+            Nemesis::StorageErrorDuringRecovery,
         ],
         true,
         false,
@@ -126,4 +155,73 @@ fn the_checker_catches_a_worker_that_accepts_stale_epochs() {
     for v in r.report.verdicts.iter().filter(|v| v.name != "no_stale_epoch_accepted") {
         assert!(v.ok, "{} failed unexpectedly: {:?}", v.name, v.details);
     }
+}
+
+#[test]
+fn campaign_job_layer_faults() {
+    // First the three interleavings of issue 7's holes 1, 2 and 4, provoked exactly as in the
+    // the_checker_catches_* tests below but with every mechanism on; then the nemeses that
+    // reach the job layer: reordered commands on one worker's link, a garbage entry before a
+    // failover, ZooKeeper lost by the new leader during its recovery, SIGTERM of workers.
+    // Every verdict must hold. With any of the three switches set it fails
+    // (bin/mutation-check runs it that way).
+    let provoke = [Broken::PerJobRecovery, Broken::DurableCancel, Broken::AttemptFence];
+    let r = run_full(
+        15,
+        30,
+        &[Nemesis::CommandLatency, Nemesis::CorruptEntry, Nemesis::ZkLossDuringRecovery, Nemesis::TermWorker],
+        false,
+        false,
+        None,
+        &provoke,
+    );
+    assert_eq!(r.provoked.len(), provoke.len(), "every interleaving was provoked:\n{}", r.report.summary_table());
+    assert!(r.report.ok(), "not a PASS:\n{}", r.report.summary_table());
+}
+
+/// Runs a campaign with `broken` off and asserts that the verdict `name` fails with a detail
+/// containing `needle` (what the provocation did, in the checker's words).
+fn assert_caught(seed: u64, broken: Broken, name: &str, needle: impl Fn(&campaign::CampaignResult) -> String) {
+    // No random faults: the provoked interleaving is the run (0 s of fault window).
+    let r = run_with(seed, 0, &[Nemesis::KillStandby], false, false, Some(broken));
+    let provoked = r.provoked.first().cloned().unwrap_or_else(|| {
+        panic!("the campaign could not provoke the interleaving {} guards:\n{}", broken.env(), r.report.summary_table())
+    });
+    eprintln!("provoked: {provoked}");
+    assert!(!r.report.ok(), "the checker must fail this run:\n{}", r.report.summary_table());
+    let v = r.report.verdicts.iter().find(|v| v.name == name).expect("verdict present");
+    assert!(!v.ok, "{name} must fail with {} set:\n{}", broken.env(), r.report.summary_table());
+    let needle = needle(&r);
+    assert!(v.details.iter().any(|d| d.contains(&needle)), "no {name} detail with {needle:?}: {:?}", v.details);
+}
+
+/// The id of the first job named in `provoked` ("job <id> ...").
+fn provoked_job(r: &campaign::CampaignResult) -> String {
+    let p = r.provoked.first().map(String::as_str).unwrap_or_default();
+    p.split_whitespace().skip_while(|w| *w != "job").nth(1).unwrap_or_default().trim_end_matches(':').to_string()
+}
+
+#[test]
+fn the_checker_catches_one_bad_entry_blocking_recovery() {
+    // KEEL_TEST_DISABLE_PER_JOB_RECOVERY: a garbage job-results znode planted before the
+    // leader stops aborts the new leader's whole recovery; the counting jobs never run again.
+    assert_caught(16, Broken::PerJobRecovery, "converged", |_| "expected RUNNING".to_string());
+}
+
+#[test]
+fn the_checker_catches_a_cancel_that_is_undone() {
+    // KEEL_TEST_DISABLE_DURABLE_CANCEL: a cancel answered 2xx before its result was
+    // recorded; after the leader stops, the next leader runs the cancelled job again.
+    assert_caught(17, Broken::DurableCancel, "finished_jobs_never_rerun", |r| {
+        format!("of job {}, which had ended CANCELED", provoked_job(r))
+    });
+}
+
+#[test]
+fn the_checker_catches_a_stale_attempt_started() {
+    // KEEL_TEST_DISABLE_ATTEMPT_FENCE: a Deploy of an older attempt, held in the worker's
+    // command link, overtaken by the next attempt and then delivered, starts a task.
+    assert_caught(18, Broken::AttemptFence, "no_stale_attempt_started", |r| {
+        format!("job {} for attempt", provoked_job(r))
+    });
 }

@@ -132,7 +132,7 @@ fn clean_run_passes_and_reports() {
     for v in &verdicts {
         assert!(v.ok, "{v}");
     }
-    assert_eq!(verdicts.len(), 9);
+    assert_eq!(verdicts.len(), 10);
 
     let timings = checker::failover_times(&h);
     assert_eq!(timings.len(), 2);
@@ -215,6 +215,8 @@ fn broken_run_fails_every_verdict_with_details() {
             // A stale command accepted; the cancelled job deployed again.
             (14_100, "command_accepted", json!({"epoch": 100, "kind": "trigger_checkpoint"})),
             (14_200, "task_deployed", json!({"job": "j2", "subtask": 0, "attempt": 2, "epoch": 200})),
+            // A late Deploy of an older attempt of j1 started after attempt 2.
+            (14_300, "task_deployed", json!({"job": "j1", "subtask": 0, "attempt": 1, "epoch": 200})),
         ],
     );
     // A malformed and a truncated line.
@@ -240,6 +242,7 @@ fn broken_run_fails_every_verdict_with_details() {
     assert!(stale.iter().any(|d| d.contains("checkpoint 5 of job j1 completed with epoch 100 after d2")), "{stale:?}");
     assert!(find("recovery_never_older_than_latest_completed").details[0]
         .contains("restored from checkpoint 2, but checkpoint 5"));
+    assert!(find("no_stale_attempt_started").details[0].contains("job j1 for attempt 1 after having started attempt 2"));
     assert!(find("finished_jobs_never_rerun").details[0].contains("job j2, which had ended CANCELED"));
     assert!(find("no_acknowledged_job_lost").details[0].contains("is RESTARTING at the end"));
     assert!(find("exactly_once").details.iter().any(|d| d.starts_with("missing: \"b\"")));
@@ -248,10 +251,10 @@ fn broken_run_fails_every_verdict_with_details() {
 
     let report = Report::new(8, Duration::from_secs(60), &h, &verdicts);
     assert!(!report.ok());
-    assert_eq!(report.failed().len(), 9);
+    assert_eq!(report.failed().len(), 10);
     let table = report.summary_table();
     println!("{table}");
-    assert!(table.contains("result=FAIL (9 of 9 verdicts failed)"), "{table}");
+    assert!(table.contains("result=FAIL (10 of 10 verdicts failed)"), "{table}");
     assert!(table.contains("2 malformed history lines"), "{table}");
     let html = report.to_html();
     assert!(html.contains("class=\"fail\">FAIL"));
