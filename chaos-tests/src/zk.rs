@@ -20,6 +20,14 @@
 //! `admin.enableServer=false`, `preAllocSize=4096`, and for 3 or 5 members
 //! `server.N=127.0.0.1:<peer>:<election>`. One member gets no `server.N` line and runs in
 //! standalone mode (`standaloneEnabled` keeps its default), so its mode is `standalone`.
+//!
+//! Optional security, off by default (the defaults above do not change):
+//! * [`ZkEnsembleBuilder::with_sasl_digest_user`]: SASL DIGEST-MD5 required for every client
+//!   session (`authProvider.1=...SASLAuthenticationProvider`, `sessionRequireClientSASLAuth=true`,
+//!   a JAAS `Server` section with `DigestLoginModule` written to `<tmp>/jaas.conf`).
+//! * [`ZkEnsembleBuilder::with_tls`]: a `secureClientPort` per member (Netty connection
+//!   factory, PEM key store and trust store); the plaintext `clientPort` stays for the
+//!   four-letter words. [`ZkEnsemble::secure_connect_string`] lists the secure ports.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -67,6 +75,9 @@ const DEFAULT_JVM_ARGS: &[&str] = &[
 const DEFAULT_CLASSPATH: &[&str] =
     &["/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"];
 
+/// Jars added with [`ZkEnsembleBuilder::with_tls`] (Debian's `libnetty-java`).
+const TLS_EXTRA_CLASSPATH: &[&str] = &["/usr/share/java/netty-codec.jar", "/usr/share/java/netty-resolver.jar"];
+
 /// Builder for a [`ZkEnsemble`]; get one with [`ZkEnsemble::builder`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until .start()"]
@@ -75,9 +86,44 @@ pub struct ZkEnsembleBuilder {
     cfg: Vec<(String, String)>,
     jvm_args: Vec<String>,
     startup_timeout: Duration,
+    sasl_users: Vec<(String, String)>,
+    sasl_optional: bool,
+    tls: Option<ZkServerTls>,
+}
+
+/// PEM files for [`ZkEnsembleBuilder::with_tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkServerTls {
+    /// The servers' certificate (chain) and private key, in one PEM file (ZooKeeper's
+    /// `ssl.keyStore.type=PEM`). It must name 127.0.0.1 (subject alternative name).
+    pub keystore: PathBuf,
+    /// CA certificates client certificates must chain to (`ssl.trustStore.type=PEM`).
+    pub truststore: PathBuf,
+    /// `ssl.clientAuth`: `need` (ZooKeeper's default), `want` or `none`.
+    pub client_auth: &'static str,
 }
 
 impl ZkEnsembleBuilder {
+    /// Requires SASL for every client session and lets `user` in with `password` (DIGEST-MD5).
+    /// Call again for more users.
+    pub fn with_sasl_digest_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl_users.push((user.into(), password.into()));
+        self
+    }
+
+    /// With [`with_sasl_digest_user`](Self::with_sasl_digest_user): accept sessions without
+    /// SASL too (no `sessionRequireClientSASLAuth`), so that only ACLs protect znodes.
+    pub fn with_sasl_optional(mut self) -> Self {
+        self.sasl_optional = true;
+        self
+    }
+
+    /// Serves TLS on a `secureClientPort` of every member as well as plaintext on `clientPort`.
+    pub fn with_tls(mut self, tls: ZkServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Number of members: 1, 3 or 5. Default 1.
     pub fn with_members(mut self, n: usize) -> Self {
         self.members = n;
@@ -129,7 +175,15 @@ impl ZkEnsembleBuilder {
                 format!("ZkEnsemble supports 1, 3 or 5 members, not {}", self.members),
             ));
         }
-        let classpath = classpath()?;
+        let mut classpath = classpath()?;
+        if self.tls.is_some() && std::env::var_os("KEEL_TEST_ZK_CLASSPATH").is_none() {
+            // The Netty connection factory's TLS handler needs the codec jar, which
+            // zookeeper.jar's manifest does not list.
+            for jar in TLS_EXTRA_CLASSPATH.iter().filter(|j| Path::new(j).exists()) {
+                classpath.push(':');
+                classpath.push_str(jar);
+            }
+        }
         let mut attempt = 1;
         loop {
             let mut ens = self.launch(&classpath)?;
@@ -159,6 +213,13 @@ impl ZkEnsembleBuilder {
                 (client, free_port(), free_port())
             })
             .collect();
+        let secure_ports: Vec<Option<u16>> = (0..n).map(|_| self.tls.as_ref().map(|_| free_port())).collect();
+        let mut security_args = Vec::new();
+        if !self.sasl_users.is_empty() {
+            let jaas = dir.path().join("jaas.conf");
+            fs::write(&jaas, jaas_server_section(&self.sasl_users))?;
+            security_args.push(format!("-Djava.security.auth.login.config={}", jaas.display()));
+        }
         let mut members = Vec::with_capacity(n);
         for (i, &(client_port, _, _)) in ports.iter().enumerate() {
             let myid = i + 1;
@@ -169,8 +230,11 @@ impl ZkEnsembleBuilder {
             let log4j = mdir.join("log4j.properties");
             fs::write(&log4j, log4j_properties(&log))?;
             let cfg_path = mdir.join("zoo.cfg");
-            fs::write(&cfg_path, self.zoo_cfg(&mdir, client_port, &ports))?;
+            let mut cfg = self.zoo_cfg(&mdir, client_port, &ports);
+            cfg.push_str(&self.security_cfg(secure_ports[i]));
+            fs::write(&cfg_path, cfg)?;
             let mut args: Vec<String> = DEFAULT_JVM_ARGS.iter().map(|s| s.to_string()).collect();
+            args.extend(security_args.iter().cloned());
             args.extend(self.jvm_args.iter().cloned());
             args.push(format!("-Dlog4j.configuration=file:{}", log4j.display()));
             args.push(format!("-Dzookeeper.log.dir={}", mdir.display()));
@@ -180,7 +244,15 @@ impl ZkEnsembleBuilder {
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain".to_string(),
                 cfg_path.display().to_string(),
             ]);
-            members.push(Member { dir: mdir, log, client_port, args, child: None, paused: false });
+            members.push(Member {
+                dir: mdir,
+                log,
+                client_port,
+                secure_port: secure_ports[i],
+                args,
+                child: None,
+                paused: false,
+            });
         }
         let mut ens = ZkEnsemble { members, dir: Some(dir) };
         for i in 0..n {
@@ -226,6 +298,37 @@ impl ZkEnsembleBuilder {
     }
 }
 
+impl ZkEnsembleBuilder {
+    /// `zoo.cfg` lines for SASL and TLS (empty by default).
+    fn security_cfg(&self, secure_port: Option<u16>) -> String {
+        let mut out = String::new();
+        if !self.sasl_users.is_empty() {
+            out.push_str("authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n");
+            if !self.sasl_optional {
+                out.push_str("sessionRequireClientSASLAuth=true\n");
+            }
+        }
+        if let (Some(tls), Some(port)) = (&self.tls, secure_port) {
+            out.push_str("serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n");
+            out.push_str(&format!("secureClientPort={port}\nsecureClientPortAddress=127.0.0.1\n"));
+            out.push_str(&format!("ssl.keyStore.location={}\nssl.keyStore.type=PEM\n", tls.keystore.display()));
+            out.push_str(&format!("ssl.trustStore.location={}\nssl.trustStore.type=PEM\n", tls.truststore.display()));
+            out.push_str(&format!("ssl.clientAuth={}\n", tls.client_auth));
+        }
+        out
+    }
+}
+
+/// A JAAS file whose `Server` section lets each user in with DIGEST-MD5.
+fn jaas_server_section(users: &[(String, String)]) -> String {
+    let mut out = String::from("Server {\n    org.apache.zookeeper.server.auth.DigestLoginModule required");
+    for (user, password) in users {
+        out.push_str(&format!("\n    user_{user}=\"{password}\""));
+    }
+    out.push_str(";\n};\n");
+    out
+}
+
 fn log4j_properties(log: &Path) -> String {
     format!(
         "log4j.rootLogger=INFO, FILE\n\
@@ -267,6 +370,8 @@ struct Member {
     dir: PathBuf,
     log: PathBuf,
     client_port: u16,
+    /// `secureClientPort` with [`ZkEnsembleBuilder::with_tls`].
+    secure_port: Option<u16>,
     /// JVM arguments, fixed at creation so `restart` runs the same command.
     args: Vec<String>,
     child: Option<Child>,
@@ -307,6 +412,9 @@ impl ZkEnsemble {
             cfg: Vec::new(),
             jvm_args: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            sasl_users: Vec::new(),
+            sasl_optional: false,
+            tls: None,
         }
     }
 
@@ -323,6 +431,13 @@ impl ZkEnsemble {
     /// `127.0.0.1:p1,127.0.0.1:p2,...` over all members (running or not).
     pub fn connect_string(&self) -> String {
         self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// `127.0.0.1:s1,...` over the members' `secureClientPort`s; `None` without
+    /// [`ZkEnsembleBuilder::with_tls`].
+    pub fn secure_connect_string(&self) -> Option<String> {
+        let ports: Option<Vec<u16>> = self.members.iter().map(|m| m.secure_port).collect();
+        ports.map(|ports| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(","))
     }
 
     /// Client port of member `i`.

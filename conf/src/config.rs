@@ -33,6 +33,33 @@ impl fmt::Display for HaType {
     }
 }
 
+/// `high-availability.zookeeper.client.acl`: the ACL on the znodes Keel creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZkAcl {
+    /// `open`: anyone may read, write and delete (ZooKeeper's `OPEN_ACL_UNSAFE`).
+    Open,
+    /// `creator`: only the authenticated identity that created a znode may read, write or
+    /// delete it (ZooKeeper's `CREATOR_ALL_ACL`); needs an authenticated session (SASL).
+    Creator,
+}
+
+impl ZkAcl {
+    /// The canonical spelling: `open` or `creator`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZkAcl::Open => "open",
+            ZkAcl::Creator => "creator",
+        }
+    }
+}
+
+impl fmt::Display for ZkAcl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `state.backend`: where tasks keep keyed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateBackendKind {
@@ -116,6 +143,24 @@ pub struct Config {
     pub zk_retry_wait: ConfDuration,
     /// `high-availability.zookeeper.client.tolerate-suspended-connections`.
     pub zk_tolerate_suspended_connections: bool,
+    /// `zookeeper.sasl.disable`: never authenticate to ZooKeeper with SASL, even when
+    /// credentials are configured.
+    pub zk_sasl_disable: bool,
+    /// `high-availability.zookeeper.client.sasl.username`: the DIGEST-MD5 user Keel
+    /// authenticates to ZooKeeper as.
+    pub zk_sasl_username: Option<String>,
+    /// `high-availability.zookeeper.client.sasl.password`: that user's password. A secret.
+    pub zk_sasl_password: Option<String>,
+    /// `high-availability.zookeeper.client.acl`.
+    pub zk_acl: ZkAcl,
+    /// `zookeeper.client.secure`: connect to ZooKeeper over TLS.
+    pub zk_client_secure: bool,
+    /// `zookeeper.ssl.trustStore.location`: PEM CA bundle the ZooKeeper servers' certificates
+    /// must chain to.
+    pub zk_ssl_truststore: Option<String>,
+    /// `zookeeper.ssl.keyStore.location`: PEM file with this client's certificate (chain) and
+    /// private key, presented to ZooKeeper.
+    pub zk_ssl_keystore: Option<String>,
     /// `rest.address`.
     pub rest_address: String,
     /// `rest.port` (0 = pick a free port).
@@ -239,6 +284,13 @@ impl Config {
             zk_connection_timeout: duration(15, "15 s"),
             zk_retry_wait: duration(5, "5 s"),
             zk_tolerate_suspended_connections: false,
+            zk_sasl_disable: false,
+            zk_sasl_username: None,
+            zk_sasl_password: None,
+            zk_acl: ZkAcl::Open,
+            zk_client_secure: false,
+            zk_ssl_truststore: None,
+            zk_ssl_keystore: None,
             rest_address: "127.0.0.1".to_owned(),
             rest_port: 8081,
             rpc_address: "127.0.0.1".to_owned(),
@@ -347,6 +399,13 @@ impl fmt::Debug for Config {
             zk_connection_timeout,
             zk_retry_wait,
             zk_tolerate_suspended_connections,
+            zk_sasl_disable,
+            zk_sasl_username,
+            zk_sasl_password,
+            zk_acl,
+            zk_client_secure,
+            zk_ssl_truststore,
+            zk_ssl_keystore,
             rest_address,
             rest_port,
             rpc_address,
@@ -406,6 +465,13 @@ impl fmt::Debug for Config {
             .field("zk_connection_timeout", zk_connection_timeout)
             .field("zk_retry_wait", zk_retry_wait)
             .field("zk_tolerate_suspended_connections", zk_tolerate_suspended_connections)
+            .field("zk_sasl_disable", zk_sasl_disable)
+            .field("zk_sasl_username", zk_sasl_username)
+            .field("zk_sasl_password", &masked(zk_sasl_password))
+            .field("zk_acl", zk_acl)
+            .field("zk_client_secure", zk_client_secure)
+            .field("zk_ssl_truststore", zk_ssl_truststore)
+            .field("zk_ssl_keystore", zk_ssl_keystore)
             .field("rest_address", rest_address)
             .field("rest_port", rest_port)
             .field("rpc_address", rpc_address)
@@ -476,6 +542,13 @@ pub(crate) enum Field {
     ZkConnectionTimeout,
     ZkRetryWait,
     ZkTolerateSuspended,
+    ZkSaslDisable,
+    ZkSaslUsername,
+    ZkSaslPassword,
+    ZkAcl,
+    ZkClientSecure,
+    ZkSslTruststore,
+    ZkSslKeystore,
     RestAddress,
     RestPort,
     RpcAddress,
@@ -549,6 +622,13 @@ impl Field {
             "high-availability.zookeeper.client.connection-timeout" => Field::ZkConnectionTimeout,
             "high-availability.zookeeper.client.retry-wait" => Field::ZkRetryWait,
             "high-availability.zookeeper.client.tolerate-suspended-connections" => Field::ZkTolerateSuspended,
+            "zookeeper.sasl.disable" => Field::ZkSaslDisable,
+            "high-availability.zookeeper.client.sasl.username" => Field::ZkSaslUsername,
+            "high-availability.zookeeper.client.sasl.password" => Field::ZkSaslPassword,
+            "high-availability.zookeeper.client.acl" => Field::ZkAcl,
+            "zookeeper.client.secure" => Field::ZkClientSecure,
+            "zookeeper.ssl.trustStore.location" => Field::ZkSslTruststore,
+            "zookeeper.ssl.keyStore.location" => Field::ZkSslKeystore,
             "rest.address" => Field::RestAddress,
             "rest.port" => Field::RestPort,
             "rpc.address" => Field::RpcAddress,
@@ -625,7 +705,15 @@ impl Field {
             | Field::HeartbeatTimeout
             | Field::RecoveryWorkerWait
             | Field::CheckpointTimeout => DURATION_FORMS,
+            Field::ZkSaslUsername => "a user name without whitespace",
+            Field::ZkSaslPassword => "a password without whitespace",
+            Field::ZkAcl => "one of open, creator",
+            Field::ZkSslTruststore | Field::ZkSslKeystore => {
+                "an absolute path to a PEM file, for example /etc/keel/tls/zk-ca.pem"
+            }
             Field::ZkTolerateSuspended
+            | Field::ZkSaslDisable
+            | Field::ZkClientSecure
             | Field::StateIncremental
             | Field::StateLocalRecovery
             | Field::S3PathStyleAccess
@@ -664,6 +752,10 @@ impl Field {
         matches!(
             self,
             Field::ZkQuorum
+                | Field::ZkSaslUsername
+                | Field::ZkSaslPassword
+                | Field::ZkSslTruststore
+                | Field::ZkSslKeystore
                 | Field::StorageDir
                 | Field::TaskmanagerResourceId
                 | Field::RpcAdvertisedAddress
@@ -691,7 +783,7 @@ impl Field {
 
     /// Whether the value is a secret, printed as `******` everywhere.
     pub(crate) fn secret(self) -> bool {
-        matches!(self, Field::S3SecretKey | Field::RestAuthToken | Field::InternalSecret)
+        matches!(self, Field::S3SecretKey | Field::RestAuthToken | Field::InternalSecret | Field::ZkSaslPassword)
     }
 
     /// Parses `text` into the field of `config`; `None` unsets an optional field.
@@ -702,6 +794,10 @@ impl Field {
             _ if self.optional() => {
                 match self {
                     Field::ZkQuorum => config.zk_quorum = None,
+                    Field::ZkSaslUsername => config.zk_sasl_username = None,
+                    Field::ZkSaslPassword => config.zk_sasl_password = None,
+                    Field::ZkSslTruststore => config.zk_ssl_truststore = None,
+                    Field::ZkSslKeystore => config.zk_ssl_keystore = None,
                     Field::StorageDir => config.storage_dir = None,
                     Field::RestAuthToken => config.rest_auth_token = None,
                     Field::InternalSecret => config.internal_secret = None,
@@ -765,6 +861,19 @@ impl Field {
             Field::ZkTolerateSuspended => {
                 config.zk_tolerate_suspended_connections = boolean(text).map_err(|p| invalid(&p))?;
             }
+            Field::ZkSaslDisable => config.zk_sasl_disable = boolean(text).map_err(|p| invalid(&p))?,
+            Field::ZkSaslUsername => config.zk_sasl_username = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::ZkSaslPassword => config.zk_sasl_password = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::ZkAcl => {
+                config.zk_acl = match text.to_lowercase().as_str() {
+                    "open" => ZkAcl::Open,
+                    "creator" => ZkAcl::Creator,
+                    _ => return Err(invalid("unknown ACL mode")),
+                }
+            }
+            Field::ZkClientSecure => config.zk_client_secure = boolean(text).map_err(|p| invalid(&p))?,
+            Field::ZkSslTruststore => config.zk_ssl_truststore = Some(pem_path(text).map_err(|p| invalid(&p))?),
+            Field::ZkSslKeystore => config.zk_ssl_keystore = Some(pem_path(text).map_err(|p| invalid(&p))?),
             Field::RestAddress => config.rest_address = address(text).map_err(|p| invalid(&p))?,
             Field::RpcAddress => config.rpc_address = address(text).map_err(|p| invalid(&p))?,
             Field::JobmanagerRpcAddress => {
@@ -904,6 +1013,13 @@ impl Field {
             Field::ZkConnectionTimeout => config.zk_connection_timeout.text.clone(),
             Field::ZkRetryWait => config.zk_retry_wait.text.clone(),
             Field::ZkTolerateSuspended => config.zk_tolerate_suspended_connections.to_string(),
+            Field::ZkSaslDisable => config.zk_sasl_disable.to_string(),
+            Field::ZkSaslUsername => config.zk_sasl_username.clone().unwrap_or_default(),
+            Field::ZkSaslPassword => config.zk_sasl_password.clone().unwrap_or_default(),
+            Field::ZkAcl => config.zk_acl.as_str().to_owned(),
+            Field::ZkClientSecure => config.zk_client_secure.to_string(),
+            Field::ZkSslTruststore => config.zk_ssl_truststore.clone().unwrap_or_default(),
+            Field::ZkSslKeystore => config.zk_ssl_keystore.clone().unwrap_or_default(),
             Field::RestAddress => config.rest_address.clone(),
             Field::RestPort => config.rest_port.to_string(),
             Field::RpcAddress => config.rpc_address.clone(),

@@ -105,6 +105,74 @@ pub const KEYS: &[KeyDoc] = &[
             the connection is suspended.",
     },
     KeyDoc {
+        key: "high-availability.zookeeper.client.sasl.username",
+        default: "",
+        kind: "string",
+        description: "The user Keel authenticates to ZooKeeper as, with SASL DIGEST-MD5 (what \
+            Flink reads from the `Client` section of its JAAS file, \
+            `org.apache.zookeeper.server.auth.DigestLoginModule`). Needs \
+            `high-availability.zookeeper.client.sasl.password`. The ZooKeeper servers must \
+            know the user (`user_<name>=\"<password>\"` in their JAAS `Server` section) and run \
+            `authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider`. A \
+            session whose authentication fails is refused at start with an error naming the \
+            user and the quorum (never the password).",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.client.sasl.password",
+        default: "",
+        kind: "string (secret)",
+        description: "The password of `high-availability.zookeeper.client.sasl.username`. No \
+            whitespace. `keel config show` and error messages print `******`; it is never \
+            logged. Prefer `-D` or an environment-specific file with tight permissions.",
+    },
+    KeyDoc {
+        key: "zookeeper.sasl.disable",
+        default: "false",
+        kind: "boolean",
+        description: "Flink's key: `true` never authenticates to ZooKeeper with SASL, even when \
+            credentials are configured (then `high-availability.zookeeper.client.acl: \
+            creator` is refused).",
+    },
+    KeyDoc {
+        key: "high-availability.zookeeper.client.acl",
+        default: "open",
+        kind: "enum: open|creator",
+        description: "Flink's key: the ACL on every znode Keel creates for the cluster \
+            (`<path.root>/<cluster-id>` and below). `open`: anyone may read, change and delete \
+            (ZooKeeper's `OPEN_ACL_UNSAFE`). `creator`: only the authenticated identity that \
+            created a znode may read, change or delete it (`CREATOR_ALL_ACL`); every \
+            dispatcher, worker and `keel` command of the cluster must then authenticate as the \
+            same user. Needs SASL credentials. Znodes that already exist keep their ACL; the \
+            path root above the cluster stays open so that clusters with other credentials \
+            can share it.",
+    },
+    KeyDoc {
+        key: "zookeeper.client.secure",
+        default: "false",
+        kind: "boolean",
+        description: "ZooKeeper's client property: connect to ZooKeeper over TLS. The quorum \
+            must then list the servers' `secureClientPort`s. Needs \
+            `zookeeper.ssl.trustStore.location`; the servers' certificates must name the host \
+            in the quorum (subject alternative name).",
+    },
+    KeyDoc {
+        key: "zookeeper.ssl.trustStore.location",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM bundle of the CA certificates ZooKeeper servers' certificates must \
+            be signed by (ZooKeeper's client property, with `zookeeper.ssl.trustStore.type: \
+            PEM`; no password).",
+    },
+    KeyDoc {
+        key: "zookeeper.ssl.keyStore.location",
+        default: "",
+        kind: "string (absolute path)",
+        description: "PEM file holding this client's certificate (chain, leaf first) and its \
+            unencrypted private key, presented to ZooKeeper (ZooKeeper's client property with \
+            `zookeeper.ssl.keyStore.type: PEM`). Needed when the servers require client \
+            certificates (`ssl.clientAuth=need`, ZooKeeper's default).",
+    },
+    KeyDoc {
         key: "high-availability.recovery.worker-wait",
         default: "10 s",
         kind: "duration",

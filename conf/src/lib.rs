@@ -72,6 +72,7 @@ mod loader;
 mod source;
 mod yaml;
 
+pub use config::ZkAcl;
 pub use config::{Config, HaType, RestartStrategyType, StateBackendKind};
 pub use duration::{parse_duration, ConfDuration};
 pub use error::{Combination, ConfigError};

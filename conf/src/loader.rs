@@ -351,6 +351,8 @@ fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
         loaded.warn_about(INCREMENTAL, warning);
     }
 
+    zookeeper_security(&loaded)?;
+
     let config = &loaded.config;
     if config.ssl_internal_enabled {
         const ENABLED: &str = "security.ssl.internal.enabled";
@@ -384,4 +386,77 @@ fn validate(mut loaded: Loaded) -> Result<Loaded, ConfigError> {
         })));
     }
     Ok(loaded)
+}
+
+/// Checks of the ZooKeeper security keys: SASL user and password come together, `creator`
+/// ACLs need an authenticated session, TLS needs a truststore.
+fn zookeeper_security(loaded: &Loaded) -> Result<(), ConfigError> {
+    const USERNAME: &str = "high-availability.zookeeper.client.sasl.username";
+    const PASSWORD: &str = "high-availability.zookeeper.client.sasl.password";
+    const ACL: &str = "high-availability.zookeeper.client.acl";
+    const DISABLE: &str = "zookeeper.sasl.disable";
+    const SECURE: &str = "zookeeper.client.secure";
+    const TRUSTSTORE: &str = "zookeeper.ssl.trustStore.location";
+    let config = &loaded.config;
+    let entries = &loaded.entries;
+    let pair = [
+        (
+            USERNAME,
+            config.zk_sasl_username.is_some(),
+            PASSWORD,
+            config.zk_sasl_password.is_some(),
+            Field::ZkSaslPassword,
+        ),
+        (
+            PASSWORD,
+            config.zk_sasl_password.is_some(),
+            USERNAME,
+            config.zk_sasl_username.is_some(),
+            Field::ZkSaslUsername,
+        ),
+    ];
+    for (set_key, set, missing_key, present, field) in pair {
+        if set && !present {
+            let (_, at) = provenance(entries, set_key);
+            return Err(ConfigError::MissingKey {
+                key: missing_key,
+                when: format!("required when '{set_key}' is set ({})", at.describe()),
+                expected: field.expected(),
+            });
+        }
+    }
+    if config.zk_acl == crate::ZkAcl::Creator {
+        let (_, acl_at) = provenance(entries, ACL);
+        if config.zk_sasl_disable {
+            let (value, at) = provenance(entries, DISABLE);
+            return Err(ConfigError::InvalidCombination(Box::new(Combination {
+                key: ACL,
+                value: "creator".to_owned(),
+                at: acl_at,
+                rule: "needs an authenticated ZooKeeper session, so cannot be combined with",
+                other_key: DISABLE,
+                other_value: value,
+                other_at: at,
+            })));
+        }
+        if config.zk_sasl_username.is_none() {
+            return Err(ConfigError::MissingKey {
+                key: USERNAME,
+                when: format!(
+                    "required when '{ACL}' is 'creator' ({}): only an authenticated session can own znodes",
+                    acl_at.describe()
+                ),
+                expected: Field::ZkSaslUsername.expected(),
+            });
+        }
+    }
+    if config.zk_client_secure && config.zk_ssl_truststore.is_none() {
+        let (_, at) = provenance(entries, SECURE);
+        return Err(ConfigError::MissingKey {
+            key: TRUSTSTORE,
+            when: format!("required when '{SECURE}' is 'true' ({})", at.describe()),
+            expected: Field::ZkSslTruststore.expected(),
+        });
+    }
+    Ok(())
 }

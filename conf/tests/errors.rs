@@ -519,3 +519,41 @@ fn bad_advertised_address() {
         "invalid value 'proxy.example:70000' for 'rpc.advertised-address' (set at conf/config.yaml:1): port '70000' is not a number from 1 to 65535; expected host:port, for example proxy.example:7001"
     );
 }
+
+#[test]
+fn zookeeper_security_combinations() {
+    const USERNAME: &str = "a user name without whitespace";
+    assert_eq!(
+        err("high-availability.zookeeper.client.acl: creator\n"),
+        format!(
+            "missing required key 'high-availability.zookeeper.client.sasl.username': required when \
+             'high-availability.zookeeper.client.acl' is 'creator' (set at conf/config.yaml:1): only an \
+             authenticated session can own znodes; expected {USERNAME}"
+        )
+    );
+    assert_eq!(
+        err("high-availability.zookeeper.client.sasl.username: keel\n"),
+        "missing required key 'high-availability.zookeeper.client.sasl.password': required when \
+         'high-availability.zookeeper.client.sasl.username' is set (set at conf/config.yaml:1); expected a \
+         password without whitespace"
+    );
+    let disabled = err("high-availability.zookeeper.client.sasl.username: keel\n\
+         high-availability.zookeeper.client.sasl.password: Pw-123\n\
+         high-availability.zookeeper.client.acl: creator\n\
+         zookeeper.sasl.disable: true\n");
+    assert!(
+        disabled.starts_with("invalid combination: 'high-availability.zookeeper.client.acl' = 'creator'"),
+        "{disabled}"
+    );
+    assert!(disabled.contains("'zookeeper.sasl.disable' = 'true' (set at conf/config.yaml:4)"), "{disabled}");
+    assert!(!disabled.contains("Pw-123"), "{disabled}");
+    assert_eq!(
+        err_with("", &["zookeeper.client.secure=true"]),
+        "missing required key 'zookeeper.ssl.trustStore.location': required when 'zookeeper.client.secure' \
+         is 'true' (set by -D); expected an absolute path to a PEM file, for example /etc/keel/tls/zk-ca.pem"
+    );
+    let acl = err("high-availability.zookeeper.client.acl: world\n");
+    assert!(acl.contains("one of open, creator"), "{acl}");
+    let password = err("high-availability.zookeeper.client.sasl.password: two words\n");
+    assert!(!password.contains("two words"), "a refused secret is echoed: {password}");
+}

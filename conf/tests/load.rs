@@ -23,6 +23,13 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("high-availability.zookeeper.client.connection-timeout", "2500", "2500"),
     ("high-availability.zookeeper.client.retry-wait", "1min", "1min"),
     ("high-availability.zookeeper.client.tolerate-suspended-connections", "TRUE", "true"),
+    ("high-availability.zookeeper.client.sasl.username", "keel", "keel"),
+    ("high-availability.zookeeper.client.sasl.password", "zk-Secret-1", "******"),
+    ("zookeeper.sasl.disable", "FALSE", "false"),
+    ("high-availability.zookeeper.client.acl", "Creator", "creator"),
+    ("zookeeper.client.secure", "true", "true"),
+    ("zookeeper.ssl.trustStore.location", "/etc/keel/tls/zk-ca.pem", "/etc/keel/tls/zk-ca.pem"),
+    ("zookeeper.ssl.keyStore.location", "/etc/keel/tls/zk-client.pem", "/etc/keel/tls/zk-client.pem"),
     ("high-availability.recovery.worker-wait", "0 s", "0 s"),
     ("rest.address", "0.0.0.0", "0.0.0.0"),
     ("rest.port", "8082", "8082"),
@@ -74,10 +81,16 @@ const SAMPLES: &[(&str, &str, &str)] = &[
 
 /// The quorum a `high-availability.type: zookeeper` sample needs, unless it is the sample.
 fn extra_for(key: &str) -> &'static str {
-    if key == "high-availability.type" {
-        "high-availability.zookeeper.quorum: zk:2181\n"
-    } else {
-        ""
+    match key {
+        "high-availability.type" => "high-availability.zookeeper.quorum: zk:2181\n",
+        // SASL user and password come together; creator ACLs need them; TLS a truststore.
+        "high-availability.zookeeper.client.sasl.username" => "high-availability.zookeeper.client.sasl.password: p\n",
+        "high-availability.zookeeper.client.sasl.password" => "high-availability.zookeeper.client.sasl.username: u\n",
+        "high-availability.zookeeper.client.acl" => {
+            "high-availability.zookeeper.client.sasl.username: u\nhigh-availability.zookeeper.client.sasl.password: p\n"
+        }
+        "zookeeper.client.secure" => "zookeeper.ssl.trustStore.location: /etc/keel/tls/zk-ca.pem\n",
+        _ => "",
     }
 }
 
@@ -133,9 +146,7 @@ fn every_key_from_nested_form() {
 fn every_key_from_override() {
     for (key, value, effective) in SAMPLES {
         let mut overrides = vec![format!("{key}={value}")];
-        if *key == "high-availability.type" {
-            overrides.push("high-availability.zookeeper.quorum=zk:2181".to_owned());
-        }
+        overrides.extend(extra_for(key).lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| format!("{k}={v}")));
         let loaded = load(None, &overrides).unwrap_or_else(|e| panic!("{key}: {e}"));
         let entry = loaded.entry(key).unwrap();
         assert_eq!(entry.value, *effective, "{key}");
@@ -158,6 +169,13 @@ fn typed_fields_from_samples() {
     assert_eq!(config.zk_connection_timeout.duration, Duration::from_millis(2500));
     assert_eq!(config.zk_retry_wait.duration, Duration::from_secs(60));
     assert!(config.zk_tolerate_suspended_connections);
+    assert_eq!(config.zk_sasl_username.as_deref(), Some("keel"));
+    assert_eq!(config.zk_sasl_password.as_deref(), Some("zk-Secret-1"));
+    assert!(!config.zk_sasl_disable);
+    assert_eq!(config.zk_acl, keel_conf::ZkAcl::Creator);
+    assert!(config.zk_client_secure);
+    assert_eq!(config.zk_ssl_truststore.as_deref(), Some("/etc/keel/tls/zk-ca.pem"));
+    assert_eq!(config.zk_ssl_keystore.as_deref(), Some("/etc/keel/tls/zk-client.pem"));
     assert_eq!(config.rest_address, "0.0.0.0");
     assert_eq!(config.rest_port, 8082);
     assert_eq!(config.rpc_address, "10.1.2.3");

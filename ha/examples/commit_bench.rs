@@ -50,6 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         connection_timeout: Duration::from_secs(5),
         retry_wait: Duration::from_secs(1),
         tolerate_suspended_connections: false,
+        sasl: None,
+        acl: keel_ha::session::ZkAcl::Open,
+        tls: None,
     };
     let election = LeaderElection::start(
         settings.clone(),

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acls, Client, CreateMode, EventType, LockOptions, LockPrefix, OneshotWatcher, SessionState};
+use zookeeper_client::{Client, CreateMode, EventType, LockOptions, LockPrefix, OneshotWatcher, SessionState};
 
 use crate::engine::{Command, Engine, Event, Role};
 use crate::session::{close, session_hex};
@@ -184,8 +184,8 @@ impl Task {
         tracing::info!(session = %session, "contending for leadership");
 
         let prefix = LockPrefix::new_curator(paths::LATCH_DIR, paths::LATCH_NAME).expect("static latch path is valid");
-        let options = LockOptions::new(Acls::anyone_all())
-            .with_ancestor_options(CreateMode::Persistent.with_acls(Acls::anyone_all()))
+        let options = LockOptions::new(self.settings.acls())
+            .with_ancestor_options(CreateMode::Persistent.with_acls(self.settings.acls()))
             .expect("persistent ancestors are valid");
         enum Contend<T> {
             Done(T),
@@ -234,7 +234,7 @@ impl Task {
                 return End::Again;
             }
         };
-        let fence = Fence::new(lock, epoch, fenced_tx.clone());
+        let fence = Fence::new(lock, epoch, fenced_tx.clone(), self.settings.acl);
         let view = LeaderView {
             leader_id: self.contender.id.clone(),
             epoch,

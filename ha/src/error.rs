@@ -12,6 +12,16 @@ pub enum HaError {
     /// Could not establish a ZooKeeper session.
     #[error("cannot connect to ZooKeeper quorum {quorum:?}: {source}")]
     Connect { quorum: String, source: zookeeper_client::Error },
+    /// The ZooKeeper servers refused the session's SASL authentication (wrong user or
+    /// password, or the servers do not know the user). Never carries the password.
+    #[error(
+        "ZooKeeper quorum {quorum:?} refused SASL DIGEST-MD5 authentication as user '{user}' ({source}): check \
+         high-availability.zookeeper.client.sasl.username / .password against the servers' JAAS 'Server' section"
+    )]
+    ZkAuth { quorum: String, user: String, source: zookeeper_client::Error },
+    /// A PEM file for TLS to ZooKeeper could not be used.
+    #[error("cannot use ZooKeeper TLS file {path}: {problem}")]
+    ZkTls { path: String, problem: String },
     /// A ZooKeeper operation failed.
     #[error("ZooKeeper {op} {path} failed: {source}")]
     Zk { op: &'static str, path: String, source: zookeeper_client::Error },

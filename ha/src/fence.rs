@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use zookeeper_client::{CreateOptions, OwnedLockClient, Stat};
+use zookeeper_client::{CreateMode, CreateOptions, OwnedLockClient, Stat};
 
 use crate::{HaError, LeaderEpoch};
 
@@ -84,6 +84,8 @@ struct Inner {
     lock: OwnedLockClient,
     epoch: LeaderEpoch,
     fenced_tx: mpsc::UnboundedSender<LeaderEpoch>,
+    /// `high-availability.zookeeper.client.acl`, for every znode created through this fence.
+    acl: crate::session::ZkAcl,
 }
 
 impl std::fmt::Debug for Fence {
@@ -97,6 +99,7 @@ impl Fence {
         lock: OwnedLockClient,
         epoch: LeaderEpoch,
         fenced_tx: mpsc::UnboundedSender<LeaderEpoch>,
+        acl: crate::session::ZkAcl,
     ) -> Self {
         if latch_guard_disabled() {
             tracing::error!(
@@ -105,7 +108,13 @@ impl Fence {
                  (test-only switch; a superseded leader's writes will land)"
             );
         }
-        Self { inner: Arc::new(Inner { lock, epoch, fenced_tx }) }
+        Self { inner: Arc::new(Inner { lock, epoch, fenced_tx, acl }) }
+    }
+
+    /// Options for a persistent znode with the cluster's ACL
+    /// (`high-availability.zookeeper.client.acl`).
+    pub fn persistent(&self) -> CreateOptions<'static> {
+        CreateMode::Persistent.with_acls(crate::session::acls_of(self.inner.acl))
     }
 
     pub fn epoch(&self) -> LeaderEpoch {
@@ -192,11 +201,10 @@ impl Fence {
     /// Guarded replace of an ephemeral node owned by whoever led before: delete it (if present)
     /// and create it anew with `data`, in one multi-op checked against the latch.
     pub(crate) async fn replace_ephemeral(&self, path: &str, data: &[u8]) -> Result<(), HaError> {
-        use zookeeper_client::{Acls, CreateMode};
         loop {
             let existing = self.client().check_stat(path).await.map_err(|e| HaError::zk("exists", path, e))?;
             let mut writer = self.transaction().writer;
-            let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+            let options = CreateMode::Ephemeral.with_acls(crate::session::acls_of(self.inner.acl));
             if let Some(stat) = existing {
                 writer.add_delete(path, Some(stat.version)).map_err(|e| self.map("delete", path, e))?;
             }

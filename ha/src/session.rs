@@ -1,10 +1,20 @@
 //! ZooKeeper sessions: connect with the configured quorum and timeouts, chrooted at the
 //! cluster's namespace (`<path.root>/<cluster-id>`), which is created when missing.
+//!
+//! Security, as Flink users configure it (see the README, "Security"):
+//! * SASL DIGEST-MD5 ([`ZkSasl`], `high-availability.zookeeper.client.sasl.*`, off with
+//!   `zookeeper.sasl.disable`); a refused authentication is [`HaError::ZkAuth`].
+//! * ACLs ([`ZkAcl`], `high-availability.zookeeper.client.acl`): every znode Keel creates for
+//!   the cluster, the namespace itself included, gets [`ZkSettings::acls`]; the path root
+//!   above it stays open so clusters with other credentials can share it.
+//! * TLS ([`ZkTls`], `zookeeper.client.secure` + `zookeeper.ssl.*`): PEM files read at every
+//!   connect, so renewed certificates are picked up by the next session.
 
 use std::time::Duration;
 
 use keel_conf::Config;
-use zookeeper_client::{Acls, Client, CreateMode, SessionState};
+pub use keel_conf::ZkAcl;
+use zookeeper_client::{Acls, Client, CreateMode, SaslOptions, SessionState, TlsOptions};
 
 use crate::{paths, HaError};
 
@@ -22,6 +32,34 @@ pub struct ZkSettings {
     /// Cap on the reconnect backoff.
     pub retry_wait: Duration,
     pub tolerate_suspended_connections: bool,
+    /// SASL DIGEST-MD5 credentials; `None`: no SASL.
+    pub sasl: Option<ZkSasl>,
+    /// The ACL of the znodes Keel creates.
+    pub acl: ZkAcl,
+    /// TLS to ZooKeeper; `None`: plaintext.
+    pub tls: Option<ZkTls>,
+}
+
+/// SASL DIGEST-MD5 credentials. `Debug` shows the password as `******`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ZkSasl {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ZkSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkSasl").field("username", &self.username).field("password", &"******").finish()
+    }
+}
+
+/// TLS to ZooKeeper: PEM paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkTls {
+    /// CA bundle the servers' certificates must chain to.
+    pub truststore: std::path::PathBuf,
+    /// Certificate chain and private key presented to the servers, if any.
+    pub keystore: Option<std::path::PathBuf>,
 }
 
 impl ZkSettings {
@@ -39,7 +77,51 @@ impl ZkSettings {
             connection_timeout: config.zk_connection_timeout.duration,
             retry_wait: config.zk_retry_wait.duration,
             tolerate_suspended_connections: config.zk_tolerate_suspended_connections,
+            sasl: match (&config.zk_sasl_username, &config.zk_sasl_password) {
+                (Some(username), Some(password)) if !config.zk_sasl_disable => {
+                    Some(ZkSasl { username: username.clone(), password: password.clone() })
+                }
+                _ => None,
+            },
+            acl: config.zk_acl,
+            tls: match (config.zk_client_secure, &config.zk_ssl_truststore) {
+                (true, Some(truststore)) => Some(ZkTls {
+                    truststore: truststore.into(),
+                    keystore: config.zk_ssl_keystore.as_ref().map(Into::into),
+                }),
+                _ => None,
+            },
         })
+    }
+
+    /// The ACL for znodes Keel creates under the namespace (and the namespace itself).
+    #[must_use]
+    pub fn acls(&self) -> Acls<'static> {
+        acls_of(self.acl)
+    }
+
+    /// The TLS options from the PEM files (read now).
+    ///
+    /// # Notable errors
+    /// * [`HaError::ZkTls`] when a file cannot be read or holds no usable PEM.
+    fn tls_options(tls: &ZkTls) -> Result<TlsOptions, HaError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| HaError::ZkTls { path: path.display().to_string(), problem: e.to_string() })
+        };
+        let ca = read(&tls.truststore)?;
+        let mut options = TlsOptions::new().with_pem_ca(&ca).map_err(|e| HaError::ZkTls {
+            path: tls.truststore.display().to_string(),
+            problem: format!("no CA certificate in PEM form ({e})"),
+        })?;
+        if let Some(keystore) = &tls.keystore {
+            let pem = read(keystore)?;
+            options = options.with_pem_identity(&pem, &pem).map_err(|e| HaError::ZkTls {
+                path: keystore.display().to_string(),
+                problem: format!("expected a PEM certificate chain and its private key ({e})"),
+            })?;
+        }
+        Ok(options)
     }
 
     /// Opens a new session chrooted at [`ZkSettings::namespace`], creating it when missing.
@@ -48,27 +130,69 @@ impl ZkSettings {
     /// * [`HaError::Connect`] when no session could be established within the session timeout
     ///   plus the connection timeout.
     pub async fn connect(&self) -> Result<Client, HaError> {
-        let connect = Client::connector()
+        let mut connector = Client::connector()
             .with_session_timeout(self.session_timeout)
-            .with_connection_timeout(self.connection_timeout)
-            .connect(&self.quorum);
+            .with_connection_timeout(self.connection_timeout);
+        if let Some(sasl) = &self.sasl {
+            connector = connector.with_sasl(SaslOptions::digest_md5(sasl.username.clone(), sasl.password.clone()));
+        }
+        let tls = match &self.tls {
+            Some(tls) => {
+                keel_proto::security::install_crypto_provider();
+                Some(Self::tls_options(tls)?)
+            }
+            None => None,
+        };
+        let quorum = self.quorum.as_str();
+        let connect = async move {
+            match tls {
+                Some(options) => connector.with_tls(options).secure_connect(quorum).await,
+                None => connector.connect(quorum).await,
+            }
+        };
         let bound = self.session_timeout + self.connection_timeout;
         let client = match tokio::time::timeout(bound, connect).await {
             Ok(Ok(client)) => client,
-            Ok(Err(source)) => return Err(HaError::Connect { quorum: self.quorum.clone(), source }),
-            Err(_) => {
-                return Err(HaError::Connect { quorum: self.quorum.clone(), source: zookeeper_client::Error::Timeout })
-            }
+            Ok(Err(source)) => return Err(self.connect_error(source)),
+            Err(_) => return Err(self.connect_error(zookeeper_client::Error::Timeout)),
         };
-        client
-            .mkdir(&self.namespace, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
-            .await
-            .map_err(|e| HaError::zk("mkdir", &self.namespace, e))?;
+        // The namespace's ancestors (the path root) stay open; the namespace gets the ACL.
+        let parent = self.namespace.rsplit_once('/').map_or("", |(parent, _)| parent);
+        if !parent.is_empty() {
+            let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            client.mkdir(parent, &open).await.map_err(|e| self.connect_error_at(parent, e))?;
+        }
+        match client.create(&self.namespace, b"", &CreateMode::Persistent.with_acls(self.acls())).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(self.connect_error_at(&self.namespace, e)),
+        }
         client.chroot(self.namespace.clone()).map_err(|_| HaError::Zk {
             op: "chroot",
             path: self.namespace.clone(),
             source: zookeeper_client::Error::BadArguments(&"invalid chroot path"),
         })
+    }
+
+    /// The error for a failed connect: a refused SASL authentication names the user (never
+    /// the password), anything else is [`HaError::Connect`].
+    fn connect_error(&self, source: zookeeper_client::Error) -> HaError {
+        match (&self.sasl, source) {
+            (Some(sasl), zookeeper_client::Error::AuthFailed) => HaError::ZkAuth {
+                quorum: self.quorum.clone(),
+                user: sasl.username.clone(),
+                source: zookeeper_client::Error::AuthFailed,
+            },
+            (_, source) => HaError::Connect { quorum: self.quorum.clone(), source },
+        }
+    }
+
+    fn connect_error_at(&self, path: &str, source: zookeeper_client::Error) -> HaError {
+        match source {
+            zookeeper_client::Error::AuthFailed | zookeeper_client::Error::NoAuth if self.sasl.is_some() => {
+                self.connect_error(zookeeper_client::Error::AuthFailed)
+            }
+            source => HaError::zk("create", path, source),
+        }
     }
 
     /// Connects, retrying with a backoff that doubles from 100 ms up to `retry_wait`, until
@@ -114,4 +238,12 @@ pub async fn close(client: Client, bound: Duration) {
 /// Hex form of a session id, as ZooKeeper's own tools print it.
 pub fn session_hex(client: &Client) -> String {
     format!("{:x}", client.session_id().0)
+}
+
+/// The ACL list for `acl`.
+pub(crate) fn acls_of(acl: ZkAcl) -> Acls<'static> {
+    match acl {
+        ZkAcl::Open => Acls::anyone_all(),
+        ZkAcl::Creator => Acls::creator_all(),
+    }
 }

@@ -50,10 +50,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn persistent() -> zookeeper_client::CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
-}
-
 /// Job ids become znode names and storage paths: keep them to a safe alphabet.
 pub fn validate_job_id(job_id: &str) -> Result<(), HaError> {
     let ok = !job_id.is_empty()
@@ -116,9 +112,19 @@ impl HaStores {
 
     /// Creates the structural parents (`/jobgraphs`, `/jobs`, `/job-results`). They carry no
     /// state, so this is not guarded.
+    ///
+    /// They get the ACL of the cluster's namespace (`high-availability.zookeeper.client.acl`,
+    /// applied when the session created it).
     pub async fn ensure_layout(client: &Client) -> Result<(), HaError> {
         for p in [JOBGRAPHS, JOBS, JOB_RESULTS] {
-            client.mkdir(p, &persistent()).await.map_err(|e| HaError::zk("mkdir", p, e))?;
+            if client.check_stat(p).await.map_err(|e| HaError::zk("exists", p, e))?.is_some() {
+                continue;
+            }
+            let (acls, _) = client.get_acl("/").await.map_err(|e| HaError::zk("getAcl", "/", e))?;
+            match client.create(p, b"", &CreateMode::Persistent.with_acls(Acls::new(&acls))).await {
+                Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+                Err(e) => return Err(HaError::zk("create", p, e)),
+            }
         }
         Ok(())
     }
@@ -146,11 +152,11 @@ impl HaStores {
         self.dir.write_blob(&blob, BlobKind::JobGraph, &record.encode_to_vec()).await?;
         let job = format!("{JOBS}/{id}");
         let mut txn = fence.transaction();
-        txn.create(&graph_znode, &pointer(&blob, fence.epoch().0, ""), &persistent())?
-            .create(&job, b"", &persistent())?
-            .create(&format!("{job}/checkpoints"), b"", &persistent())?
-            .create(&format!("{job}/checkpoint-counter"), b"1", &persistent())?
-            .create(&format!("{job}/attempt-counter"), b"1", &persistent())?;
+        txn.create(&graph_znode, &pointer(&blob, fence.epoch().0, ""), &fence.persistent())?
+            .create(&job, b"", &fence.persistent())?
+            .create(&format!("{job}/checkpoints"), b"", &fence.persistent())?
+            .create(&format!("{job}/checkpoint-counter"), b"1", &fence.persistent())?
+            .create(&format!("{job}/attempt-counter"), b"1", &fence.persistent())?;
         match txn.commit().await {
             Ok(()) => Ok(()),
             Err(HaError::Zk { source: zookeeper_client::Error::NodeExists, path, .. }) => {
@@ -226,7 +232,7 @@ impl HaStores {
         if fence.client().check_stat(&znode).await.map_err(|e| HaError::zk("exists", &znode, e))?.is_none() {
             // Jobs stored before attempt counters existed: create it (guarded; a concurrent
             // create by the same leader is harmless).
-            match fence.create(&znode, b"1", &persistent()).await {
+            match fence.create(&znode, b"1", &fence.persistent()).await {
                 Ok(_) | Err(HaError::Zk { source: zookeeper_client::Error::NodeExists, .. }) => {}
                 Err(HaError::ConnectionLoss { .. }) => {}
                 Err(e) => return Err(e),
@@ -255,7 +261,7 @@ impl HaStores {
         retained: usize,
     ) -> Result<Vec<CheckpointPointer>, HaError> {
         let znode = format!("{JOBS}/{job_id}/checkpoints/{checkpoint_id:020}");
-        match fence.create(&znode, &pointer(metadata_path, fence.epoch().0, ""), &persistent()).await {
+        match fence.create(&znode, &pointer(metadata_path, fence.epoch().0, ""), &fence.persistent()).await {
             Ok(_) => {}
             Err(HaError::ConnectionLoss { .. }) => {
                 // Unknown outcome: it counts only if it is there with our blob.
@@ -344,7 +350,7 @@ impl HaStores {
         }
         let blob = format!("job-results/{id}/{}.result", keel_storage::unique_name("result"));
         self.dir.write_blob(&blob, BlobKind::JobResult, &record.encode_to_vec()).await?;
-        match fence.create(&znode, &pointer(&blob, fence.epoch().0, "dirty"), &persistent()).await {
+        match fence.create(&znode, &pointer(&blob, fence.epoch().0, "dirty"), &fence.persistent()).await {
             Ok(_) | Err(HaError::Zk { source: zookeeper_client::Error::NodeExists, .. }) => Ok(()),
             Err(e) => Err(e),
         }

@@ -18,6 +18,9 @@ fn settings(zk: &ZkEnsemble, cluster: &str) -> ZkSettings {
         connection_timeout: Duration::from_secs(2),
         retry_wait: Duration::from_millis(500),
         tolerate_suspended_connections: false,
+        sasl: None,
+        acl: keel_ha::session::ZkAcl::Open,
+        tls: None,
     }
 }
 
