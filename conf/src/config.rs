@@ -194,6 +194,9 @@ pub struct Config {
     pub rest_admin_enabled: bool,
     /// `rest.auth.read`: whether GET endpoints need the token too (when one is set).
     pub rest_auth_read: bool,
+    /// `metrics.reporter.prom.port`: the worker's `/metrics` listener binds the first free port
+    /// of `(first, last)`; `(0, 0)` picks any free port.
+    pub metrics_prom_port: (u16, u16),
     /// `security.internal.secret`: when set, every cluster-internal gRPC call carries it and
     /// every gRPC server refuses calls without it. A secret.
     pub internal_secret: Option<String>,
@@ -306,6 +309,7 @@ impl Config {
             rest_auth_token: None,
             rest_admin_enabled: false,
             rest_auth_read: false,
+            metrics_prom_port: (9249, 9260),
             internal_secret: None,
             ssl_internal_enabled: false,
             ssl_internal_key: None,
@@ -421,6 +425,7 @@ impl fmt::Debug for Config {
             rest_auth_token,
             rest_admin_enabled,
             rest_auth_read,
+            metrics_prom_port,
             internal_secret,
             ssl_internal_enabled,
             ssl_internal_key,
@@ -487,6 +492,7 @@ impl fmt::Debug for Config {
             .field("rest_auth_token", &masked(rest_auth_token))
             .field("rest_admin_enabled", rest_admin_enabled)
             .field("rest_auth_read", rest_auth_read)
+            .field("metrics_prom_port", metrics_prom_port)
             .field("internal_secret", &masked(internal_secret))
             .field("ssl_internal_enabled", ssl_internal_enabled)
             .field("ssl_internal_key", ssl_internal_key)
@@ -564,6 +570,7 @@ pub(crate) enum Field {
     RestAuthToken,
     RestAdminEnabled,
     RestAuthRead,
+    MetricsPromPort,
     InternalSecret,
     SslInternalEnabled,
     SslInternalKey,
@@ -644,6 +651,7 @@ impl Field {
             "rest.auth.token" => Field::RestAuthToken,
             "rest.admin.enabled" => Field::RestAdminEnabled,
             "rest.auth.read" => Field::RestAuthRead,
+            "metrics.reporter.prom.port" => Field::MetricsPromPort,
             "security.internal.secret" => Field::InternalSecret,
             "security.ssl.internal.enabled" => Field::SslInternalEnabled,
             "security.ssl.internal.key" => Field::SslInternalKey,
@@ -727,6 +735,7 @@ impl Field {
             Field::TaskmanagerResourceId => "an identifier without whitespace",
             Field::RpcAdvertisedAddress => "host:port, for example proxy.example:7001",
             Field::RestAuthToken => "a token without whitespace",
+            Field::MetricsPromPort => "a port (0 = any free port) or a range FIRST-LAST, for example 9249-9260",
             Field::InternalSecret => "a secret of printable ASCII characters without whitespace",
             Field::SslInternalKey
             | Field::SslInternalCert
@@ -917,6 +926,7 @@ impl Field {
             Field::RestAuthToken => config.rest_auth_token = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
             Field::RestAdminEnabled => config.rest_admin_enabled = boolean(text).map_err(|p| invalid(&p))?,
             Field::RestAuthRead => config.rest_auth_read = boolean(text).map_err(|p| invalid(&p))?,
+            Field::MetricsPromPort => config.metrics_prom_port = prom_ports(text).map_err(|p| invalid(&p))?,
             Field::InternalSecret => {
                 if !text.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(invalid("contains whitespace or characters outside printable ASCII"));
@@ -1035,6 +1045,10 @@ impl Field {
             Field::RestAuthToken => config.rest_auth_token.clone().unwrap_or_default(),
             Field::RestAdminEnabled => config.rest_admin_enabled.to_string(),
             Field::RestAuthRead => config.rest_auth_read.to_string(),
+            Field::MetricsPromPort => match config.metrics_prom_port {
+                (first, last) if first == last => first.to_string(),
+                (first, last) => format!("{first}-{last}"),
+            },
             Field::InternalSecret => config.internal_secret.clone().unwrap_or_default(),
             Field::SslInternalEnabled => config.ssl_internal_enabled.to_string(),
             Field::SslInternalKey => config.ssl_internal_key.clone().unwrap_or_default(),
@@ -1104,6 +1118,20 @@ fn port_range(text: &str) -> Result<(u16, u16), String> {
         Some((first, last)) => (first.trim(), last.trim()),
         None => (text, text),
     };
+    let first: u16 = integer(first).map_err(|p| format!("first port: {p}"))?;
+    let last: u16 = integer(last).map_err(|p| format!("last port: {p}"))?;
+    if first > last {
+        return Err(format!("the range {first}-{last} is empty (first port greater than last)"));
+    }
+    if first == 0 && last != 0 {
+        return Err("a range cannot start at 0".to_owned());
+    }
+    Ok((first, last))
+}
+
+/// `metrics.reporter.prom.port`: a port (`0`: any free port) or a range `FIRST-LAST`.
+fn prom_ports(text: &str) -> Result<(u16, u16), String> {
+    let (first, last) = text.split_once('-').map_or((text, text), |(a, b)| (a.trim(), b.trim()));
     let first: u16 = integer(first).map_err(|p| format!("first port: {p}"))?;
     let last: u16 = integer(last).map_err(|p| format!("last port: {p}"))?;
     if first > last {

@@ -157,6 +157,11 @@ pub const FLINK_KEYS: &[FlinkKey] = &[
     used("security.ssl.rest.enabled"),
     ignored("security.ssl.rest.keystore", "Keel reads PEM: set `security.ssl.rest.key` and `security.ssl.rest.cert`"),
     used("security.ssl.rest.truststore"),
+    used("metrics.reporter.prom.port"),
+    ignored(
+        "metrics.reporter.prom.factory.class",
+        "Keel always serves Prometheus text: dispatchers on `rest.port`, workers on `metrics.reporter.prom.port`",
+    ),
 ];
 
 /// Where `key` is a Flink alias: the Keel key it sets and whether it is deprecated.
@@ -201,8 +206,13 @@ const CLIENT_KEYS: &[&str] = &[
 ];
 
 /// Keys (or prefixes) only workers read.
-const WORKER_ONLY: &[&str] =
-    &["taskmanager.", "state.backend.rocksdb.", "state.backend.local-recovery", "execution.state-recovery."];
+const WORKER_ONLY: &[&str] = &[
+    "taskmanager.",
+    "state.backend.rocksdb.",
+    "state.backend.local-recovery",
+    "execution.state-recovery.",
+    "metrics.reporter.prom.port",
+];
 
 /// Keys (or prefixes) only dispatchers read.
 const DISPATCHER_ONLY: &[&str] = &[

@@ -232,8 +232,17 @@ pub const KEYS: &[KeyDoc] = &[
         default: "false",
         kind: "boolean",
         description: "With `rest.auth.token` set, also require the token on `GET` endpoints \
-            (jobs, overview, task managers, leader). `keel` commands send it from the \
-            configuration.",
+            (jobs, overview, task managers, leader, `/metrics` and the dashboard `/`; workers' \
+            `/metrics` too). `keel` commands send it from the configuration.",
+    },
+    KeyDoc {
+        key: "metrics.reporter.prom.port",
+        default: "9249-9260",
+        kind: "string (port or FIRST-LAST range)",
+        description: "Where a worker serves `GET /metrics` (Prometheus text; Flink's key): the \
+            first free port of the range, on `rpc.address`; `0` picks any free port (the worker \
+            prints it in its ready line as `metrics`). No free port: the worker logs a warning \
+            and runs without `/metrics`. Dispatchers serve `/metrics` on `rest.port`.",
     },
     KeyDoc {
         key: "security.internal.secret",

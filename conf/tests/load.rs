@@ -38,6 +38,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("rest.auth.token", "t0ken-Secret", "******"),
     ("rest.admin.enabled", "TRUE", "true"),
     ("rest.auth.read", "false", "false"),
+    ("metrics.reporter.prom.port", "9300-9310", "9300-9310"),
     ("security.internal.secret", "s3cr3t-value", "******"),
     ("security.ssl.internal.enabled", "FALSE", "false"),
     ("security.ssl.internal.key", "/etc/keel/tls/node.key", "/etc/keel/tls/node.key"),

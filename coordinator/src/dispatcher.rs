@@ -90,6 +90,7 @@ pub async fn run_dispatcher(
             rx
         }
         HaType::None => {
+    let mut contenders = None;
             let epoch = LeaderEpoch(1);
             role_tx.send_replace(Role::Leading { epoch, fence: None });
             let (_tx, rx) = watch::channel(Some(LeaderView {
@@ -115,6 +116,7 @@ pub async fn run_dispatcher(
         config.heartbeat_interval.duration,
         config.heartbeat_timeout.duration,
     )
+            contenders = Some(std::sync::Arc::new(crate::dashboard::ContenderReader::new(settings.clone())));
     .with_security(security.clone());
     let tasks = CancellationToken::new();
     let rm_task = tokio::spawn(rm.clone().run(tasks.clone()));
@@ -163,6 +165,14 @@ pub async fn run_dispatcher(
         serde_json::json!({"role": "dispatcher", "id": id, "rpc": rpc_addr.to_string(), "rest": rest_addr.to_string()});
     {
         let mut out = std::io::stdout().lock();
+    let metrics = std::sync::Arc::new(crate::metrics::DispatcherMetrics::new(crate::metrics::Sources {
+        role: role_rx.clone(),
+        leader: leader_rx.clone(),
+        zk_session: election.as_ref().map(|e| e.session_status()),
+        rm: rm.clone(),
+        jobs: jobs.clone(),
+    }));
+    let history_task = tokio::spawn(metrics.history.clone().follow(leader_rx.clone(), role_rx.clone()));
         writeln!(out, "keel-ready {ready}")?;
         out.flush()?;
     }
@@ -175,6 +185,8 @@ pub async fn run_dispatcher(
     tasks.cancel();
     if let Some(r) = retrieval {
         r.shutdown().await;
+        metrics,
+        contenders,
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = rm_task.await;
@@ -207,6 +219,7 @@ fn job_settings(config: &Config, registry: std::sync::Arc<keel_job::OperatorRegi
                 .with_context(|| format!("state.checkpoints.dir {checkpoints_uri}"))?,
         )
     };
+    history_task.abort();
     Ok(JobSettings {
         ha_storage,
         checkpoints,

@@ -8,7 +8,9 @@
 //!
 //! Every dispatcher, leading or standing by, serves the REST API (`rest.port`):
 //! `GET /overview`, `GET /taskmanagers` (leader only; a standby answers 503 naming the
-//! leader) and `GET /ha/leader` (everyone).
+//! leader) and `GET /ha/leader` (everyone); `GET /metrics` (Prometheus text, see [`metrics`]),
+//! `GET /` (the dashboard), `GET /ha/history` (leadership changes this dispatcher saw) and
+//! `GET /ha/contenders` (leader and standbys from ZooKeeper) on every dispatcher.
 //!
 //! | module | owns |
 //! | --- | --- |
@@ -16,10 +18,14 @@
 //! | [`resource_manager`] | registered workers, heartbeats, worker timeouts |
 //! | `rpc` | the gRPC `Dispatcher` service |
 //! | `rest` | the REST API |
+//! | [`metrics`] | `/metrics` series and the leadership history |
+//! | `dashboard` | the web page and the contenders reader |
 //! | [`dispatcher`] | wiring: listeners, election, retrieval, shutdown |
 
+mod dashboard;
 pub mod dispatcher;
 pub mod jobs;
+pub mod metrics;
 pub mod resource_manager;
 mod rest;
 mod rest_tls;

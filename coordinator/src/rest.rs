@@ -42,6 +42,10 @@ pub struct RestState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Drops the ZooKeeper session (the admin `isolate` fault); `None` without ZooKeeper.
     pub isolator: Option<keel_ha::election::Isolator>,
+    /// `/metrics` and the leadership history (`/ha/history`).
+    pub metrics: std::sync::Arc<crate::metrics::DispatcherMetrics>,
+    /// Reads the latch contenders for `/ha/contenders`; `None` without ZooKeeper.
+    pub contenders: Option<std::sync::Arc<crate::dashboard::ContenderReader>>,
 }
 
 /// The largest request body accepted (a job spec is at most [`keel_job::MAX_SPEC_BYTES`]).
@@ -62,6 +66,10 @@ pub fn router(state: RestState) -> Router {
         .route("/overview", get(overview))
         .route("/taskmanagers", get(taskmanagers))
         .route("/ha/leader", get(ha_leader))
+        .route("/ha/history", get(ha_history))
+        .route("/ha/contenders", get(ha_contenders))
+        .route("/metrics", get(metrics))
+        .route("/", get(dashboard))
         .route("/jobs", axum::routing::post(submit_job).get(jobs_overview))
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{id}", get(job_detail).patch(job_patch))
@@ -140,7 +148,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no such endpoint: {}; known: GET /overview, GET /taskmanagers, GET /ha/leader, POST /jobs, GET /jobs/overview, GET /jobs/{{id}}, PATCH /jobs/{{id}}?mode=cancel, POST /jobs/{{id}}/cancel, GET /jobs/{{id}}/checkpoints, POST /jobs/{{id}}/savepoints, POST /admin/fault",
+            "no such endpoint: {}; known: GET /, GET /metrics, GET /overview, GET /taskmanagers, GET /ha/leader, GET /ha/history, GET /ha/contenders, POST /jobs, GET /jobs/overview, GET /jobs/{{id}}, PATCH /jobs/{{id}}?mode=cancel, POST /jobs/{{id}}/cancel, GET /jobs/{{id}}/checkpoints, POST /jobs/{{id}}/savepoints, POST /admin/fault",
             keel_conf::excerpt(uri.path())
         ),
     )
@@ -214,6 +222,50 @@ async fn ha_leader(State(state): State<RestState>) -> Response {
         "admin_enabled": state.admin_enabled,
     }))
     .into_response()
+}
+
+/// `GET /ha/history`: the leadership changes this dispatcher observed, oldest first (at most
+/// [`crate::metrics::HISTORY_CAPACITY`]).
+async fn ha_history(State(state): State<RestState>) -> Response {
+    Json(json!({
+        "id": state.id,
+        "capacity": crate::metrics::HISTORY_CAPACITY,
+        "changes": state.metrics.history.snapshot(),
+    }))
+    .into_response()
+}
+
+/// `GET /ha/contenders`: the leader and its standbys as ZooKeeper's latch lists them (with
+/// `high-availability.type: none`, this dispatcher alone).
+async fn ha_contenders(State(state): State<RestState>) -> Response {
+    let Some(reader) = &state.contenders else {
+        let leader = state.leader.borrow().clone();
+        return Json(json!({ "contenders": [{
+            "node": "",
+            "contender_id": state.id,
+            "rpc_address": leader.as_ref().map(|l| l.address.clone()),
+            "rest_address": leader.as_ref().map(|l| l.rest_address.clone()),
+            "epoch": leader.as_ref().map(|l| l.epoch),
+            "session_id": "",
+            "leading": true,
+        }] }))
+        .into_response();
+    };
+    match reader.read().await {
+        Ok(list) => Json(json!({ "contenders": list })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot list the contenders: {e}")),
+    }
+}
+
+/// `GET /metrics`: every series in the Prometheus / OpenMetrics text format.
+async fn metrics(State(state): State<RestState>) -> Response {
+    let body = state.metrics.encode();
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// `GET /`: the dashboard page.
+async fn dashboard() -> Response {
+    axum::response::Html(crate::dashboard::page()).into_response()
 }
 
 /// `message` cut to [`MAX_ERROR_CHARS`] characters (with `…(N bytes)` when cut).

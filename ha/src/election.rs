@@ -59,6 +59,55 @@ pub struct Contender {
     pub rest_address: String,
 }
 
+/// The state of the election's ZooKeeper session, for metrics
+/// ([`ElectionHandle::session_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// No session yet (connecting, or between sessions).
+    Connecting,
+    Connected,
+    Disconnected,
+    Expired,
+    Closed,
+}
+
+impl SessionStatus {
+    /// Lower-case name (`connecting`, `connected`, `disconnected`, `expired`, `closed`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SessionStatus::Connecting => "connecting",
+            SessionStatus::Connected => "connected",
+            SessionStatus::Disconnected => "disconnected",
+            SessionStatus::Expired => "expired",
+            SessionStatus::Closed => "closed",
+        }
+    }
+}
+
+/// Mirrors a session's states into `tx` until a terminal state or `stop`.
+async fn mirror_session(
+    mut states: zookeeper_client::StateWatcher,
+    tx: watch::Sender<SessionStatus>,
+    stop: CancellationToken,
+) {
+    loop {
+        let state = tokio::select! {
+            s = states.changed() => s,
+            _ = stop.cancelled() => return,
+        };
+        let status = match state {
+            SessionState::Disconnected => SessionStatus::Disconnected,
+            SessionState::SyncConnected | SessionState::ConnectedReadOnly => SessionStatus::Connected,
+            SessionState::Expired => SessionStatus::Expired,
+            SessionState::Closed | SessionState::AuthFailed => SessionStatus::Closed,
+        };
+        tx.send_replace(status);
+        if matches!(status, SessionStatus::Expired | SessionStatus::Closed) {
+            return;
+        }
+    }
+}
+
 /// Starts election tasks.
 pub struct LeaderElection;
 
@@ -68,9 +117,10 @@ impl LeaderElection {
         let (tx, rx) = watch::channel(Leadership::Standby);
         let cancel = CancellationToken::new();
         let (isolate_tx, isolate_rx) = mpsc::unbounded_channel();
-        let task = Task { settings, contender, tx, cancel: cancel.clone(), isolate_rx };
+        let (session_tx, session_rx) = watch::channel(SessionStatus::Connecting);
+        let task = Task { settings, contender, tx, cancel: cancel.clone(), isolate_rx, session_tx };
         let join = tokio::spawn(task.run());
-        ElectionHandle { rx, cancel, join, isolate_tx }
+        ElectionHandle { rx, cancel, join, isolate_tx, session_rx }
     }
 }
 
@@ -82,6 +132,7 @@ pub struct ElectionHandle {
     cancel: CancellationToken,
     join: JoinHandle<()>,
     isolate_tx: mpsc::UnboundedSender<()>,
+    session_rx: watch::Receiver<SessionStatus>,
 }
 
 impl ElectionHandle {
@@ -91,6 +142,11 @@ impl ElectionHandle {
 
     pub fn current(&self) -> Leadership {
         self.rx.borrow().clone()
+    }
+
+    /// The state of the election's current ZooKeeper session.
+    pub fn session_status(&self) -> watch::Receiver<SessionStatus> {
+        self.session_rx.clone()
     }
 
     /// Drops the current session (if leading, leadership goes to a standby) and contends
@@ -128,6 +184,7 @@ struct Task {
     tx: watch::Sender<Leadership>,
     cancel: CancellationToken,
     isolate_rx: mpsc::UnboundedReceiver<()>,
+    session_tx: watch::Sender<SessionStatus>,
 }
 
 /// How a session ended.
@@ -141,6 +198,7 @@ impl Task {
         let (fenced_tx, mut fenced_rx) = mpsc::unbounded_channel();
         let mut backoff = Duration::from_millis(100);
         loop {
+            self.session_tx.send_replace(SessionStatus::Connecting);
             let Some(client) = self.settings.connect_with_retry(&self.cancel, "leader election").await else {
                 break;
             };
@@ -162,6 +220,7 @@ impl Task {
             }
         }
         self.tx.send_replace(Leadership::Standby);
+        self.session_tx.send_replace(SessionStatus::Closed);
         tracing::info!("leader election stopped");
     }
 
@@ -173,6 +232,10 @@ impl Task {
     ) -> End {
         let session = session_hex(&client);
         let mut states = client.state_watcher();
+        self.session_tx.send_replace(SessionStatus::Connected);
+        let mirror_stop = CancellationToken::new();
+        let _mirror_guard = mirror_stop.clone().drop_guard();
+        tokio::spawn(mirror_session(client.state_watcher(), self.session_tx.clone(), mirror_stop));
         let mut engine = Engine::new(self.settings.tolerate_suspended_connections);
         let data = ContenderInfo {
             format_version: keel_proto::FORMAT_VERSION,

@@ -46,17 +46,9 @@ pub struct ClusterView {
     pub znodes: Vec<ZnodeView>,
 }
 
-/// Reads leader, contenders and every znode (depth-first, bounded to 10 000 nodes).
-pub async fn inspect(client: &Client, cluster_id: &str, namespace: &str) -> Result<ClusterView, HaError> {
-    let mut problems = Vec::new();
-    let leader = match crate::retrieval::read_leader(client).await {
-        Ok(l) => l,
-        Err(HaError::CorruptZnode { path, reason }) => {
-            problems.push(format!("corrupt znode {path}: {reason}"));
-            None
-        }
-        Err(e) => return Err(e),
-    };
+/// The latch contenders (leading first, then standbys in the order they would take over);
+/// a corrupt contender record is added to `problems` naming its znode.
+pub async fn contenders(client: &Client, problems: &mut Vec<String>) -> Result<Vec<ContenderView>, HaError> {
     let mut contenders = Vec::new();
     let mut children = match client.list_children(paths::LATCH_DIR).await {
         Ok(c) => c,
@@ -89,6 +81,21 @@ pub async fn inspect(client: &Client, cluster_id: &str, namespace: &str) -> Resu
             leading: i == 0,
         });
     }
+    Ok(contenders)
+}
+
+/// Reads leader, contenders and every znode (depth-first, bounded to 10 000 nodes).
+pub async fn inspect(client: &Client, cluster_id: &str, namespace: &str) -> Result<ClusterView, HaError> {
+    let mut problems = Vec::new();
+    let leader = match crate::retrieval::read_leader(client).await {
+        Ok(l) => l,
+        Err(HaError::CorruptZnode { path, reason }) => {
+            problems.push(format!("corrupt znode {path}: {reason}"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let contenders = contenders(client, &mut problems).await?;
     let mut znodes = Vec::new();
     let mut stack = vec!["/".to_string()];
     while let Some(path) = stack.pop() {

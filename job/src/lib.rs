@@ -169,7 +169,7 @@ pub use operators::{
 pub use runtime::{
     attempt_fence_disabled, check_sink_parts, discard_checkpoints, discard_job, discard_sink_pending, final_part_path,
     pending_part_path, read_state_manifest, spawn_subtask, CheckpointFilesError, Control, DiscardReport,
-    SubtaskContext, SubtaskEvent, SubtaskHandle,
+    SubtaskContext, SubtaskEvent, SubtaskHandle, TaskMetrics,
 };
 pub use spec::{
     parse_job_spec, parse_job_spec_with, JobSpec, JobSpecError, Location, OperatorSpec, RestartStrategy, SinkSpec,

@@ -17,8 +17,10 @@
 //! | `service` | the gRPC `Worker` service (commands, status) |
 //! | `registration` | following the leader and (re-)registering |
 //! | [`tasks`] | running deployed subtasks, routing checkpoint commands, reporting to the leader |
+//! | [`metrics`] | `GET /metrics` on `metrics.reporter.prom.port` |
 //! | [`run`] | wiring and shutdown |
 
+pub mod metrics;
 mod registration;
 pub mod run;
 mod service;

@@ -104,8 +104,28 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
     };
     let grpc_task = tokio::spawn(grpc);
 
-    tracing::info!(id = %id, rpc = %rpc_addr, slots = config.taskmanager_slots, "worker started");
-    let ready = serde_json::json!({"role": "worker", "id": id, "rpc": rpc_addr.to_string()});
+    // GET /metrics on metrics.reporter.prom.port; a worker without a free port still runs.
+    let mut metrics_addr = None;
+    let metrics_task = match crate::metrics::bind(&config.rpc_address, config.metrics_prom_port).await {
+        Ok(listener) => {
+            metrics_addr = listener.local_addr().ok();
+            let registry = crate::metrics::registry(state.clone(), host.clone());
+            let read_token = config.rest_auth_token.clone().filter(|_| config.rest_auth_read);
+            Some(tokio::spawn(crate::metrics::serve(listener, registry, read_token, tasks.clone())))
+        }
+        Err(e) => {
+            tracing::warn!("{e:#}; this worker runs without /metrics");
+            None
+        }
+    };
+
+    tracing::info!(id = %id, rpc = %rpc_addr, metrics = ?metrics_addr, slots = config.taskmanager_slots, "worker started");
+    let ready = serde_json::json!({
+        "role": "worker",
+        "id": id,
+        "rpc": rpc_addr.to_string(),
+        "metrics": metrics_addr.map(|a| a.to_string()),
+    });
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "keel-ready {ready}")?;
@@ -126,6 +146,9 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
         let _ = grpc_task.await;
     })
     .await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
     tracing::info!(id = %id, "worker stopped");
     Ok(())
 }

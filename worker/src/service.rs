@@ -11,7 +11,9 @@ use keel_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::metrics::Refusal;
 use crate::state::{GateRefusal, WorkerState};
+use crate::tasks::DeployRefused;
 
 /// Same key as the coordinator's `FENCED_EPOCH_METADATA`.
 pub const FENCED_EPOCH_METADATA: &str = "keel-fenced-epoch";
@@ -57,6 +59,7 @@ impl Worker for WorkerService {
         // A (re)started worker first learns the current leader from ZooKeeper: until then it
         // cannot tell a stale leader from the current one and accepts nothing.
         if self.state.gate.highest().0 == 0 && !self.disable_epoch_check {
+            self.state.counters.refused(Refusal::LeaderUnknown);
             return Err(Status::unavailable(format!(
                 "worker {} has not learnt the current leader yet; command from epoch {epoch} not accepted",
                 self.state.id
@@ -67,6 +70,7 @@ impl Worker for WorkerService {
             tracing::warn!(epoch = %epoch, "stale epoch accepted: epoch checking is disabled (test-only switch)");
         } else if let Err(GateRefusal::Unconfirmed { got, confirmed }) = admitted {
             let n = self.state.refused.fetch_add(1, Ordering::SeqCst) + 1;
+            self.state.counters.refused(Refusal::UnconfirmedEpoch);
             let message = format!(
                 "{} (command from {:?})",
                 GateRefusal::Unconfirmed { got, confirmed },
@@ -82,6 +86,7 @@ impl Worker for WorkerService {
             return Err(Status::unavailable(message));
         } else if let Err(GateRefusal::Stale(fenced)) = admitted {
             let n = self.state.refused.fetch_add(1, Ordering::SeqCst) + 1;
+            self.state.counters.refused(Refusal::StaleEpoch);
             let message = format!("{fenced} (command from {:?})", command.leader_id);
             tracing::warn!(
                 target: "keel::events", event = "command_refused",
@@ -122,7 +127,14 @@ impl Worker for WorkerService {
                     *reg = None;
                 }
             }
-            Some(leader_command::Kind::Deploy(d)) => self.host.deploy(epoch, d)?,
+            Some(leader_command::Kind::Deploy(d)) => self.host.deploy(epoch, d).map_err(|r| {
+                self.state.counters.refused(match &r {
+                    DeployRefused::NotRegistered { .. } => Refusal::NotRegistered,
+                    DeployRefused::StaleAttempt { .. } => Refusal::StaleAttempt,
+                    DeployRefused::Invalid(_) => Refusal::Invalid,
+                });
+                Status::from(r)
+            })?,
             Some(leader_command::Kind::TriggerCheckpoint(t)) => self.host.trigger(t)?,
             Some(leader_command::Kind::NotifyCheckpoint(n)) => self.host.notify(n)?,
             Some(leader_command::Kind::Cancel(c)) => self.host.cancel(c),

@@ -41,6 +41,8 @@ pub struct WorkerState {
     /// How this worker's calls to the leader are secured (`security.internal.*`,
     /// `security.ssl.internal.*`); plaintext unless [`WorkerState::with_security`].
     pub security: keel_proto::security::InternalSecurity,
+    /// Event counters for `/metrics` (refused commands by reason).
+    pub counters: crate::metrics::WorkerCounters,
 }
 
 impl WorkerState {
@@ -56,6 +58,7 @@ impl WorkerState {
             refused: AtomicU64::new(0),
             last_refusal: Mutex::new(String::new()),
             security: keel_proto::security::InternalSecurity::plaintext(),
+            counters: Default::default(),
         }
     }
 

@@ -28,6 +28,15 @@ struct RunningTask {
     attempt: u64,
     epoch: LeaderEpoch,
     control: mpsc::UnboundedSender<Control>,
+    metrics: Arc<keel_job::TaskMetrics>,
+}
+
+/// One running subtask's counters (see [`TaskHost::task_metrics`]).
+pub struct TaskMetricsView {
+    pub job_id: String,
+    pub subtask: u32,
+    pub attempt: u64,
+    pub metrics: Arc<keel_job::TaskMetrics>,
 }
 
 /// Settings the host needs from the configuration.
@@ -117,6 +126,21 @@ impl TaskHost {
         self.tasks.lock().expect("tasks lock").running.len()
     }
 
+    /// The counters of every subtask running now (for `/metrics`).
+    pub fn task_metrics(&self) -> Vec<TaskMetricsView> {
+        let tasks = self.tasks.lock().expect("tasks lock");
+        tasks
+            .running
+            .iter()
+            .map(|((job_id, subtask), t)| TaskMetricsView {
+                job_id: job_id.clone(),
+                subtask: *subtask,
+                attempt: t.attempt,
+                metrics: t.metrics.clone(),
+            })
+            .collect()
+    }
+
     /// The oldest attempt of `job_id` that may still start here, if the job was seen.
     pub fn newest_attempt(&self, job_id: &str) -> Option<u64> {
         self.tasks.lock().expect("tasks lock").newest_attempt.get(job_id).copied()
@@ -162,7 +186,8 @@ impl TaskHost {
         };
         let handle = keel_job::spawn_subtask(Arc::new(spec), ctx, d.restore.clone());
         let control = handle.control.clone();
-        tasks.running.insert(key.clone(), RunningTask { attempt: d.attempt, epoch, control });
+        let metrics = handle.metrics.clone();
+        tasks.running.insert(key.clone(), RunningTask { attempt: d.attempt, epoch, control, metrics });
         drop(tasks);
         tracing::info!(
             target: "keel::events", event = "task_deployed",

@@ -345,6 +345,7 @@ impl JobMaster {
                     restarts += 1;
                     self.status.send_modify(|s| {
                         s.restarts = restarts;
+                    crate::metrics::job_events().restarted();
                         s.failure = Some(reason.clone());
                     });
                     let (attempts, delay) = match spec.restart_strategy {
@@ -1023,6 +1024,11 @@ impl JobMaster {
                 trigger_timestamp: meta.triggered_unix_ms,
                 latest_ack_timestamp: meta.completed_unix_ms,
                 external_path: external.clone(),
+        crate::metrics::job_events().checkpoint_completed(
+            meta.triggered_unix_ms,
+            meta.completed_unix_ms,
+            meta.encoded_len(),
+        );
                 is_savepoint: meta.savepoint,
                 failure_message: None,
             };

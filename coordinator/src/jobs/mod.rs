@@ -665,3 +665,9 @@ impl JobManager {
         c
     }
 }
+    /// Snapshots of the jobs this leader runs now (for `/metrics`).
+    pub fn statuses(&self) -> Vec<JobStatus> {
+        let guard = self.inner.session.lock().expect("session lock");
+        guard.as_ref().map(|s| s.jobs.values().map(|(_, st)| st.borrow().clone()).collect()).unwrap_or_default()
+    }
+

@@ -157,6 +157,18 @@ pub struct SubtaskHandle {
     pub events: mpsc::UnboundedReceiver<SubtaskEvent>,
     /// The task; ends after `Finished`, `Failed` or a cancel.
     pub join: JoinHandle<()>,
+    /// Live counters (records in/out, busy time), for the worker's `/metrics`.
+    pub metrics: Arc<TaskMetrics>,
+}
+
+/// Live counters of one subtask, updated by its task after every batch and control message.
+/// Records count from the restored snapshot's totals (they continue a restored attempt).
+#[derive(Debug, Default)]
+pub struct TaskMetrics {
+    pub records_in: std::sync::atomic::AtomicU64,
+    pub records_out: std::sync::atomic::AtomicU64,
+    /// Time spent processing records and control messages (not waiting), in nanoseconds.
+    pub busy_nanos: std::sync::atomic::AtomicU64,
 }
 
 /// Starts one subtask of `spec` on the current tokio runtime.
@@ -180,6 +192,7 @@ pub struct SubtaskHandle {
 pub fn spawn_subtask(spec: Arc<JobSpec>, ctx: SubtaskContext, restore: Option<SubtaskSnapshot>) -> SubtaskHandle {
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let join = tokio::spawn(task::run(spec, ctx, restore, control_rx, events_tx));
-    SubtaskHandle { control: control_tx, events: events_rx, join }
+    let metrics = Arc::new(TaskMetrics::default());
+    let join = tokio::spawn(task::run(spec, ctx, restore, control_rx, events_tx, metrics.clone()));
+    SubtaskHandle { control: control_tx, events: events_rx, join, metrics }
 }

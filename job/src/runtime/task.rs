@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::layout;
 use super::sink::{FileSink, Sink};
 use super::state::{KeyedState, Owner};
-use super::{Control, SubtaskContext, SubtaskEvent};
+use super::{Control, SubtaskContext, SubtaskEvent, TaskMetrics};
 use crate::operators::source::Source;
 use crate::operators::{Operator, OperatorContext, Record};
 use crate::spec::{JobSpec, SinkSpec};
@@ -50,6 +50,7 @@ struct Subtask {
     last_triggered: Option<u64>,
     throttle: Option<Throttle>,
     events: UnboundedSender<SubtaskEvent>,
+    metrics: Arc<TaskMetrics>,
 }
 
 /// What setup produced.
@@ -65,10 +66,11 @@ pub(super) async fn run(
     restore: Option<SubtaskSnapshot>,
     mut control: UnboundedReceiver<Control>,
     events: UnboundedSender<SubtaskEvent>,
+    metrics: Arc<TaskMetrics>,
 ) {
     let mut backlog = VecDeque::new();
     let who = format!("job {} subtask {} attempt {}", ctx.job_id, ctx.subtask, ctx.attempt);
-    let setup = Subtask::start(&spec, ctx, restore, events.clone());
+    let setup = Subtask::start(&spec, ctx, restore, events.clone(), metrics);
     let started = match cancellable(setup, &mut control, &mut backlog).await {
         None => {
             tracing::info!("{who}: cancelled during setup");
@@ -137,6 +139,7 @@ impl Subtask {
         ctx: SubtaskContext,
         restore: Option<SubtaskSnapshot>,
         events: UnboundedSender<SubtaskEvent>,
+        metrics: Arc<TaskMetrics>,
     ) -> Result<Started, String> {
         layout::check_job_id(&ctx.job_id).map_err(|e| format!("invalid job id {:?}: {e}", ctx.job_id))?;
         if ctx.parallelism != spec.parallelism {
@@ -220,6 +223,7 @@ impl Subtask {
             last_triggered: None,
             throttle: spec.source.rate().map(Throttle::new),
             events,
+            metrics,
             ctx,
         };
         for i in 0..task.chain.len() {
@@ -245,7 +249,10 @@ impl Subtask {
                 },
             };
             if let Some(msg) = msg {
-                if let Some(exit) = self.handle(msg, control, backlog).await {
+                let started = Instant::now();
+                let exit = self.handle(msg, control, backlog).await;
+                self.account(started);
+                if let Some(exit) = exit {
                     return exit;
                 }
                 continue;
@@ -272,34 +279,54 @@ impl Subtask {
                 }
                 continue;
             }
-            for _ in 0..budget {
-                let next = match self.source.next_record() {
-                    Ok(next) => next,
-                    Err(reason) => return Exit::Failed(reason),
-                };
-                match next {
-                    None => {
-                        if let Err(reason) = self.end_input() {
-                            return Exit::Failed(reason);
-                        }
-                        break;
-                    }
-                    Some(record) => {
-                        if let Some(t) = &mut self.throttle {
-                            t.emitted += 1;
-                        }
-                        self.records_in += 1;
-                        if let Err(reason) = self.push_through(0, vec![record]) {
-                            return Exit::Failed(reason);
-                        }
-                    }
-                }
-                if !control.is_empty() {
-                    break;
-                }
+            let started = Instant::now();
+            let exit = self.batch(budget, control);
+            self.account(started);
+            if let Some(exit) = exit {
+                return exit;
             }
             tokio::task::yield_now().await;
         }
+    }
+
+    /// Publishes the counters and adds the time since `started` to the busy time.
+    fn account(&self, started: Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.records_in.store(self.records_in, Relaxed);
+        self.metrics.records_out.store(self.records_out, Relaxed);
+        let busy = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.metrics.busy_nanos.fetch_add(busy, Relaxed);
+    }
+
+    /// Runs up to `budget` records (fewer when a control message arrives); `Some` ends the loop.
+    fn batch(&mut self, budget: u64, control: &UnboundedReceiver<Control>) -> Option<Exit> {
+        for _ in 0..budget {
+            let next = match self.source.next_record() {
+                Ok(next) => next,
+                Err(reason) => return Some(Exit::Failed(reason)),
+            };
+            match next {
+                None => {
+                    if let Err(reason) = self.end_input() {
+                        return Some(Exit::Failed(reason));
+                    }
+                    break;
+                }
+                Some(record) => {
+                    if let Some(t) = &mut self.throttle {
+                        t.emitted += 1;
+                    }
+                    self.records_in += 1;
+                    if let Err(reason) = self.push_through(0, vec![record]) {
+                        return Some(Exit::Failed(reason));
+                    }
+                }
+            }
+            if !control.is_empty() {
+                break;
+            }
+        }
+        None
     }
 
     /// Runs `batch` through the chain from operator `from` (0-based in `chain`) to the sink.
