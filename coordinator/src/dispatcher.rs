@@ -59,6 +59,7 @@ pub async fn run_dispatcher(
     let (role_tx, role_rx) = watch::channel(Role::Standby);
     let mut election = None;
     let mut retrieval = None;
+    let mut contenders = None;
     let leader_rx: watch::Receiver<Option<LeaderView>> = match config.ha_type {
         HaType::Zookeeper => {
             let settings =
@@ -84,13 +85,13 @@ pub async fn run_dispatcher(
                 }
             });
             election = Some(handle);
+            contenders = Some(std::sync::Arc::new(crate::dashboard::ContenderReader::new(settings.clone())));
             let r = LeaderRetrieval::start(settings);
             let rx = r.subscribe();
             retrieval = Some(r);
             rx
         }
         HaType::None => {
-    let mut contenders = None;
             let epoch = LeaderEpoch(1);
             role_tx.send_replace(Role::Leading { epoch, fence: None });
             let (_tx, rx) = watch::channel(Some(LeaderView {
@@ -116,7 +117,6 @@ pub async fn run_dispatcher(
         config.heartbeat_interval.duration,
         config.heartbeat_timeout.duration,
     )
-            contenders = Some(std::sync::Arc::new(crate::dashboard::ContenderReader::new(settings.clone())));
     .with_security(security.clone());
     let tasks = CancellationToken::new();
     let rm_task = tokio::spawn(rm.clone().run(tasks.clone()));
@@ -134,6 +134,14 @@ pub async fn run_dispatcher(
     };
     let grpc_task = tokio::spawn(grpc);
 
+    let metrics = std::sync::Arc::new(crate::metrics::DispatcherMetrics::new(crate::metrics::Sources {
+        role: role_rx.clone(),
+        leader: leader_rx.clone(),
+        zk_session: election.as_ref().map(|e| e.session_status()),
+        rm: rm.clone(),
+        jobs: jobs.clone(),
+    }));
+    let history_task = tokio::spawn(metrics.history.clone().follow(leader_rx.clone(), role_rx.clone()));
     let rest_state = RestState {
         id: id.clone(),
         cluster_id: config.cluster_id.clone(),
@@ -146,6 +154,8 @@ pub async fn run_dispatcher(
         auth_read: config.rest_auth_read,
         shutdown: shutdown.clone(),
         isolator: election.as_ref().map(|e| e.isolator()),
+        metrics,
+        contenders,
     };
     let app = router(rest_state);
     let rest_task = match rest_tls {
@@ -165,14 +175,6 @@ pub async fn run_dispatcher(
         serde_json::json!({"role": "dispatcher", "id": id, "rpc": rpc_addr.to_string(), "rest": rest_addr.to_string()});
     {
         let mut out = std::io::stdout().lock();
-    let metrics = std::sync::Arc::new(crate::metrics::DispatcherMetrics::new(crate::metrics::Sources {
-        role: role_rx.clone(),
-        leader: leader_rx.clone(),
-        zk_session: election.as_ref().map(|e| e.session_status()),
-        rm: rm.clone(),
-        jobs: jobs.clone(),
-    }));
-    let history_task = tokio::spawn(metrics.history.clone().follow(leader_rx.clone(), role_rx.clone()));
         writeln!(out, "keel-ready {ready}")?;
         out.flush()?;
     }
@@ -185,9 +187,8 @@ pub async fn run_dispatcher(
     tasks.cancel();
     if let Some(r) = retrieval {
         r.shutdown().await;
-        metrics,
-        contenders,
     }
+    history_task.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = rm_task.await;
         let _ = jobs_task.await;
@@ -219,7 +220,6 @@ fn job_settings(config: &Config, registry: std::sync::Arc<keel_job::OperatorRegi
                 .with_context(|| format!("state.checkpoints.dir {checkpoints_uri}"))?,
         )
     };
-    history_task.abort();
     Ok(JobSettings {
         ha_storage,
         checkpoints,

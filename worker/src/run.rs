@@ -144,11 +144,11 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = follow.await;
         let _ = grpc_task.await;
-    })
-    .await;
         if let Some(t) = metrics_task {
             let _ = t.await;
         }
+    })
+    .await;
     tracing::info!(id = %id, "worker stopped");
     Ok(())
 }

@@ -343,9 +343,9 @@ impl JobMaster {
                     self.stop_tasks().await;
                     self.set_state("RESTARTING");
                     restarts += 1;
+                    crate::metrics::job_events().restarted();
                     self.status.send_modify(|s| {
                         s.restarts = restarts;
-                    crate::metrics::job_events().restarted();
                         s.failure = Some(reason.clone());
                     });
                     let (attempts, delay) = match spec.restart_strategy {
@@ -1016,6 +1016,11 @@ impl JobMaster {
         let Some(dir) = self.checkpoints_dir().cloned() else { return };
         self.restore = Some(RestorePoint { checkpoint_id: id, path: path.clone(), metadata: meta.clone() });
         let external = dir.location(&path);
+        crate::metrics::job_events().checkpoint_completed(
+            meta.triggered_unix_ms,
+            meta.completed_unix_ms,
+            meta.encoded_len(),
+        );
         self.status.send_modify(|s| {
             s.completed += 1;
             let entry = CheckpointEntry {
@@ -1024,11 +1029,6 @@ impl JobMaster {
                 trigger_timestamp: meta.triggered_unix_ms,
                 latest_ack_timestamp: meta.completed_unix_ms,
                 external_path: external.clone(),
-        crate::metrics::job_events().checkpoint_completed(
-            meta.triggered_unix_ms,
-            meta.completed_unix_ms,
-            meta.encoded_len(),
-        );
                 is_savepoint: meta.savepoint,
                 failure_message: None,
             };

@@ -648,6 +648,12 @@ impl JobManager {
         }
     }
 
+    /// Snapshots of the jobs this leader runs now (for `/metrics`).
+    pub fn statuses(&self) -> Vec<JobStatus> {
+        let guard = self.inner.session.lock().expect("session lock");
+        guard.as_ref().map(|s| s.jobs.values().map(|(_, st)| st.borrow().clone()).collect()).unwrap_or_default()
+    }
+
     /// Counts for `/overview`.
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let guard = self.inner.session.lock().expect("session lock");
@@ -665,9 +671,3 @@ impl JobManager {
         c
     }
 }
-    /// Snapshots of the jobs this leader runs now (for `/metrics`).
-    pub fn statuses(&self) -> Vec<JobStatus> {
-        let guard = self.inner.session.lock().expect("session lock");
-        guard.as_ref().map(|s| s.jobs.values().map(|(_, st)| st.borrow().clone()).collect()).unwrap_or_default()
-    }
-
