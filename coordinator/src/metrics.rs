@@ -344,3 +344,54 @@ impl DispatcherMetrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: &'static str, leader: Option<&str>, epoch: i64) -> LeaderChange {
+        LeaderChange {
+            at_unix_ms: epoch,
+            kind,
+            leader_id: leader.map(str::to_string),
+            epoch: leader.map(|_| epoch),
+            rest_address: None,
+            role: "standby",
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_changes_and_counts_leaders_only() {
+        let h = LeaderHistory::default();
+        for i in 0..(HISTORY_CAPACITY as i64 + 10) {
+            h.push(change("leader", Some("d1"), i));
+        }
+        h.push(change("leader", None, 0)); // no leader known: not a change of leader
+        h.push(change("role", Some("d1"), 0));
+        let snap = h.snapshot();
+        assert_eq!(snap.len(), HISTORY_CAPACITY);
+        assert_eq!(snap[0].at_unix_ms, 12, "the oldest were dropped first");
+        assert_eq!(snap.last().unwrap().kind, "role");
+        assert_eq!(h.changes.get(), HISTORY_CAPACITY as u64 + 10);
+    }
+
+    #[test]
+    fn a_checkpoint_without_a_trigger_time_is_counted_but_not_timed() {
+        let events = JobEvents {
+            checkpoints_completed: Counter::default(),
+            checkpoint_duration: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
+            checkpoint_size: Gauge::default(),
+            restarts: Counter::default(),
+        };
+        events.checkpoint_completed(0, 5_000, 10);
+        events.checkpoint_completed(1_000, 1_250, 42);
+        assert_eq!(events.checkpoints_completed.get(), 2);
+        assert_eq!(events.checkpoint_size.get(), 42);
+        let mut registry = Registry::default();
+        registry.register("keel_checkpoint_duration_seconds", "d", events.checkpoint_duration.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("keel_checkpoint_duration_seconds_count 1\n"), "{text}");
+        assert!(text.contains("keel_checkpoint_duration_seconds_sum 0.25\n"), "{text}");
+    }
+}

@@ -220,3 +220,23 @@ async fn metrics(State(endpoint): State<Endpoint>, headers: HeaderMap) -> Respon
     }
     ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        let counters = WorkerCounters::default();
+        counters.refused(Refusal::StaleEpoch);
+        counters.refused(Refusal::StaleEpoch);
+        counters.refused(Refusal::NotRegistered);
+        let mut registry = Registry::default();
+        registry.register("keel_worker_commands_refused", "refused", counters.refused.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("keel_worker_commands_refused_total{reason=\"stale_epoch\"} 2\n"), "{text}");
+        assert!(text.contains("keel_worker_commands_refused_total{reason=\"not_registered\"} 1\n"), "{text}");
+        assert!(!text.contains("unconfirmed_epoch"), "{text}");
+    }
+}
