@@ -70,22 +70,3 @@ impl Rest {
         Ok(value)
     }
 }
-
-pub fn jobs_table(v: &Value) -> String {
-    let mut out = format!(
-        "{:<34} {:<24} {:<12} {:>11} {:>8}  {}\n",
-        "JOB ID", "NAME", "STATE", "PARALLELISM", "RESTARTS", "RESTORED FROM"
-    );
-    for j in v["jobs"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "{:<34} {:<24} {:<12} {:>11} {:>8}  {}\n",
-            j["jid"].as_str().unwrap_or(""),
-            j["name"].as_str().unwrap_or(""),
-            j["state"].as_str().unwrap_or(""),
-            j["parallelism"],
-            j["restarts"],
-            j["restored-from"].as_u64().map(|c| format!("checkpoint {c}")).unwrap_or_default(),
-        ));
-    }
-    out
-}

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 mod client;
 mod drill;
 mod events;
+mod habits;
 mod inspect;
 
 #[derive(Parser)]
@@ -54,41 +55,78 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,
     },
-    /// Submit a job spec (YAML) to the leader; prints the job id.
+    /// Submit a job spec (YAML) to the leader; prints the job id. Always detached: it returns
+    /// once the job is accepted (Flink's `-d` is accepted and changes nothing).
     Run {
         /// The job spec file.
         spec: PathBuf,
-        /// Start from this savepoint (the URI `keel savepoint` printed).
-        #[arg(long)]
+        /// Start from this savepoint: the URI `keel savepoint` printed, or an absolute path
+        /// (read as file://). Flink's `-s` / `--fromSavepoint` work too.
+        #[arg(long, short = 's', visible_alias = "fromSavepoint", value_name = "SAVEPOINT")]
         from_savepoint: Option<String>,
         /// Choose the job id (1-64 of [A-Za-z0-9_-]): submitting the same spec under the same
         /// id again is idempotent, so a retry after an unknown outcome never runs it twice.
         #[arg(long)]
         job_id: Option<String>,
-        /// REST address of a dispatcher (default: the leader, found through ZooKeeper).
+        /// Run with this parallelism, replacing the spec's (Flink's `-p`).
+        #[arg(long, short = 'p', value_name = "N")]
+        parallelism: Option<u32>,
+        /// Accepted for Flink's `-d`: `keel run` never waits for the job to end.
+        #[arg(long, short = 'd')]
+        detached: bool,
+        /// Only check the spec, offline (built-in operators, this configuration's defaults):
+        /// prints a summary, or the error with the file and line; submits nothing.
         #[arg(long)]
+        check: bool,
+        /// REST address of a dispatcher, HOST:PORT (default: the leader, found through
+        /// ZooKeeper). Flink's `-m` / `--jobmanager` work too.
+        #[arg(long, short = 'm', visible_alias = "jobmanager", value_name = "HOST:PORT")]
         rest: Option<String>,
     },
-    /// List jobs (running, and ended ones from the result store).
+    /// List jobs (running, and ended ones from the result store) with the failure reason.
     List {
         #[arg(long)]
         json: bool,
-        #[arg(long)]
+        /// Only jobs that are not ended (Flink's `-r`).
+        #[arg(long, short = 'r', conflicts_with = "all")]
+        running: bool,
+        /// Every job, ended ones too (the default; Flink's `-a`).
+        #[arg(long, short = 'a')]
+        all: bool,
+        /// REST address of a dispatcher, HOST:PORT (Flink's `-m`).
+        #[arg(long, short = 'm', visible_alias = "jobmanager", value_name = "HOST:PORT")]
         rest: Option<String>,
     },
     /// Cancel a job: its tasks stop, its result is recorded, its checkpoints are deleted.
     Cancel {
         job_id: String,
-        #[arg(long)]
+        /// REST address of a dispatcher, HOST:PORT (Flink's `-m`).
+        #[arg(long, short = 'm', visible_alias = "jobmanager", value_name = "HOST:PORT")]
+        rest: Option<String>,
+    },
+    /// Stop a job with a savepoint (Flink's `stop`): take a savepoint, then cancel the job once
+    /// the savepoint is written; the cancel is durable when this returns. Prints the savepoint.
+    Stop {
+        job_id: String,
+        /// Where the savepoint goes: a URI or an absolute path (default: state.savepoints.dir,
+        /// else <checkpoints dir>/savepoints). Flink's `-p` / `--savepointPath`.
+        #[arg(long, short = 'p', visible_alias = "savepointPath", value_name = "DIR")]
+        savepoint_path: Option<String>,
+        /// REST address of a dispatcher, HOST:PORT (Flink's `-m`).
+        #[arg(long, short = 'm', visible_alias = "jobmanager", value_name = "HOST:PORT")]
         rest: Option<String>,
     },
     /// Take a savepoint of a running job; prints its location.
     Savepoint {
         job_id: String,
-        /// Target directory URI (default: <checkpoints dir>/savepoints).
-        #[arg(long)]
+        /// Target directory: a URI or an absolute path, as in Flink's `savepoint <id> <dir>`
+        /// (default: state.savepoints.dir, else <checkpoints dir>/savepoints).
+        target: Option<String>,
+        /// Target directory (same as the positional one).
+        #[arg(long, conflicts_with = "target")]
         dir: Option<String>,
-        #[arg(long)]
+        /// REST address of a dispatcher, HOST:PORT (Flink's `-m`).
+        #[arg(long, short = 'm', visible_alias = "jobmanager", value_name = "HOST:PORT")]
         rest: Option<String>,
     },
     /// Who leads, at which epoch, and the standbys (read from ZooKeeper).
@@ -245,6 +283,17 @@ fn load(args: &ConfArgs) -> anyhow::Result<keel_conf::Loaded> {
     Ok(loaded)
 }
 
+/// [`load`] for one process: prints only the warnings about keys `process` reads (a client
+/// command does not repeat a dispatcher's or a worker's warnings).
+fn load_as(args: &ConfArgs, process: keel_conf::Process) -> anyhow::Result<keel_conf::Loaded> {
+    let file = config_file(args);
+    let loaded = keel_conf::load(file.as_deref(), &args.define).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in loaded.warnings_for(process) {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded)
+}
+
 fn init_logging(events: Option<(&std::path::Path, &str, &'static str)>) -> anyhow::Result<()> {
     use tracing_subscriber::layer::{Layer, SubscriberExt};
     use tracing_subscriber::util::SubscriberInitExt;
@@ -307,7 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dispatcher { id, events } => {
-            let loaded = load(&cli.conf)?;
+            let loaded = load_as(&cli.conf, keel_conf::Process::Dispatcher)?;
             let id = id.unwrap_or_else(|| generated_id("dispatcher"));
             init_logging(events.as_deref().map(|p| (p, id.as_str(), "dispatcher")))?;
             let shutdown = shutdown_on_signals();
@@ -319,21 +368,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Worker { events } => {
-            let mut loaded = load(&cli.conf)?;
+            let mut loaded = load_as(&cli.conf, keel_conf::Process::Worker)?;
             let id = loaded.config.taskmanager_resource_id.clone().unwrap_or_else(|| generated_id("worker"));
             loaded.config.taskmanager_resource_id = Some(id.clone());
             init_logging(events.as_deref().map(|p| (p, id.as_str(), "worker")))?;
             let shutdown = shutdown_on_signals();
             keel_worker::run_worker(loaded.config, keel_worker::WorkerOptions::default(), shutdown).await
         }
-        Command::Run { spec, from_savepoint, job_id, rest } => {
-            let loaded = load(&cli.conf)?;
-            let text =
+        Command::Run { spec, from_savepoint, job_id, parallelism, detached: _, check, rest } => {
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
+            let mut text =
                 std::fs::read_to_string(&spec).with_context(|| format!("cannot read job spec {}", spec.display()))?;
+            if let Some(p) = parallelism {
+                text = habits::with_parallelism(&text, p)?;
+            }
+            if check {
+                println!("{}", habits::check_spec(&loaded.config, &spec, &text)?);
+                return Ok(());
+            }
+            let from_savepoint = from_savepoint.map(|sp| habits::location_uri("--from-savepoint", &sp)).transpose()?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
             let api = client::Rest::new(&addr, &loaded.config)?;
             let mut path = "/jobs".to_string();
-            let mut query = Vec::new();
+            let mut query = vec![format!("specName={}", url_escape(&spec.display().to_string()))];
             if let Some(sp) = from_savepoint {
                 query.push(format!("fromSavepoint={}", url_escape(&sp)));
             }
@@ -350,20 +407,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{id}");
             Ok(())
         }
-        Command::List { json, rest } => {
-            let loaded = load(&cli.conf)?;
+        Command::List { json, running, all: _, rest } => {
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
-            let v =
+            let mut v =
                 client::Rest::new(&addr, &loaded.config)?.call(reqwest::Method::GET, "/jobs/overview", None).await?;
+            if running {
+                if let Some(jobs) = v["jobs"].as_array_mut() {
+                    jobs.retain(|j| habits::is_active(j["state"].as_str().unwrap_or("")));
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print!("{}", client::jobs_table(&v));
+                print!("{}", habits::jobs_table(&v, running));
             }
             Ok(())
         }
+        Command::Stop { job_id, savepoint_path, rest } => {
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
+            let dir = savepoint_path.map(|d| habits::location_uri("--savepointPath", &d)).transpose()?;
+            let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
+            let body = serde_json::json!({ "target-directory": dir, "cancel-job": true }).to_string();
+            let v = client::Rest::new(&addr, &loaded.config)?
+                .call(reqwest::Method::POST, &format!("/jobs/{job_id}/savepoints"), Some(body))
+                .await?;
+            let location = v["operation"]["location"].as_str().unwrap_or_default();
+            eprintln!("Savepoint completed. Path: {location}");
+            eprintln!("Stopped job {job_id} (cancelled after the savepoint).");
+            println!("{location}");
+            Ok(())
+        }
         Command::Cancel { job_id, rest } => {
-            let loaded = load(&cli.conf)?;
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
             client::Rest::new(&addr, &loaded.config)?
                 .call(reqwest::Method::POST, &format!("/jobs/{job_id}/cancel"), None)
@@ -371,8 +447,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Cancelled job {job_id}.");
             Ok(())
         }
-        Command::Savepoint { job_id, dir, rest } => {
-            let loaded = load(&cli.conf)?;
+        Command::Savepoint { job_id, target, dir, rest } => {
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
+            let dir = target.or(dir).map(|d| habits::location_uri("the savepoint directory", &d)).transpose()?;
             let addr = client::leader_rest(&loaded.config, rest.as_deref()).await?;
             let body = serde_json::json!({ "target-directory": dir }).to_string();
             let v = client::Rest::new(&addr, &loaded.config)?
@@ -436,12 +513,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             drill::run(&loaded.config, target, drill::Options { yes, force, json, timeout, pause }).await
         }
         Command::Status { json } => {
-            let loaded = load(&cli.conf)?;
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
             let view = inspect::read(&loaded.config).await.context("keel status")?;
+            // The workers, as the leader has them registered (ZooKeeper does not list them).
+            let workers = match &view.leader {
+                Some(l) => match client::Rest::new(&l.rest_address, &loaded.config) {
+                    Ok(api) => {
+                        api.call(reqwest::Method::GET, "/taskmanagers", None).await.map_err(|e| format!("{e:#}"))
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                },
+                None => Err("no leader to ask".to_owned()),
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&inspect::status_json(&view))?);
+                let mut v = inspect::status_json(&view);
+                match &workers {
+                    Ok(w) => v["workers"] = w["taskmanagers"].clone(),
+                    Err(e) => v["workers_error"] = serde_json::json!(e),
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", inspect::status_table(&view));
+                match &workers {
+                    Ok(w) => print!("{}", habits::workers_table(w)),
+                    Err(e) => println!("\nworkers   unknown: {e}"),
+                }
             }
             Ok(())
         }

@@ -36,6 +36,24 @@ async fn bind(what: &str, address: &str, port: u16) -> anyhow::Result<TcpListene
         .with_context(|| format!("cannot bind the {what} listener on {address}:{port}"))
 }
 
+/// Binds the first free port of `first..=last` (`rest.bind-port`: a range lets several
+/// dispatchers on one host share one configuration). A single port is bound as [`bind`].
+async fn bind_first_free(what: &str, address: &str, (first, last): (u16, u16)) -> anyhow::Result<TcpListener> {
+    if first == last {
+        return bind(what, address, first).await;
+    }
+    let mut last_error = None;
+    for port in first..=last {
+        match TcpListener::bind((address, port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_error = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("cannot bind the {what} listener on {address}:{port}")),
+        }
+    }
+    let e = last_error.map_or_else(|| "empty range".to_owned(), |e| e.to_string());
+    anyhow::bail!("cannot bind the {what} listener on {address}: every port from {first} to {last} is in use ({e})")
+}
+
 /// Runs a dispatcher until `shutdown` fires, then resigns and returns.
 pub async fn run_dispatcher(
     config: Config,
@@ -50,10 +68,23 @@ pub async fn run_dispatcher(
         HaType::Zookeeper => (config.rpc_address.clone(), config.rpc_port),
         HaType::None => (config.jobmanager_rpc_address.clone(), config.jobmanager_rpc_port),
     };
-    let rpc_listener = bind("rpc", &rpc_address, rpc_port).await?;
-    let rest_listener = bind("rest", &config.rest_address, config.rest_port).await?;
+    // `jobmanager.bind-host` / `rest.bind-address` choose where to bind (0.0.0.0, say); the
+    // address others are told is then the configured one with the bound port.
+    let rpc_bind = config.jobmanager_bind_host.clone().unwrap_or_else(|| rpc_address.clone());
+    let rpc_listener = bind("rpc", &rpc_bind, rpc_port).await?;
+    let rest_bind = config.rest_bind_address.clone().unwrap_or_else(|| config.rest_address.clone());
+    let rest_ports = config.rest_bind_port.unwrap_or((config.rest_port, config.rest_port));
+    let rest_listener = bind_first_free("rest", &rest_bind, rest_ports).await?;
     let rpc_addr: SocketAddr = rpc_listener.local_addr()?;
     let rest_addr: SocketAddr = rest_listener.local_addr()?;
+    let rpc_public = match &config.jobmanager_bind_host {
+        Some(_) => format!("{rpc_address}:{}", rpc_addr.port()),
+        None => rpc_addr.to_string(),
+    };
+    let rest_public = match &config.rest_bind_address {
+        Some(_) => format!("{}:{}", config.rest_address, rest_addr.port()),
+        None => rest_addr.to_string(),
+    };
 
     // Role and leader view, from ZooKeeper or fixed for `none`.
     let (role_tx, role_rx) = watch::channel(Role::Standby);
@@ -68,8 +99,8 @@ pub async fn run_dispatcher(
                 settings.clone(),
                 Contender {
                     id: id.clone(),
-                    rpc_address: config.rpc_advertised_address.clone().unwrap_or_else(|| rpc_addr.to_string()),
-                    rest_address: rest_addr.to_string(),
+                    rpc_address: config.rpc_advertised_address.clone().unwrap_or_else(|| rpc_public.clone()),
+                    rest_address: rest_public.clone(),
                 },
             );
             let mut leadership = handle.subscribe();
@@ -97,8 +128,8 @@ pub async fn run_dispatcher(
             let (_tx, rx) = watch::channel(Some(LeaderView {
                 leader_id: id.clone(),
                 epoch,
-                address: rpc_addr.to_string(),
-                rest_address: rest_addr.to_string(),
+                address: rpc_public.clone(),
+                rest_address: rest_public.clone(),
                 session_id: String::new(),
                 latch_node: String::new(),
                 since_unix_ms: 0,
@@ -229,5 +260,7 @@ fn job_settings(config: &Config, registry: std::sync::Arc<keel_job::OperatorRegi
         checkpoint_timeout: config.checkpoint_timeout.duration,
         recovery_worker_wait: config.recovery_worker_wait.duration,
         registry,
+        job_defaults: keel_job::JobDefaults::from_config(config),
+        savepoints_uri: config.savepoints_dir.clone(),
     })
 }

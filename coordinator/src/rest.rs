@@ -339,6 +339,10 @@ struct SubmitQuery {
     /// A client-chosen job id: a retry with the same id and spec is idempotent.
     #[serde(rename = "jobId")]
     job_id: Option<String>,
+    /// What errors call the spec (`keel run` sends the file it read); at most 256
+    /// characters, control characters escaped.
+    #[serde(rename = "specName")]
+    spec_name: Option<String>,
 }
 
 /// `POST /jobs` with the job spec (YAML) as the body; `?fromSavepoint=<uri>` restores.
@@ -379,8 +383,16 @@ async fn submit_job(
     let jobs = state.jobs.clone();
     let handle = tokio::runtime::Handle::current();
     let job_id = q.job_id;
+    let origin = match q.spec_name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => {
+            let short: String = name.chars().take(256).collect();
+            keel_conf::excerpt(&short).replace(|c: char| c.is_control(), "?")
+        }
+        _ => "the submitted job spec".to_owned(),
+    };
     let submitted =
-        tokio::task::spawn_blocking(move || handle.block_on(jobs.submit(&body, from_savepoint, job_id))).await;
+        tokio::task::spawn_blocking(move || handle.block_on(jobs.submit_named(&body, &origin, from_savepoint, job_id)))
+            .await;
     match submitted {
         Ok(Ok(id)) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
         Ok(Err(e)) => job_error(&state, e),
@@ -451,6 +463,10 @@ async fn job_cancel(
 struct SavepointBody {
     #[serde(rename = "target-directory")]
     target_directory: Option<String>,
+    /// Flink's `cancel-job`: cancel the job once the savepoint is written (stop with a
+    /// savepoint). The cancel is answered once durable, like `POST /jobs/:id/cancel`.
+    #[serde(rename = "cancel-job", default)]
+    cancel_job: bool,
 }
 
 /// `POST /jobs/:id/savepoints` with optional `{"target-directory": "<uri>"}`; answers when
@@ -472,7 +488,10 @@ async fn job_savepoint(
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("invalid savepoint request body: {e}; expected {{\"target-directory\": \"<uri>\"}}"),
+                    format!(
+                        "invalid savepoint request body: {e}; expected {{\"target-directory\": \"<uri>\", \
+                         \"cancel-job\": true|false}}"
+                    ),
                 )
             }
         }
@@ -484,12 +503,36 @@ async fn job_savepoint(
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
         },
     };
-    match state.jobs.savepoint(&id, target).await {
-        Ok(location) => {
-            Json(json!({ "status": { "id": "COMPLETED" }, "operation": { "location": location } })).into_response()
+    let location = match state.jobs.savepoint(&id, target).await {
+        Ok(location) => location,
+        Err(e) => return job_error(&state, e),
+    };
+    if req.cancel_job {
+        if let Err(e) = state.jobs.cancel(&id).await {
+            tracing::warn!(job = %id, error = %e, %location, "savepoint written, but the cancel after it failed");
+            let mut response = job_error(&state, e);
+            *response.status_mut() = StatusCode::CONFLICT;
+            return with_savepoint_note(response, &location).await;
         }
-        Err(e) => job_error(&state, e),
     }
+    Json(json!({
+        "status": { "id": "COMPLETED" },
+        "operation": { "location": location },
+        "job-cancelled": req.cancel_job,
+    }))
+    .into_response()
+}
+
+/// Adds "the savepoint was written at LOCATION" to an error response's messages.
+async fn with_savepoint_note(response: Response, location: &str) -> Response {
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({ "errors": [] }));
+    let note = format!("the savepoint was written at {location}, but the job was not cancelled");
+    if let Some(errors) = value["errors"].as_array_mut() {
+        errors.push(json!(note));
+    }
+    (status, Json(value)).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -176,4 +176,7 @@ pub use spec::{
     SourceSpec, YamlEntry, YamlNode, YamlValue, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RESTART_ATTEMPTS,
     DEFAULT_RESTART_DELAY, MAX_PARALLELISM, MIN_CHECKPOINT_INTERVAL,
 };
-pub use spec::{MAX_SPEC_BYTES, MAX_YAML_DEPTH, MAX_YAML_EXPANDED_BYTES, MAX_YAML_NODES};
+pub use spec::{
+    parse_job_spec_with_defaults, pin_job_defaults, JobDefaults, MAX_SPEC_BYTES, MAX_YAML_DEPTH,
+    MAX_YAML_EXPANDED_BYTES, MAX_YAML_NODES,
+};

@@ -26,9 +26,11 @@ pub struct WorkerOptions {
 
 /// Runs a worker until `shutdown` fires.
 pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = TcpListener::bind((config.rpc_address.as_str(), config.rpc_port))
+    // `taskmanager.host` (Flink's key) is this worker's address: bound and registered.
+    let rpc_host = config.taskmanager_host.as_deref().unwrap_or(&config.rpc_address);
+    let listener = TcpListener::bind((rpc_host, config.rpc_port))
         .await
-        .with_context(|| format!("cannot bind the rpc listener on {}:{}", config.rpc_address, config.rpc_port))?;
+        .with_context(|| format!("cannot bind the rpc listener on {rpc_host}:{}", config.rpc_port))?;
     let rpc_addr = listener.local_addr()?;
     let id = config.taskmanager_resource_id.clone().unwrap_or_else(|| {
         format!("worker-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])

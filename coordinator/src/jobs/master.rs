@@ -203,8 +203,10 @@ enum Outcome {
     SessionEnded,
 }
 
-fn parse_spec(graph: &JobGraphRecord, registry: &keel_job::OperatorRegistry) -> Result<JobSpec, String> {
-    keel_job::parse_job_spec_with(&graph.spec_yaml, &format!("job {}", graph.job_id), registry)
+/// Parses a stored job graph's spec, with the cluster's defaults for what it leaves out.
+fn parse_spec(graph: &JobGraphRecord, settings: &JobSettings) -> Result<JobSpec, String> {
+    let origin = format!("job {}", graph.job_id);
+    keel_job::parse_job_spec_with_defaults(&graph.spec_yaml, &origin, &settings.registry, &settings.job_defaults)
         .map_err(|e| e.to_string())
 }
 
@@ -285,7 +287,7 @@ impl JobMaster {
     }
 
     pub async fn run(mut self, session: CancellationToken) {
-        let spec = match parse_spec(&self.graph, &self.settings.registry) {
+        let spec = match parse_spec(&self.graph, &self.settings) {
             Ok(s) => s,
             Err(e) => {
                 let reason = format!("the stored job spec no longer parses: {e}");
@@ -616,7 +618,9 @@ impl JobMaster {
                     Some(JobMsg::Savepoint { target, reply }) => {
                         // One checkpoint at a time: abort the periodic one in favour of the savepoint.
                         if let Err(o) = self.apply(Event::Abort { reason: "superseded by a savepoint".into() }).await { return o; }
-                        let target = target.unwrap_or_else(|| format!("{}/savepoints", self.settings.checkpoints_uri));
+                        let target = target.or_else(|| self.settings.savepoints_uri.clone()).unwrap_or_else(|| {
+                            format!("{}/savepoints", self.settings.checkpoints_uri)
+                        });
                         if let Err(o) = self.trigger(Some((target, reply))).await { return o; }
                     }
                     Some(JobMsg::Report(r)) => {
@@ -676,6 +680,10 @@ impl JobMaster {
             state: state.to_string(),
             reason: reason.to_string(),
             at_unix_ms: now_ms(),
+            name: self.graph.name.clone(),
+            parallelism: self.status.borrow().parallelism,
+            restarts: self.status.borrow().restarts,
+            start_unix_ms: self.graph.submitted_unix_ms,
         };
         let Some(stores) = self.stores() else {
             return Err(JobError::NotConfigured("no high-availability.storageDir".into()));
@@ -1152,7 +1160,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 pub async fn cleanup(stores: &HaStores, fence: &Fence, settings: &JobSettings, job_id: &str) -> Result<(), JobError> {
     // Sink parts that never committed (a cancelled attempt's) must never become visible.
     if let Ok(graph) = stores.get_job_graph(fence.client(), job_id).await {
-        if let Ok(spec) = parse_spec(&graph, &settings.registry) {
+        if let Ok(spec) = parse_spec(&graph, settings) {
             if let Err(e) = keel_job::discard_sink_pending(&spec, &settings.storage_options, job_id).await {
                 tracing::warn!(job = %job_id, error = %e, "could not delete the sink's pending parts");
             }

@@ -44,6 +44,12 @@ pub struct JobSettings {
     pub recovery_worker_wait: Duration,
     /// The operators job specs may use (the built-ins, plus a custom build's own).
     pub registry: std::sync::Arc<keel_job::OperatorRegistry>,
+    /// What a spec leaves out (`parallelism.default`, `execution.checkpointing.interval`,
+    /// `restart-strategy.*`).
+    pub job_defaults: keel_job::JobDefaults,
+    /// `state.savepoints.dir`: where a savepoint goes when the request names no directory
+    /// (`None`: `<checkpoints_uri>/savepoints`).
+    pub savepoints_uri: Option<String>,
 }
 
 /// Why a request to the job layer failed; REST maps these to status codes.
@@ -379,9 +385,14 @@ impl JobManager {
             let need: u32 = recovered
                 .iter()
                 .map(|g| {
-                    keel_job::parse_job_spec_with(&g.spec_yaml, &g.job_id, &self.inner.settings.registry)
-                        .map(|s| s.parallelism)
-                        .unwrap_or(1)
+                    keel_job::parse_job_spec_with_defaults(
+                        &g.spec_yaml,
+                        &g.job_id,
+                        &self.inner.settings.registry,
+                        &self.inner.settings.job_defaults,
+                    )
+                    .map(|s| s.parallelism)
+                    .unwrap_or(1)
                 })
                 .sum();
             let wait = self.inner.settings.recovery_worker_wait;
@@ -442,9 +453,29 @@ impl JobManager {
         restore_from: Option<String>,
         job_id: Option<String>,
     ) -> Result<String, JobError> {
+        self.submit_named(spec_yaml, "the submitted job spec", restore_from, job_id).await
+    }
+
+    /// [`JobManager::submit`], naming the spec `origin` in errors (the file `keel run` read).
+    ///
+    /// # Notable errors
+    /// As [`JobManager::submit`].
+    pub async fn submit_named(
+        &self,
+        spec_yaml: &str,
+        origin: &str,
+        restore_from: Option<String>,
+        job_id: Option<String>,
+    ) -> Result<String, JobError> {
         let fence = self.fence()?;
-        let spec = keel_job::parse_job_spec_with(spec_yaml, "the submitted job spec", &self.inner.settings.registry)
-            .map_err(|e| JobError::InvalidSpec(e.to_string()))?;
+        let settings = &self.inner.settings;
+        let spec =
+            keel_job::parse_job_spec_with_defaults(spec_yaml, origin, &settings.registry, &settings.job_defaults)
+                .map_err(|e| JobError::InvalidSpec(e.to_string()))?;
+        // The stored spec carries the cluster's defaults for what it left out, so workers and
+        // later leaders run it as this one parsed it.
+        let pinned = keel_job::pin_job_defaults(spec_yaml, &settings.job_defaults);
+        let spec_yaml = pinned.as_deref().unwrap_or(spec_yaml);
         let epoch = fence.epoch();
         let stores = self.stores()?;
         if self.inner.settings.checkpoints.is_none() {
@@ -596,16 +627,18 @@ impl JobManager {
                     continue;
                 }
                 if let Ok(Some((r, _))) = stores.result(fence.client(), &id).await {
+                    // Name, parallelism and restarts travel in the result record (empty / 0
+                    // in records written before they were added).
                     out.push(JobView {
                         jid: id.clone(),
-                        name: String::new(),
+                        name: r.name,
                         state: r.state,
-                        start_time: 0,
+                        start_time: r.start_unix_ms,
                         end_time: r.at_unix_ms,
-                        duration: 0,
-                        parallelism: 0,
+                        duration: if r.start_unix_ms > 0 { r.at_unix_ms - r.start_unix_ms } else { 0 },
+                        parallelism: r.parallelism,
                         attempt: 0,
-                        restarts: 0,
+                        restarts: r.restarts,
                         failure: (!r.reason.is_empty()).then_some(r.reason),
                         restored_from: None,
                         subtasks: vec![],

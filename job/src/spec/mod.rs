@@ -184,6 +184,104 @@ pub fn parse_job_spec(yaml: &str, origin: &str) -> Result<JobSpec, JobSpecError>
 ///   [`JobSpecError::Syntax`] when the YAML nests deeper than [`MAX_YAML_DEPTH`] or expands
 ///   (aliases included) beyond [`MAX_YAML_NODES`] nodes or [`MAX_YAML_EXPANDED_BYTES`] bytes.
 pub fn parse_job_spec_with(yaml: &str, origin: &str, registry: &OperatorRegistry) -> Result<JobSpec, JobSpecError> {
+    parse_job_spec_with_defaults(yaml, origin, registry, &JobDefaults::default())
+}
+
+/// Cluster-wide defaults for what a spec leaves out: `parallelism.default`,
+/// `execution.checkpointing.interval` and `restart-strategy.*` of the configuration. A
+/// setting in the spec always wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// The parallelism of a spec without `parallelism`.
+    pub parallelism: u32,
+    /// The checkpoint interval of a spec without `checkpoint-interval`.
+    pub checkpoint_interval: Duration,
+    /// The restart strategy of a spec without `restart-strategy`.
+    pub restart_strategy: RestartStrategy,
+}
+
+/// Parallelism 1, [`DEFAULT_CHECKPOINT_INTERVAL`], [`RestartStrategy::default`].
+impl Default for JobDefaults {
+    fn default() -> Self {
+        JobDefaults {
+            parallelism: 1,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            restart_strategy: RestartStrategy::default(),
+        }
+    }
+}
+
+impl JobDefaults {
+    /// The defaults a configuration sets (`parallelism.default`,
+    /// `execution.checkpointing.interval`, `restart-strategy.type`,
+    /// `restart-strategy.fixed-delay.attempts`, `restart-strategy.fixed-delay.delay`).
+    #[must_use]
+    pub fn from_config(config: &keel_conf::Config) -> Self {
+        JobDefaults {
+            parallelism: config.parallelism_default.clamp(1, MAX_PARALLELISM),
+            checkpoint_interval: config.checkpoint_interval.duration.max(MIN_CHECKPOINT_INTERVAL),
+            restart_strategy: match config.restart_strategy {
+                keel_conf::RestartStrategyType::None => RestartStrategy::None,
+                keel_conf::RestartStrategyType::FixedDelay => RestartStrategy::FixedDelay {
+                    attempts: config.restart_attempts,
+                    delay: config.restart_delay.duration,
+                },
+            },
+        }
+    }
+}
+
+/// `yaml` with what it leaves out (`parallelism`, `checkpoint-interval`, `restart-strategy`)
+/// written in from `defaults`, as lines before its first top-level key. The dispatcher stores
+/// this text, so every process that reads the job later (workers, the job master after a
+/// leader change) runs it the same way, whatever its own configuration says. `None` when
+/// nothing is missing, or when the text does not parse or its top level is not a block
+/// mapping (`{ ... }`), where no line can be added.
+#[must_use]
+pub fn pin_job_defaults(yaml: &str, defaults: &JobDefaults) -> Option<String> {
+    let root = yaml::parse(yaml).ok()??;
+    let YamlValue::Map(entries) = &root.value else { return None };
+    let first = entries.first()?;
+    let lines: Vec<&str> = yaml.split_inclusive('\n').collect();
+    let first_line = *lines.get(first.line.checked_sub(1)?)?;
+    if first_line.starts_with([' ', '\t', '{', '-']) {
+        return None;
+    }
+    let has = |key: &str| entries.iter().any(|e| e.key == key);
+    let mut pinned = String::new();
+    if !has("parallelism") {
+        pinned.push_str(&format!("parallelism: {}\n", defaults.parallelism));
+    }
+    if !has("checkpoint-interval") {
+        pinned.push_str(&format!("checkpoint-interval: {} ms\n", defaults.checkpoint_interval.as_millis()));
+    }
+    if !has("restart-strategy") {
+        match defaults.restart_strategy {
+            RestartStrategy::None => pinned.push_str("restart-strategy: none\n"),
+            RestartStrategy::FixedDelay { attempts, delay } => pinned.push_str(&format!(
+                "restart-strategy: {{ type: fixed-delay, attempts: {attempts}, delay: {} ms }}\n",
+                delay.as_millis()
+            )),
+        }
+    }
+    if pinned.is_empty() {
+        return None;
+    }
+    let at = first.line - 1;
+    Some(format!("{}{pinned}{}", lines[..at].concat(), lines[at..].concat()))
+}
+
+/// [`parse_job_spec_with`], taking what the spec leaves out from `defaults` (the cluster's
+/// configuration) instead of the built-in defaults.
+///
+/// # Notable errors
+/// As [`parse_job_spec_with`].
+pub fn parse_job_spec_with_defaults(
+    yaml: &str,
+    origin: &str,
+    registry: &OperatorRegistry,
+    defaults: &JobDefaults,
+) -> Result<JobSpec, JobSpecError> {
     if yaml.len() > MAX_SPEC_BYTES {
         return Err(JobSpecError::Structure {
             at: Location::new(origin, 0),
@@ -203,12 +301,13 @@ pub fn parse_job_spec_with(yaml: &str, origin: &str, registry: &OperatorRegistry
                 .to_string(),
         });
     };
-    Parser { origin, registry }.job(&root)
+    Parser { origin, registry, defaults }.job(&root)
 }
 
 struct Parser<'a> {
     origin: &'a str,
     registry: &'a OperatorRegistry,
+    defaults: &'a JobDefaults,
 }
 
 impl Parser<'_> {
@@ -298,7 +397,7 @@ impl Parser<'_> {
         };
 
         let parallelism = match get("parallelism") {
-            None => 1,
+            None => self.defaults.parallelism,
             Some(e) => {
                 let text = self.scalar(e, "parallelism", PARALLELISM_EXPECTED)?;
                 parse_parallelism(text)
@@ -307,7 +406,7 @@ impl Parser<'_> {
         };
 
         let checkpoint_interval = match get("checkpoint-interval") {
-            None => DEFAULT_CHECKPOINT_INTERVAL,
+            None => self.defaults.checkpoint_interval,
             Some(e) => {
                 let d = self.duration(e, "checkpoint-interval")?;
                 if d < MIN_CHECKPOINT_INTERVAL {
@@ -323,7 +422,7 @@ impl Parser<'_> {
         };
 
         let restart_strategy = match get("restart-strategy") {
-            None => RestartStrategy::default(),
+            None => self.defaults.restart_strategy,
             Some(e) => self.restart_strategy(e)?,
         };
 
@@ -676,7 +775,8 @@ impl JobSpec {
     /// [`JobSpecError::Invalid`], [`JobSpecError::UnknownOperator`] and the operator
     /// settings errors of [`parse_job_spec_with`].
     pub fn validate(&self, registry: &OperatorRegistry) -> Result<(), JobSpecError> {
-        let p = Parser { origin: &self.origin, registry };
+        let defaults = JobDefaults::default();
+        let p = Parser { origin: &self.origin, registry, defaults: &defaults };
         if self.name.trim().is_empty() {
             return Err(p.invalid(0, "name", "empty", "the job's name (a non-empty string)"));
         }
