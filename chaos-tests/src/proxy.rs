@@ -144,6 +144,7 @@ struct Counters {
     bytes_to_client: AtomicU64,
     dropped_to_upstream: AtomicU64,
     dropped_to_client: AtomicU64,
+    late_to_upstream: AtomicU64,
 }
 
 struct Shared {
@@ -391,6 +392,12 @@ impl FaultProxy {
         for c in self.shared.conns().values() {
             c.held.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Bytes delivered upstream after their connection was orphaned (in flight when the
+    /// client went away), since the proxy started.
+    pub fn late_bytes_delivered(&self) -> u64 {
+        self.shared.counters.late_to_upstream.load(Ordering::SeqCst)
     }
 
     /// Bytes read from clients and not yet delivered upstream, over all open connections.
@@ -786,6 +793,9 @@ fn write_fully(sh: &Shared, conn: &Conn, dst: &mut TcpStream, data: &[u8], dir: 
             Ok(n) => {
                 off += n;
                 dir.bytes(&sh.counters).fetch_add(n as u64, Ordering::SeqCst);
+                if matches!(dir, Dir::ToUpstream) && conn.orphaned.load(Ordering::SeqCst) {
+                    sh.counters.late_to_upstream.fetch_add(n as u64, Ordering::SeqCst);
+                }
             }
             Err(e) if is_timeout(&e) => {}
             Err(_) => return false,

@@ -353,3 +353,130 @@ fn zookeeper_through_the_proxy() {
     eprintln!("mesh stats: {stats:?}");
     assert!(stats[0].accepted >= 6 && stats[0].bytes_to_client > 0, "{stats:?}");
 }
+
+/// An upstream that records, in arrival order, every chunk any connection sends it (with the
+/// instant it arrived). Loops bounded by a stop flag and 20 ms timeouts; drop joins them.
+struct Collector {
+    addr: SocketAddr,
+    got: Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got: Arc<std::sync::Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (got2, stop2) = (got.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            let mut conns: Vec<JoinHandle<()>> = Vec::new();
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let (got3, stop3) = (got2.clone(), stop2.clone());
+                        conns.push(thread::spawn(move || {
+                            if s.set_nonblocking(false).is_err()
+                                || s.set_read_timeout(Some(Duration::from_millis(20))).is_err()
+                            {
+                                return;
+                            }
+                            let mut buf = [0u8; 8192];
+                            while !stop3.load(Ordering::SeqCst) {
+                                match s.read(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(n) => got3
+                                        .lock()
+                                        .unwrap()
+                                        .push((Instant::now(), String::from_utf8_lossy(&buf[..n]).to_string())),
+                                    Err(e)
+                                        if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                                    Err(_) => break,
+                                }
+                            }
+                        }));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        Collector { addr, got, stop, thread: Some(thread) }
+    }
+
+    /// The position of the first chunk containing `text`, and when it arrived.
+    fn find(&self, text: &str) -> Option<(usize, Instant)> {
+        self.got.lock().unwrap().iter().enumerate().find(|(_, (_, t))| t.contains(text)).map(|(i, (at, _))| (i, *at))
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reordering `command-latency` relies on: bytes of an orphaned connection still reach
+/// the upstream after their delay, after what a new connection sent later; the client of the
+/// orphaned connection reads EOF at once. And a held connection delivers nothing until
+/// released, while a new connection flows.
+#[test]
+fn an_orphaned_connection_delivers_late_and_is_overtaken_by_a_new_one() {
+    let up = Collector::start();
+    let proxy = FaultProxy::start(up.addr).unwrap();
+    let mut a = connect(proxy.addr());
+    a.write_all(b"a-first").unwrap();
+    wait_until(Duration::from_secs(10), Duration::from_millis(10), "a-first upstream", || up.find("a-first")).unwrap();
+
+    // A's bytes from now on take 1.5 s; then A is orphaned and B (undelayed) sends later.
+    let delays = proxy.latency_per_connection(Duration::from_millis(1500), Duration::from_millis(1500), 7);
+    assert_eq!(delays, vec![Duration::from_millis(1500)]);
+    let sent_old = Instant::now();
+    a.write_all(b"old-command").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(proxy.orphan_connections(), 1);
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(a.read(&mut buf).unwrap_or(0), 0, "the orphaned client reads EOF");
+    proxy.heal();
+    let mut b = connect(proxy.addr());
+    b.write_all(b"new-command").unwrap();
+    let (new_pos, _) = wait_until(Duration::from_secs(10), Duration::from_millis(10), "new-command upstream", || {
+        up.find("new-command")
+    })
+    .unwrap();
+    let (old_pos, old_at) =
+        wait_until(Duration::from_secs(10), Duration::from_millis(10), "old-command upstream", || {
+            up.find("old-command")
+        })
+        .unwrap();
+    assert!(new_pos < old_pos, "the newer command overtook the older one: {:?}", up.got.lock().unwrap());
+    assert!(old_at - sent_old >= Duration::from_millis(1400), "the old command was delayed: {:?}", old_at - sent_old);
+    assert!(proxy.late_bytes_delivered() >= "old-command".len() as u64);
+
+    // Hold: nothing of B's goes upstream until released; a new connection C flows meanwhile.
+    // B, and A while it lingers upstream after its late bytes.
+    assert!(proxy.hold_open_connections() >= 1);
+    b.write_all(b"held-command").unwrap();
+    let mut c = connect(proxy.addr());
+    c.write_all(b"free-command").unwrap();
+    wait_until(Duration::from_secs(10), Duration::from_millis(10), "free-command upstream", || up.find("free-command"))
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert!(up.find("held-command").is_none(), "a held connection delivers nothing");
+    assert!(proxy.queued_to_upstream() >= "held-command".len() as u64);
+    proxy.release_held();
+    let (held_pos, _) = wait_until(Duration::from_secs(10), Duration::from_millis(10), "held-command upstream", || {
+        up.find("held-command")
+    })
+    .unwrap();
+    let (free_pos, _) = up.find("free-command").unwrap();
+    assert!(free_pos < held_pos);
+}
