@@ -42,7 +42,17 @@ fn flink_cli_habits_against_a_cluster() {
         "it-flink-habits",
         0,
         0,
-        &[("rest.bind-port", range.as_str()), ("parallelism.default", "2"), ("restart-strategy.type", "none")],
+        &[
+            ("rest.bind-port", range.as_str()),
+            ("parallelism.default", "2"),
+            ("restart-strategy.type", "none"),
+            // Flink's bind keys: listeners bind the wildcard, others are told the configured
+            // addresses; a worker binds and registers taskmanager.host.
+            ("rest.bind-address", "0.0.0.0"),
+            ("jobmanager.bind-host", "0.0.0.0"),
+            ("rpc.address", "127.0.0.3"),
+            ("taskmanager.host", "127.0.0.2"),
+        ],
     );
     // Two dispatchers from one configuration: each binds the first free port of the range.
     c.add_dispatcher("d0");
@@ -55,9 +65,22 @@ fn flink_cli_habits_against_a_cluster() {
     for p in &ports {
         assert!((base..=base + 9).contains(p), "REST port {p} is outside rest.bind-port {range}");
     }
+    for d in &c.dispatchers {
+        assert!(d.rest_addr().unwrap().starts_with("0.0.0.0:"), "REST binds rest.bind-address");
+        assert!(d.rpc_addr().starts_with("0.0.0.0:"), "gRPC binds jobmanager.bind-host");
+    }
+    for w in &c.workers {
+        assert!(w.rpc_addr().starts_with("127.0.0.2:"), "a worker binds taskmanager.host: {}", w.rpc_addr());
+    }
     let leader = c.wait_leader(&[0, 1], T);
     c.wait_workers_follow(&leader, T);
     let rest = c.dispatchers[leader.index].rest_addr().unwrap();
+    // ZooKeeper holds the configured addresses, not the wildcard.
+    let zk_view = c.status_json();
+    let published = zk_view["leader"]["rest_address"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(published, format!("127.0.0.1:{}", rest.rsplit_once(':').unwrap().1), "{zk_view}");
+    let published_rpc = zk_view["leader"]["address"].as_str().unwrap_or_default().to_owned();
+    assert!(published_rpc.starts_with("127.0.0.3:"), "{zk_view}");
 
     // keel status lists the workers the leader has registered.
     wait_for("keel status to list both workers", || {
@@ -66,6 +89,12 @@ fn flink_cli_habits_against_a_cluster() {
     });
     let status = c.status_json();
     assert_eq!(status["workers"].as_array().map(Vec::len), Some(2), "{status}");
+    for w in status["workers"].as_array().unwrap() {
+        assert!(
+            w["path"].as_str().unwrap_or_default().starts_with("127.0.0.2:"),
+            "registered at taskmanager.host: {w}"
+        );
+    }
 
     // A spec without parallelism runs with parallelism.default (2); `-p 1` overrides; `-d`
     // and `-m HOST:PORT` are accepted as in Flink.
