@@ -59,14 +59,32 @@ fn run_chromium(profile: &std::path::Path, args: &[String], url: &str, bound: Du
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    // Whatever happened, nothing of this Chromium outlives the call (its helpers share the group).
-    let _ = Command::new("kill").arg("-KILL").arg(format!("-{pid}")).stderr(Stdio::null()).status();
+    // Whatever happened, nothing of this Chromium outlives the call: its helpers share the
+    // process group it leads, and each member is killed by its own PID.
+    kill_group_members(pid);
+    let _ = child.kill();
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     match status {
         Some(s) if s.success() => Ok(stdout),
         Some(s) => Err(format!("chromium exited with {s}: {}", String::from_utf8_lossy(&out.stderr))),
         None => Err(format!("chromium did not exit within {bound:?} (killed)")),
+    }
+}
+
+/// Sends SIGKILL, by PID, to every process in the process group `pgid` (the group this test
+/// made Chromium lead), read from `/proc/<pid>/stat`. Never signals a group or a negative PID.
+fn kill_group_members(pgid: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let pgrp = rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok());
+        if pgrp == Some(pgid) && pid != std::process::id() {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+        }
     }
 }
 
