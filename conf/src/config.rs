@@ -161,6 +161,18 @@ pub struct Config {
     /// `zookeeper.ssl.keyStore.location`: PEM file with this client's certificate (chain) and
     /// private key, presented to ZooKeeper.
     pub zk_ssl_keystore: Option<String>,
+    /// `zookeeper.sasl.service-name`: the primary of the ZooKeeper servers' Kerberos
+    /// principal (`zookeeper/<host>@REALM`).
+    pub zk_sasl_service_name: String,
+    /// `zookeeper.sasl.login-context-name`: the login context Kerberos must list in
+    /// `security.kerberos.login.contexts` for ZooKeeper to use it.
+    pub zk_sasl_login_context: String,
+    /// `security.kerberos.login.keytab`: the keytab Keel logs in to Kerberos with.
+    pub kerberos_keytab: Option<String>,
+    /// `security.kerberos.login.principal`: the principal in that keytab.
+    pub kerberos_principal: Option<String>,
+    /// `security.kerberos.login.contexts`: the login contexts that use the Kerberos login.
+    pub kerberos_contexts: Vec<String>,
     /// `rest.address`.
     pub rest_address: String,
     /// `rest.port` (0 = pick a free port).
@@ -294,6 +306,11 @@ impl Config {
             zk_client_secure: false,
             zk_ssl_truststore: None,
             zk_ssl_keystore: None,
+            zk_sasl_service_name: "zookeeper".to_owned(),
+            zk_sasl_login_context: "Client".to_owned(),
+            kerberos_keytab: None,
+            kerberos_principal: None,
+            kerberos_contexts: Vec::new(),
             rest_address: "127.0.0.1".to_owned(),
             rest_port: 8081,
             rpc_address: "127.0.0.1".to_owned(),
@@ -343,6 +360,15 @@ impl Config {
             s3_secret_key: None,
             s3_path_style_access: false,
         }
+    }
+
+    /// Whether ZooKeeper logs in with Kerberos: SASL not disabled, a keytab set, and
+    /// `security.kerberos.login.contexts` lists `zookeeper.sasl.login-context-name` (Flink's rule).
+    #[must_use]
+    pub fn zk_kerberos(&self) -> bool {
+        !self.zk_sasl_disable
+            && self.kerberos_keytab.is_some()
+            && self.kerberos_contexts.contains(&self.zk_sasl_login_context)
     }
 
     /// The znode of this cluster: `zk_path_root` + `cluster_id`, for example `/keel/default`.
@@ -410,6 +436,11 @@ impl fmt::Debug for Config {
             zk_client_secure,
             zk_ssl_truststore,
             zk_ssl_keystore,
+            zk_sasl_service_name,
+            zk_sasl_login_context,
+            kerberos_keytab,
+            kerberos_principal,
+            kerberos_contexts,
             rest_address,
             rest_port,
             rpc_address,
@@ -477,6 +508,11 @@ impl fmt::Debug for Config {
             .field("zk_client_secure", zk_client_secure)
             .field("zk_ssl_truststore", zk_ssl_truststore)
             .field("zk_ssl_keystore", zk_ssl_keystore)
+            .field("zk_sasl_service_name", zk_sasl_service_name)
+            .field("zk_sasl_login_context", zk_sasl_login_context)
+            .field("kerberos_keytab", kerberos_keytab)
+            .field("kerberos_principal", kerberos_principal)
+            .field("kerberos_contexts", kerberos_contexts)
             .field("rest_address", rest_address)
             .field("rest_port", rest_port)
             .field("rpc_address", rpc_address)
@@ -555,6 +591,11 @@ pub(crate) enum Field {
     ZkClientSecure,
     ZkSslTruststore,
     ZkSslKeystore,
+    ZkSaslServiceName,
+    ZkSaslLoginContext,
+    KerberosKeytab,
+    KerberosPrincipal,
+    KerberosContexts,
     RestAddress,
     RestPort,
     RpcAddress,
@@ -636,6 +677,11 @@ impl Field {
             "zookeeper.client.secure" => Field::ZkClientSecure,
             "zookeeper.ssl.trustStore.location" => Field::ZkSslTruststore,
             "zookeeper.ssl.keyStore.location" => Field::ZkSslKeystore,
+            "zookeeper.sasl.service-name" => Field::ZkSaslServiceName,
+            "zookeeper.sasl.login-context-name" => Field::ZkSaslLoginContext,
+            "security.kerberos.login.keytab" => Field::KerberosKeytab,
+            "security.kerberos.login.principal" => Field::KerberosPrincipal,
+            "security.kerberos.login.contexts" => Field::KerberosContexts,
             "rest.address" => Field::RestAddress,
             "rest.port" => Field::RestPort,
             "rpc.address" => Field::RpcAddress,
@@ -716,6 +762,11 @@ impl Field {
             Field::ZkSaslUsername => "a user name without whitespace",
             Field::ZkSaslPassword => "a password without whitespace",
             Field::ZkAcl => "one of open, creator",
+            Field::ZkSaslServiceName => "a Kerberos service name without whitespace or '/', for example zookeeper",
+            Field::ZkSaslLoginContext => "a JAAS login context name without whitespace, for example Client",
+            Field::KerberosKeytab => "an absolute path to a keytab file, for example /etc/keel/keel.keytab",
+            Field::KerberosPrincipal => "a Kerberos principal without whitespace, for example keel/host@EXAMPLE.COM",
+            Field::KerberosContexts => "comma-separated login context names, for example Client",
             Field::ZkSslTruststore | Field::ZkSslKeystore => {
                 "an absolute path to a PEM file, for example /etc/keel/tls/zk-ca.pem"
             }
@@ -765,6 +816,9 @@ impl Field {
                 | Field::ZkSaslPassword
                 | Field::ZkSslTruststore
                 | Field::ZkSslKeystore
+                | Field::KerberosKeytab
+                | Field::KerberosPrincipal
+                | Field::KerberosContexts
                 | Field::StorageDir
                 | Field::TaskmanagerResourceId
                 | Field::RpcAdvertisedAddress
@@ -807,6 +861,9 @@ impl Field {
                     Field::ZkSaslPassword => config.zk_sasl_password = None,
                     Field::ZkSslTruststore => config.zk_ssl_truststore = None,
                     Field::ZkSslKeystore => config.zk_ssl_keystore = None,
+                    Field::KerberosKeytab => config.kerberos_keytab = None,
+                    Field::KerberosPrincipal => config.kerberos_principal = None,
+                    Field::KerberosContexts => config.kerberos_contexts = Vec::new(),
                     Field::StorageDir => config.storage_dir = None,
                     Field::RestAuthToken => config.rest_auth_token = None,
                     Field::InternalSecret => config.internal_secret = None,
@@ -883,6 +940,25 @@ impl Field {
             Field::ZkClientSecure => config.zk_client_secure = boolean(text).map_err(|p| invalid(&p))?,
             Field::ZkSslTruststore => config.zk_ssl_truststore = Some(pem_path(text).map_err(|p| invalid(&p))?),
             Field::ZkSslKeystore => config.zk_ssl_keystore = Some(pem_path(text).map_err(|p| invalid(&p))?),
+            Field::ZkSaslServiceName => {
+                if text.contains('/') {
+                    return Err(invalid("contains '/': give the service name only, not a principal"));
+                }
+                config.zk_sasl_service_name = no_whitespace(text).map_err(|p| invalid(&p))?;
+            }
+            Field::ZkSaslLoginContext => config.zk_sasl_login_context = no_whitespace(text).map_err(|p| invalid(&p))?,
+            Field::KerberosKeytab => config.kerberos_keytab = Some(pem_path(text).map_err(|p| invalid(&p))?),
+            Field::KerberosPrincipal => config.kerberos_principal = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
+            Field::KerberosContexts => {
+                let mut contexts = Vec::new();
+                for context in text.split(',').map(str::trim) {
+                    if context.is_empty() || context.chars().any(char::is_whitespace) {
+                        return Err(invalid("empty entry or whitespace inside a name"));
+                    }
+                    contexts.push(context.to_owned());
+                }
+                config.kerberos_contexts = contexts;
+            }
             Field::RestAddress => config.rest_address = address(text).map_err(|p| invalid(&p))?,
             Field::RpcAddress => config.rpc_address = address(text).map_err(|p| invalid(&p))?,
             Field::JobmanagerRpcAddress => {
@@ -1030,6 +1106,11 @@ impl Field {
             Field::ZkClientSecure => config.zk_client_secure.to_string(),
             Field::ZkSslTruststore => config.zk_ssl_truststore.clone().unwrap_or_default(),
             Field::ZkSslKeystore => config.zk_ssl_keystore.clone().unwrap_or_default(),
+            Field::ZkSaslServiceName => config.zk_sasl_service_name.clone(),
+            Field::ZkSaslLoginContext => config.zk_sasl_login_context.clone(),
+            Field::KerberosKeytab => config.kerberos_keytab.clone().unwrap_or_default(),
+            Field::KerberosPrincipal => config.kerberos_principal.clone().unwrap_or_default(),
+            Field::KerberosContexts => config.kerberos_contexts.join(","),
             Field::RestAddress => config.rest_address.clone(),
             Field::RestPort => config.rest_port.to_string(),
             Field::RpcAddress => config.rpc_address.clone(),

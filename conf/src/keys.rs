@@ -173,6 +173,49 @@ pub const KEYS: &[KeyDoc] = &[
             certificates (`ssl.clientAuth=need`, ZooKeeper's default).",
     },
     KeyDoc {
+        key: "security.kerberos.login.keytab",
+        default: "",
+        kind: "string (absolute path)",
+        description: "Flink's key: the keytab Keel logs in to Kerberos with, for the login \
+            contexts in `security.kerberos.login.contexts` (today: ZooKeeper's, \
+            `zookeeper.sasl.login-context-name`). Keel uses it as MIT Kerberos's client keytab \
+            (`KRB5_CLIENT_KTNAME`) with a credential cache of its own \
+            (`KRB5CCNAME=MEMORY:keel-<pid>`) unless `KRB5CCNAME` is set, so tickets are obtained \
+            and renewed from the keytab without `kinit`. Needs \
+            `security.kerberos.login.principal`.",
+    },
+    KeyDoc {
+        key: "security.kerberos.login.principal",
+        default: "",
+        kind: "string",
+        description: "Flink's key: the Kerberos principal in `security.kerberos.login.keytab` \
+            (for example `keel/host1.example@EXAMPLE.COM`). MIT Kerberos logs in as the \
+            keytab's first principal: give Keel a keytab holding only this one.",
+    },
+    KeyDoc {
+        key: "security.kerberos.login.contexts",
+        default: "",
+        kind: "string (comma-separated list)",
+        description: "Flink's key: the login contexts that use the Kerberos login. ZooKeeper \
+            authenticates with Kerberos (SASL GSSAPI) when this lists \
+            `zookeeper.sasl.login-context-name` (`Client`) and `zookeeper.sasl.disable` is \
+            not `true`; then `high-availability.zookeeper.client.sasl.username` must be unset.",
+    },
+    KeyDoc {
+        key: "zookeeper.sasl.service-name",
+        default: "zookeeper",
+        kind: "string",
+        description: "Flink's key: the primary of the ZooKeeper servers' Kerberos principal; \
+            Keel asks for `<service-name>/<host as in the quorum>@<realm>`.",
+    },
+    KeyDoc {
+        key: "zookeeper.sasl.login-context-name",
+        default: "Client",
+        kind: "string",
+        description: "Flink's key: the name `security.kerberos.login.contexts` must list for \
+            ZooKeeper to use the Kerberos login.",
+    },
+    KeyDoc {
         key: "high-availability.recovery.worker-wait",
         default: "10 s",
         kind: "duration",

@@ -439,7 +439,7 @@ fn zookeeper_security(loaded: &Loaded) -> Result<(), ConfigError> {
                 other_at: at,
             })));
         }
-        if config.zk_sasl_username.is_none() {
+        if config.zk_sasl_username.is_none() && !config.zk_kerberos() {
             return Err(ConfigError::MissingKey {
                 key: USERNAME,
                 when: format!(
@@ -449,6 +449,60 @@ fn zookeeper_security(loaded: &Loaded) -> Result<(), ConfigError> {
                 expected: Field::ZkSaslUsername.expected(),
             });
         }
+    }
+    const KEYTAB: &str = "security.kerberos.login.keytab";
+    const PRINCIPAL: &str = "security.kerberos.login.principal";
+    const CONTEXTS: &str = "security.kerberos.login.contexts";
+    let kerberos = [
+        (
+            KEYTAB,
+            config.kerberos_keytab.is_some(),
+            PRINCIPAL,
+            config.kerberos_principal.is_some(),
+            Field::KerberosPrincipal,
+        ),
+        (
+            PRINCIPAL,
+            config.kerberos_principal.is_some(),
+            KEYTAB,
+            config.kerberos_keytab.is_some(),
+            Field::KerberosKeytab,
+        ),
+    ];
+    for (set_key, set, missing_key, present, field) in kerberos {
+        if set && !present {
+            let (_, at) = provenance(entries, set_key);
+            return Err(ConfigError::MissingKey {
+                key: missing_key,
+                when: format!("required when '{set_key}' is set ({})", at.describe()),
+                expected: field.expected(),
+            });
+        }
+    }
+    let zk_context = config.kerberos_contexts.contains(&config.zk_sasl_login_context);
+    if zk_context && !config.zk_sasl_disable && config.kerberos_keytab.is_none() {
+        let (value, at) = provenance(entries, CONTEXTS);
+        return Err(ConfigError::MissingKey {
+            key: KEYTAB,
+            when: format!(
+                "required when '{CONTEXTS}' ('{value}', {}) lists the ZooKeeper login context",
+                at.describe()
+            ),
+            expected: Field::KerberosKeytab.expected(),
+        });
+    }
+    if config.zk_kerberos() && config.zk_sasl_username.is_some() {
+        let (value, at) = provenance(entries, CONTEXTS);
+        let (user, user_at) = provenance(entries, USERNAME);
+        return Err(ConfigError::InvalidCombination(Box::new(Combination {
+            key: USERNAME,
+            value: user,
+            at: user_at,
+            rule: "(SASL DIGEST-MD5) cannot be combined with the Kerberos login for ZooKeeper,",
+            other_key: CONTEXTS,
+            other_value: value,
+            other_at: at,
+        })));
     }
     if config.zk_client_secure && config.zk_ssl_truststore.is_none() {
         let (_, at) = provenance(entries, SECURE);

@@ -557,3 +557,37 @@ fn zookeeper_security_combinations() {
     let password = err("high-availability.zookeeper.client.sasl.password: two words\n");
     assert!(!password.contains("two words"), "a refused secret is echoed: {password}");
 }
+
+#[test]
+fn kerberos_combinations() {
+    assert_eq!(
+        err("security.kerberos.login.keytab: /etc/keel/keel.keytab\n"),
+        "missing required key 'security.kerberos.login.principal': required when \
+         'security.kerberos.login.keytab' is set (set at conf/config.yaml:1); expected a Kerberos principal \
+         without whitespace, for example keel/host@EXAMPLE.COM"
+    );
+    assert_eq!(
+        err("security.kerberos.login.contexts: Client\n"),
+        "missing required key 'security.kerberos.login.keytab': required when 'security.kerberos.login.contexts' \
+         ('Client', set at conf/config.yaml:1) lists the ZooKeeper login context; expected an absolute path to \
+         a keytab file, for example /etc/keel/keel.keytab"
+    );
+    let both = err("security.kerberos.login.keytab: /k\nsecurity.kerberos.login.principal: keel@R\n\
+         security.kerberos.login.contexts: Client\nhigh-availability.zookeeper.client.sasl.username: keel\n\
+         high-availability.zookeeper.client.sasl.password: pw\n");
+    assert!(both.starts_with("invalid combination: 'high-availability.zookeeper.client.sasl.username'"), "{both}");
+    let service = err("zookeeper.sasl.service-name: zookeeper/host\n");
+    assert!(service.contains("give the service name only"), "{service}");
+    // Kerberos satisfies creator ACLs; another context name does not select it.
+    let krb = "security.kerberos.login.keytab: /k\nsecurity.kerberos.login.principal: keel@R\n";
+    assert!(from_str(
+        &format!("{krb}security.kerberos.login.contexts: Client\nhigh-availability.zookeeper.client.acl: creator\n"),
+        FILE,
+        &[]
+    )
+    .is_ok());
+    let other = err(&format!(
+        "{krb}security.kerberos.login.contexts: KafkaClient\nhigh-availability.zookeeper.client.acl: creator\n"
+    ));
+    assert!(other.contains("only an authenticated session can own znodes"), "{other}");
+}

@@ -30,6 +30,11 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("zookeeper.client.secure", "true", "true"),
     ("zookeeper.ssl.trustStore.location", "/etc/keel/tls/zk-ca.pem", "/etc/keel/tls/zk-ca.pem"),
     ("zookeeper.ssl.keyStore.location", "/etc/keel/tls/zk-client.pem", "/etc/keel/tls/zk-client.pem"),
+    ("security.kerberos.login.keytab", "/etc/keel/keel.keytab", "/etc/keel/keel.keytab"),
+    ("security.kerberos.login.principal", "keel/host1@EXAMPLE.COM", "keel/host1@EXAMPLE.COM"),
+    ("security.kerberos.login.contexts", "KafkaClient, Other", "KafkaClient,Other"),
+    ("zookeeper.sasl.service-name", "zk", "zk"),
+    ("zookeeper.sasl.login-context-name", "ZkClient", "ZkClient"),
     ("high-availability.recovery.worker-wait", "0 s", "0 s"),
     ("rest.address", "0.0.0.0", "0.0.0.0"),
     ("rest.port", "8082", "8082"),
@@ -91,6 +96,8 @@ fn extra_for(key: &str) -> &'static str {
             "high-availability.zookeeper.client.sasl.username: u\nhigh-availability.zookeeper.client.sasl.password: p\n"
         }
         "zookeeper.client.secure" => "zookeeper.ssl.trustStore.location: /etc/keel/tls/zk-ca.pem\n",
+        "security.kerberos.login.keytab" => "security.kerberos.login.principal: keel@EXAMPLE.COM\n",
+        "security.kerberos.login.principal" => "security.kerberos.login.keytab: /etc/keel/keel.keytab\n",
         _ => "",
     }
 }
@@ -177,6 +184,12 @@ fn typed_fields_from_samples() {
     assert!(config.zk_client_secure);
     assert_eq!(config.zk_ssl_truststore.as_deref(), Some("/etc/keel/tls/zk-ca.pem"));
     assert_eq!(config.zk_ssl_keystore.as_deref(), Some("/etc/keel/tls/zk-client.pem"));
+    assert_eq!(config.kerberos_keytab.as_deref(), Some("/etc/keel/keel.keytab"));
+    assert_eq!(config.kerberos_principal.as_deref(), Some("keel/host1@EXAMPLE.COM"));
+    assert_eq!(config.kerberos_contexts, vec!["KafkaClient", "Other"]);
+    assert_eq!(config.zk_sasl_service_name, "zk");
+    assert_eq!(config.zk_sasl_login_context, "ZkClient");
+    assert!(!config.zk_kerberos(), "the contexts do not list ZkClient");
     assert_eq!(config.rest_address, "0.0.0.0");
     assert_eq!(config.rest_port, 8082);
     assert_eq!(config.rpc_address, "10.1.2.3");

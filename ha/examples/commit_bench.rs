@@ -53,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sasl: None,
         acl: keel_ha::session::ZkAcl::Open,
         tls: None,
+        kerberos: None,
     };
     let election = LeaderElection::start(
         settings.clone(),

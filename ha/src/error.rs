@@ -19,6 +19,9 @@ pub enum HaError {
          high-availability.zookeeper.client.sasl.username / .password against the servers' JAAS 'Server' section"
     )]
     ZkAuth { quorum: String, user: String, source: zookeeper_client::Error },
+    /// The Kerberos (SASL GSSAPI) login to ZooKeeper failed or is not available in this build.
+    #[error("ZooKeeper quorum {quorum:?}: Kerberos login as '{principal}' failed: {problem}")]
+    ZkKerberos { quorum: String, principal: String, problem: String },
     /// A PEM file for TLS to ZooKeeper could not be used.
     #[error("cannot use ZooKeeper TLS file {path}: {problem}")]
     ZkTls { path: String, problem: String },

@@ -38,6 +38,19 @@ pub struct ZkSettings {
     pub acl: ZkAcl,
     /// TLS to ZooKeeper; `None`: plaintext.
     pub tls: Option<ZkTls>,
+    /// Kerberos (SASL GSSAPI) login; `None`: no Kerberos. Needs the `kerberos` feature.
+    pub kerberos: Option<ZkKerberos>,
+}
+
+/// Kerberos login for ZooKeeper (`security.kerberos.login.*`, `zookeeper.sasl.service-name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkKerberos {
+    /// The client keytab (MIT `KRB5_CLIENT_KTNAME`).
+    pub keytab: std::path::PathBuf,
+    /// The principal in it (the keytab's first principal is the one MIT logs in as).
+    pub principal: String,
+    /// Primary of the servers' principal, `zookeeper` by default.
+    pub service_name: String,
 }
 
 /// SASL DIGEST-MD5 credentials. `Debug` shows the password as `******`.
@@ -84,6 +97,14 @@ impl ZkSettings {
                 _ => None,
             },
             acl: config.zk_acl,
+            kerberos: match (&config.kerberos_keytab, &config.kerberos_principal) {
+                (Some(keytab), Some(principal)) if config.zk_kerberos() => Some(ZkKerberos {
+                    keytab: keytab.into(),
+                    principal: principal.clone(),
+                    service_name: config.zk_sasl_service_name.clone(),
+                }),
+                _ => None,
+            },
             tls: match (config.zk_client_secure, &config.zk_ssl_truststore) {
                 (true, Some(truststore)) => Some(ZkTls {
                     truststore: truststore.into(),
@@ -136,6 +157,9 @@ impl ZkSettings {
         if let Some(sasl) = &self.sasl {
             connector = connector.with_sasl(SaslOptions::digest_md5(sasl.username.clone(), sasl.password.clone()));
         }
+        if let Some(kerberos) = &self.kerberos {
+            connector = self.with_kerberos(connector, kerberos)?;
+        }
         let tls = match &self.tls {
             Some(tls) => {
                 keel_proto::security::install_crypto_provider();
@@ -173,9 +197,54 @@ impl ZkSettings {
         })
     }
 
+    /// SASL GSSAPI with the configured keytab: MIT Kerberos gets (and renews) tickets from
+    /// the client keytab by itself, into a credential cache of this process.
+    #[cfg(feature = "kerberos")]
+    fn with_kerberos(
+        &self,
+        connector: zookeeper_client::Connector,
+        kerberos: &ZkKerberos,
+    ) -> Result<zookeeper_client::Connector, HaError> {
+        if let Err(e) = std::fs::File::open(&kerberos.keytab) {
+            return Err(HaError::ZkKerberos {
+                quorum: self.quorum.clone(),
+                principal: kerberos.principal.clone(),
+                problem: format!("cannot read keytab {}: {e}", kerberos.keytab.display()),
+            });
+        }
+        kerberos_environment(&kerberos.keytab);
+        Ok(connector.with_sasl(SaslOptions::gssapi().with_username(kerberos.service_name.clone())))
+    }
+
+    #[cfg(not(feature = "kerberos"))]
+    fn with_kerberos(
+        &self,
+        _connector: zookeeper_client::Connector,
+        kerberos: &ZkKerberos,
+    ) -> Result<zookeeper_client::Connector, HaError> {
+        Err(HaError::ZkKerberos {
+            quorum: self.quorum.clone(),
+            principal: kerberos.principal.clone(),
+            problem: "this build has no Kerberos support (build with --features keel-ha/kerberos, \
+                      which needs libkrb5-dev and libclang)"
+                .to_owned(),
+        })
+    }
+
     /// The error for a failed connect: a refused SASL authentication names the user (never
     /// the password), anything else is [`HaError::Connect`].
     fn connect_error(&self, source: zookeeper_client::Error) -> HaError {
+        if let (Some(kerberos), zookeeper_client::Error::AuthFailed) = (&self.kerberos, &source) {
+            return HaError::ZkKerberos {
+                quorum: self.quorum.clone(),
+                principal: kerberos.principal.clone(),
+                problem: format!(
+                    "the servers refused the SASL GSSAPI authentication ({source}); check the keytab, \
+                     the principal and zookeeper.sasl.service-name '{}'",
+                    kerberos.service_name
+                ),
+            };
+        }
         match (&self.sasl, source) {
             (Some(sasl), zookeeper_client::Error::AuthFailed) => HaError::ZkAuth {
                 quorum: self.quorum.clone(),
@@ -188,7 +257,9 @@ impl ZkSettings {
 
     fn connect_error_at(&self, path: &str, source: zookeeper_client::Error) -> HaError {
         match source {
-            zookeeper_client::Error::AuthFailed | zookeeper_client::Error::NoAuth if self.sasl.is_some() => {
+            zookeeper_client::Error::AuthFailed | zookeeper_client::Error::NoAuth
+                if self.sasl.is_some() || self.kerberos.is_some() =>
+            {
                 self.connect_error(zookeeper_client::Error::AuthFailed)
             }
             source => HaError::zk("create", path, source),
@@ -246,4 +317,20 @@ pub(crate) fn acls_of(acl: ZkAcl) -> Acls<'static> {
         ZkAcl::Open => Acls::anyone_all(),
         ZkAcl::Creator => Acls::creator_all(),
     }
+}
+
+/// Points MIT Kerberos at `keytab` as the client keytab, and at a credential cache of this
+/// process unless `KRB5CCNAME` is set. Set once per keytab (the environment is process-wide).
+#[cfg(feature = "kerberos")]
+fn kerberos_environment(keytab: &std::path::Path) {
+    static SET: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+    let mut set = SET.lock().unwrap_or_else(|e| e.into_inner());
+    if set.as_deref() == Some(keytab) {
+        return;
+    }
+    std::env::set_var("KRB5_CLIENT_KTNAME", keytab);
+    if std::env::var_os("KRB5CCNAME").is_none() {
+        std::env::set_var("KRB5CCNAME", format!("MEMORY:keel-{}", std::process::id()));
+    }
+    *set = Some(keytab.to_owned());
 }

@@ -21,6 +21,7 @@ fn settings(zk: &ZkEnsemble, cluster: &str) -> ZkSettings {
         sasl: None,
         acl: keel_ha::session::ZkAcl::Open,
         tls: None,
+        kerberos: None,
     }
 }
 
