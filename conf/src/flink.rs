@@ -70,6 +70,13 @@ pub const FLINK_KEYS: &[FlinkKey] = &[
     used("high-availability.zookeeper.client.connection-timeout"),
     used("high-availability.zookeeper.client.retry-wait"),
     used("high-availability.zookeeper.client.tolerate-suspended-connections"),
+    used("high-availability.zookeeper.client.acl"),
+    used("zookeeper.sasl.disable"),
+    used("zookeeper.sasl.service-name"),
+    used("zookeeper.sasl.login-context-name"),
+    used("security.kerberos.login.keytab"),
+    used("security.kerberos.login.principal"),
+    used("security.kerberos.login.contexts"),
     ignored(
         "high-availability.zookeeper.client.max-retry-attempts",
         "Keel retries ZooKeeper until the session expires, waiting at most `retry-wait`",
