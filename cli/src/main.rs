@@ -461,7 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Debug { command: DebugCommand::SendCommand { worker, epoch, from } } => {
-            let loaded = load(&cli.conf)?;
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
             let mut client = internal_worker_client(&loaded.config, &worker).await?;
             let command = keel_proto::v1::LeaderCommand {
                 epoch,
@@ -504,7 +504,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Drill { command, yes, force, json, timeout } => {
-            let loaded = load(&cli.conf)?;
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
             let (target, pause) = match command {
                 DrillCommand::KillLeader { mode, pause } => (drill::Target::KillLeader(mode), pause),
                 DrillCommand::IsolateLeader => (drill::Target::IsolateLeader, None),
@@ -542,7 +542,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ha { command: HaCommand::Inspect { json } } => {
-            let loaded = load(&cli.conf)?;
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
             let view = inspect::read(&loaded.config).await.context("keel ha inspect")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);

@@ -38,6 +38,9 @@ fn endless_job(name: &str, sink: &std::path::Path) -> String {
 fn flink_cli_habits_against_a_cluster() {
     let base = free_port();
     let range = format!("{base}-{}", base + 9);
+    // Flink 2.x's name for state.savepoints.dir: where savepoints go when none is named.
+    let default_sp = tempfile::tempdir().unwrap();
+    let default_sp_dir = default_sp.path().display().to_string();
     let mut c = Cluster::start(
         "it-flink-habits",
         0,
@@ -52,6 +55,7 @@ fn flink_cli_habits_against_a_cluster() {
             ("jobmanager.bind-host", "0.0.0.0"),
             ("rpc.address", "127.0.0.3"),
             ("taskmanager.host", "127.0.0.2"),
+            ("execution.checkpointing.savepoint-dir", default_sp_dir.as_str()),
         ],
     );
     // Two dispatchers from one configuration: each binds the first free port of the range.
@@ -124,6 +128,12 @@ fn flink_cli_habits_against_a_cluster() {
     assert!(out.status.success(), "{err}");
     assert!(location.trim().starts_with(&format!("file://{}/", sp_dir.display())), "{location}");
 
+    // Without a directory: the configured default.
+    let out = c.keel(&["savepoint", &b]);
+    let (location, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(location.trim().starts_with(&format!("file://{default_sp_dir}/")), "{location}");
+
     // `keel stop --savepointPath DIR <id>`: a savepoint, then the job is cancelled, durably.
     let stop_dir = dir.join("stop-savepoints");
     let out = c.keel(&["stop", "--savepointPath", stop_dir.to_str().unwrap(), &a]);
@@ -153,7 +163,7 @@ fn flink_cli_habits_against_a_cluster() {
     std::fs::write(
         &spec_c,
         format!(
-            "name: job-c\nparallelism: 1\npipeline:\n  - source: {{ type: file, path: {}/missing.txt }}\n  - count: {{}}\n  \
+            "name: job-c-reads-a-file-that-is-not-there\nparallelism: 1\npipeline:\n  - source: {{ type: file, path: {}/missing.txt }}\n  - count: {{}}\n  \
              - sink: {{ type: file, path: file://{}/out-c }}\n",
             dir.display(),
             dir.display()
@@ -179,7 +189,8 @@ fn flink_cli_habits_against_a_cluster() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains(&format!("{}:", bad.display())), "{err}");
 
-    // keel list: aligned columns, the failure reason; -r keeps the running jobs; -a all.
+    // keel list: aligned columns (job-c's name is longer than the old fixed 24-character
+    // column), the failure reason; -r keeps the running jobs; -a all.
     let out = c.keel(&["list", "-a"]);
     let (list, err) = text(&out);
     assert!(out.status.success(), "{err}");
