@@ -1319,8 +1319,33 @@ fn provoke(
         Broken::PerJobRecovery => {
             // Garbage job-results/<other> znode, then the leader stops: a new leader must
             // be elected (its recovery then meets the garbage).
+            // With the mechanism on and file:// storage, a short-lived probe job runs too, so
+            // corrupt-entry also bit-flips its newest checkpoint metadata.
+            let mut probe = None;
+            if c.broken.is_none() && !c.opts.s3 {
+                let sink = c.sinks.join("corrupt-probe");
+                if let Some(id) = c.submit(&counting_spec("churn", 10_000_000, 100, 1, &sink)) {
+                    acknowledged.push(id.clone());
+                    cancelled.push(id.clone());
+                    let two = |h: &History| {
+                        h.events()
+                            .iter()
+                            .filter(|e| matches!(&e.kind, EventKind::CheckpointCompleted { job, .. } if *job == id))
+                            .count()
+                            >= 2
+                    };
+                    wait_history(&dir, Duration::from_secs(60), two);
+                    c.churn_job = Some(id.clone());
+                    probe = Some(id);
+                }
+            }
             let (_, _, old) = c.leader()?;
-            let what = inject(c, Nemesis::CorruptEntry, rng)?;
+            let what = inject(c, Nemesis::CorruptEntry, rng);
+            c.churn_job = None;
+            if let Some(id) = probe {
+                cancel(c, &id);
+            }
+            let what = what?;
             let (_, name, new) = c.leader()?;
             (new > old).then(|| format!("{what}; new leader {name} at epoch {new} (was {old})"))
         }
