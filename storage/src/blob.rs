@@ -23,6 +23,23 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Test-only: `KEEL_TEST_DISABLE_CHECKSUM=1` makes [`decode`] skip the CRC-32 comparison, so
+/// a blob with flipped payload bits is accepted. It exists so tests can show that they catch
+/// a missing checksum check on read. Read once per process; never set it in production: the
+/// first decode with it logs an error saying the check is off.
+pub const DISABLE_CHECKSUM_ENV: &str = "KEEL_TEST_DISABLE_CHECKSUM";
+
+fn checksum_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| {
+        let off = std::env::var(DISABLE_CHECKSUM_ENV).is_ok_and(|v| v == "1");
+        if off {
+            tracing::error!("{DISABLE_CHECKSUM_ENV}=1: blob checksums are NOT verified (test-only switch)");
+        }
+        off
+    })
+}
+
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"KEEL";
 /// The only format version this build reads and writes.
@@ -252,7 +269,7 @@ pub fn decode<'a>(name: &str, bytes: &'a [u8], expected: BlobKind) -> Result<&'a
     let body_end = have - TRAILER_LEN;
     let stored = u32::from_le_bytes(bytes[body_end..].try_into().expect("4 bytes"));
     let computed = crc32fast::hash(&bytes[..body_end]);
-    if stored != computed {
+    if stored != computed && !checksum_disabled() {
         return Err(BlobError::ChecksumMismatch { name: name(), stored, computed });
     }
     match BlobKind::from_u16(kind) {

@@ -8,6 +8,24 @@ use crate::faults::{FaultInjector, OpClass};
 use crate::options::StorageOptions;
 use crate::{backend, uri};
 
+/// Test-only: `KEEL_TEST_DISABLE_WRITE_ONCE=1` turns the write-once commit point off:
+/// [`StorageDir::write_once`] then overwrites whatever the file holds, like a plain write.
+/// It exists so tests can show that they catch a commit point that is not write-once (a
+/// second commit to the same path must be refused). Read once per process; never set it in
+/// production: the first write with it logs an error saying the commit point is off.
+pub const DISABLE_WRITE_ONCE_ENV: &str = "KEEL_TEST_DISABLE_WRITE_ONCE";
+
+fn write_once_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| {
+        let off = std::env::var(DISABLE_WRITE_ONCE_ENV).is_ok_and(|v| v == "1");
+        if off {
+            tracing::error!("{DISABLE_WRITE_ONCE_ENV}=1: write_once OVERWRITES existing files (test-only switch; the commit point is off)");
+        }
+        off
+    })
+}
+
 /// A storage directory: a root in a filesystem, bucket, HDFS or Swift container, reached
 /// through OpenDAL. Cheap to clone (the operator is shared).
 ///
@@ -104,7 +122,9 @@ impl StorageDir {
         const OP: &str = "write_once";
         check_file_path(OP, &self.uri, path)?;
         self.inject(OP, path, OpClass::Write).await?;
-        let res = if self.conditional_create {
+        let res = if write_once_disabled() {
+            self.op.write(path, bytes.to_vec()).await
+        } else if self.conditional_create {
             self.op.write_with(path, bytes.to_vec()).if_not_exists(true).await
         } else {
             // Check, then write: OpenDAL's HDFS service then creates without overwrite (the

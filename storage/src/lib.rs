@@ -83,7 +83,7 @@ mod uri;
 
 pub use backend::DEFAULT_S3_REGION;
 pub use blob::{unique_name, BlobError, BlobKind};
-pub use dir::StorageDir;
+pub use dir::{StorageDir, DISABLE_WRITE_ONCE_ENV};
 pub use error::{StorageError, ACCEPTED_URI_FORMS};
 pub use faults::FaultInjector;
 pub use options::StorageOptions;

@@ -313,8 +313,10 @@ impl JobManager {
         };
         HaStores::ensure_layout(fence.client()).await?;
         let mut complete = true;
+        let consult_results = !test_switches::result_check_disabled();
         // Results still dirty: finish their cleanup first (a finished job is never run again).
-        for id in stores.result_ids(fence.client()).await? {
+        let result_ids = if consult_results { stores.result_ids(fence.client()).await? } else { Vec::new() };
+        for id in result_ids {
             match stores.result(fence.client(), &id).await {
                 Ok(Some((record, keel_ha::ResultStatus::Dirty))) => {
                     tracing::info!(job = %id, state = %record.state, "finishing the cleanup of an ended job");
@@ -343,7 +345,8 @@ impl JobManager {
             if self.is_running_here(epoch, &id) {
                 continue;
             }
-            match stores.result(fence.client(), &id).await {
+            let result = if consult_results { stores.result(fence.client(), &id).await } else { Ok(None) };
+            match result {
                 Ok(Some(_)) => continue,
                 Ok(None) => {}
                 Err(e) if definite(&e) => {

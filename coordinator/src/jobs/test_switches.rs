@@ -16,6 +16,12 @@ pub const DISABLE_PER_JOB_RECOVERY_ENV: &str = "KEEL_TEST_DISABLE_PER_JOB_RECOVE
 /// recovers the cancelled job.
 pub const DISABLE_DURABLE_CANCEL_ENV: &str = "KEEL_TEST_DISABLE_DURABLE_CANCEL";
 
+/// `KEEL_TEST_DISABLE_RESULT_CHECK=1`: recovery ignores the result store (`/job-results`): it
+/// neither finishes dirty results' cleanup first (which removes the job graph) nor skips
+/// stored jobs that have a result, so a job whose end was recorded by a leader that died
+/// before its cleanup is started again.
+pub const DISABLE_RESULT_CHECK_ENV: &str = "KEEL_TEST_DISABLE_RESULT_CHECK";
+
 fn read(cell: &'static OnceLock<bool>, name: &str, what: &str) -> bool {
     *cell.get_or_init(|| {
         let off = std::env::var(name).is_ok_and(|v| v == "1");
@@ -34,4 +40,9 @@ pub fn per_job_recovery_disabled() -> bool {
 pub fn durable_cancel_disabled() -> bool {
     static OFF: OnceLock<bool> = OnceLock::new();
     read(&OFF, DISABLE_DURABLE_CANCEL_ENV, "durable cancel (a cancel is answered before its result is recorded)")
+}
+
+pub fn result_check_disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    read(&OFF, DISABLE_RESULT_CHECK_ENV, "the result-store check in recovery (finished jobs may run again)")
 }
