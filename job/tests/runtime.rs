@@ -105,6 +105,9 @@ struct Attempt {
     handles: Vec<SubtaskHandle>,
     /// The end-of-input snapshot of subtasks that finished; it stands for them afterwards.
     finished: Vec<Option<SubtaskSnapshot>>,
+    /// Per subtask, `records_in` at the restore point or at the last checkpoint taken with
+    /// [`Attempt::trigger_after_progress`].
+    seen: Vec<u64>,
 }
 
 /// Checkpoint ids and completed checkpoints across attempts (the ZooKeeper stores' role).
@@ -146,7 +149,40 @@ impl Attempt {
                 finished[i] = Some(snap.clone());
             }
         }
-        Ok(Attempt { handles, finished })
+        let seen = (0..p as usize).map(|i| restore.map_or(0, |m| m.subtasks[i].records_in)).collect();
+        Ok(Attempt { handles, finished, seen })
+    }
+
+    /// Triggers a checkpoint once every running subtask has processed records since the
+    /// restore point or the last checkpoint taken this way (its `records_in` grew), instead of
+    /// sleeping and hoping the sources emitted something: a checkpoint showing no such
+    /// progress is aborted (as a coordinator aborts a declined one) and another is triggered,
+    /// bounded by [`WAIT`]. Returns the checkpoint, neither completed nor aborted.
+    async fn trigger_after_progress(&mut self, coord: &mut Coordinator) -> CheckpointMetadata {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut probes = 0u32;
+        loop {
+            let meta = self.trigger(coord).await;
+            let stalled: Vec<usize> = (0..self.handles.len())
+                .filter(|&i| self.finished[i].is_none() && meta.subtasks[i].records_in <= self.seen[i])
+                .collect();
+            if stalled.is_empty() {
+                self.seen = meta.subtasks.iter().map(|s| s.records_in).collect();
+                return meta;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "subtasks {stalled:?} processed no record past {:?} within {WAIT:?} ({probes} checkpoints tried)",
+                self.seen
+            );
+            probes += 1;
+            for (i, h) in self.handles.iter().enumerate() {
+                if self.finished[i].is_none() {
+                    h.control.send(Control::CheckpointAborted { id: meta.checkpoint_id }).unwrap();
+                }
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Triggers checkpoint `next_id` on every running subtask and collects the acks.
@@ -286,8 +322,7 @@ async fn failover(env: &Env, last_completed: bool, check_incremental: bool) -> C
     let mut coord = Coordinator::default();
     let mut a1 = Attempt::start(env, &spec, 1, None).await.unwrap();
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        let meta = a1.trigger(&mut coord).await;
+        let meta = a1.trigger_after_progress(&mut coord).await;
         a1.complete(&mut coord, meta).await;
     }
     if check_incremental {
@@ -305,8 +340,7 @@ async fn failover(env: &Env, last_completed: bool, check_incremental: bool) -> C
             assert!(m1.files.iter().any(|f| f.name.ends_with(".sst")), "{m1:?}");
         }
     }
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let unnotified = a1.trigger(&mut coord).await;
+    let unnotified = a1.trigger_after_progress(&mut coord).await;
     assert!(unnotified.subtasks.iter().all(|s| !s.end_of_input), "the job must not end before the crash");
     let unnotified_id = unnotified.checkpoint_id;
     if last_completed {
@@ -375,8 +409,7 @@ async fn parts_of_an_aborted_attempt_never_become_visible() {
     // Attempt 1 takes two checkpoints that never complete, then dies.
     let mut a1 = Attempt::start(&env, &spec, 1, None).await.unwrap();
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        a1.trigger(&mut coord).await;
+        a1.trigger_after_progress(&mut coord).await;
     }
     a1.crash().await;
     assert!(env.committed_parts().is_empty());
@@ -389,8 +422,7 @@ async fn parts_of_an_aborted_attempt_never_become_visible() {
 
     // An aborted checkpoint: its state files go, its sink part stays pending and is
     // committed with the next completed checkpoint.
-    tokio::time::sleep(Duration::from_millis(40)).await;
-    let aborted = a2.trigger(&mut coord).await;
+    let aborted = a2.trigger_after_progress(&mut coord).await;
     let chk_dir = format!("chk-{}", aborted.checkpoint_id);
     assert!(!env.checkpoint_files(&chk_dir).is_empty());
     let mut aborted_files = Vec::new();
@@ -402,8 +434,7 @@ async fn parts_of_an_aborted_attempt_never_become_visible() {
     for h in &a2.handles {
         h.control.send(Control::CheckpointAborted { id: aborted.checkpoint_id }).unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(40)).await;
-    let next = a2.trigger(&mut coord).await;
+    let next = a2.trigger_after_progress(&mut coord).await;
     assert_eq!(env.checkpoint_files(&chk_dir), Vec::<PathBuf>::new(), "aborted checkpoint's files deleted");
     for path in &aborted_files {
         // Nothing completed before it in this attempt: every file it uploaded was its own.
@@ -480,8 +511,7 @@ async fn corrupt_state_manifest_fails_the_restore_naming_the_file() {
     let spec = count_job(&env.out_uri(), 100_000, 16, Some(5000));
     let mut coord = Coordinator::default();
     let mut a1 = Attempt::start(&env, &spec, 1, None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(40)).await;
-    let meta = a1.trigger(&mut coord).await;
+    let meta = a1.trigger_after_progress(&mut coord).await;
     a1.complete(&mut coord, meta.clone()).await;
     a1.crash().await;
     let manifest = &meta.subtasks[1].state_manifest;
@@ -528,8 +558,7 @@ async fn retention_deletes_exactly_what_no_retained_checkpoint_needs() {
     let mut coord = Coordinator::default();
     let mut a = Attempt::start(&env, &spec, 1, None).await.unwrap();
     for round in 0..4 {
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        let meta = a.trigger(&mut coord).await;
+        let meta = a.trigger_after_progress(&mut coord).await;
         a.complete(&mut coord, meta).await;
         if round == 0 {
             continue;
@@ -557,48 +586,44 @@ async fn retention_deletes_exactly_what_no_retained_checkpoint_needs() {
 }
 
 /// Runs one checkpoint, crashes, deletes the checkpoint's remote state files (keeping the
-/// manifests), and restores: only a local copy can make that work.
-async fn restore_without_remote_state_files(local_recovery: bool) -> Result<(), (u32, String)> {
+/// manifests), and restores: only a local copy can make that work. Returns the checkpoint's
+/// id and how the restore went.
+async fn restore_without_remote_state_files(local_recovery: bool) -> (u64, Result<(), (u32, String)>) {
     let env = Env::new(BackendKind::RocksDb, false, local_recovery);
     let spec = count_job(&env.out_uri(), 100_000, 16, Some(5000));
     let mut coord = Coordinator::default();
     let mut a1 = Attempt::start(&env, &spec, 1, None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(40)).await;
-    let meta = a1.trigger(&mut coord).await;
+    let meta = a1.trigger_after_progress(&mut coord).await;
     a1.complete(&mut coord, meta.clone()).await;
     a1.crash().await;
-    for f in env.checkpoint_files("chk-1") {
+    let id = meta.checkpoint_id;
+    let files = env.checkpoint_files(&format!("chk-{id}"));
+    assert!(files.iter().any(|f| !f.ends_with("state-manifest")), "checkpoint {id} has state files: {files:?}");
+    for f in files {
         if !f.ends_with("state-manifest") {
             std::fs::remove_file(f).unwrap();
         }
     }
-    let mut a2 = Attempt::start(&env, &spec, 2, Some(&meta)).await?;
-    // The restored attempt processes records beyond the checkpoint: checkpoints are taken
-    // until every subtask's count has grown (bounded), instead of sleeping and hoping.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let meta2 = a2.trigger(&mut coord).await;
-        if meta2.subtasks.iter().zip(&meta.subtasks).all(|(b, a)| b.records_in > a.records_in) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the restored attempt processed no record past checkpoint {} within {WAIT:?}: {meta2:?}",
-            meta.checkpoint_id
-        );
-        tokio::task::yield_now().await;
-    }
+    let mut a2 = match Attempt::start(&env, &spec, 2, Some(&meta)).await {
+        Ok(a2) => a2,
+        Err(e) => return (id, Err(e)),
+    };
+    // The restored attempt processes records beyond the checkpoint (waited for, bounded).
+    a2.trigger_after_progress(&mut coord).await;
     a2.crash().await;
-    Ok(())
+    (id, Ok(()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_recovery_restores_from_the_local_copy() {
-    restore_without_remote_state_files(true).await.expect("restored from the local copies");
-    let (subtask, reason) = restore_without_remote_state_files(false).await.unwrap_err();
+    restore_without_remote_state_files(true).await.1.expect("restored from the local copies");
+    let (id, restored) = restore_without_remote_state_files(false).await;
+    let (subtask, reason) = restored.unwrap_err();
     assert_eq!(subtask, 0);
     assert!(
-        reason.starts_with("restore keyed state of checkpoint 1: remote get job-1/chk-1/subtask-0/attempt-1/state/"),
+        reason.starts_with(&format!(
+            "restore keyed state of checkpoint {id}: remote get job-1/chk-{id}/subtask-0/attempt-1/state/"
+        )),
         "{reason}"
     );
     assert!(reason.contains(": not found"), "{reason}");
@@ -611,8 +636,7 @@ async fn a_part_torn_by_a_crash_mid_commit_is_repaired_on_restore() {
     let spec = count_job(&env.out_uri(), count, keys, Some(6000));
     let mut coord = Coordinator::default();
     let mut a1 = Attempt::start(&env, &spec, 1, None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let meta = a1.trigger(&mut coord).await;
+    let meta = a1.trigger_after_progress(&mut coord).await;
     a1.complete(&mut coord, meta.clone()).await;
     a1.crash().await;
     // Recreate the state of a crash in the middle of writing the final part: the pending
