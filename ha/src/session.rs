@@ -9,6 +9,8 @@
 //!   above it stays open so clusters with other credentials can share it.
 //! * TLS ([`ZkTls`], `zookeeper.client.secure` + `zookeeper.ssl.*`): PEM files read at every
 //!   connect, so renewed certificates are picked up by the next session.
+//! * Kerberos ([`ZkKerberos`], `security.kerberos.login.*`, feature `kerberos`): SASL GSSAPI
+//!   with MIT's client keytab; a failed or unavailable login is [`HaError::ZkKerberos`].
 
 use std::time::Duration;
 
