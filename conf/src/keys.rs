@@ -283,9 +283,10 @@ pub const KEYS: &[KeyDoc] = &[
         default: "9249-9260",
         kind: "string (port or FIRST-LAST range)",
         description: "Where a worker serves `GET /metrics` (Prometheus text; Flink's key): the \
-            first free port of the range, on `rpc.address`; `0` picks any free port (the worker \
-            prints it in its ready line as `metrics`). No free port: the worker logs a warning \
-            and runs without `/metrics`. Dispatchers serve `/metrics` on `rest.port`.",
+            first free port of the range, on the worker's RPC host (`taskmanager.host`, else \
+            `rpc.address`); `0` picks any free port (the worker prints it in its ready line as \
+            `metrics`). No free port: the worker logs a warning and runs without `/metrics`. \
+            Dispatchers serve `/metrics` on `rest.port`.",
     },
     KeyDoc {
         key: "security.internal.secret",

@@ -1,6 +1,6 @@
 //! The worker's metrics: `GET /metrics` (Prometheus / OpenMetrics text, encoded by
 //! `prometheus-client`) on its own small HTTP listener, `metrics.reporter.prom.port` (a port or
-//! a range; the first free one is used, `0` picks any).
+//! a range; the first free one is used, `0` picks any), on the worker's RPC host.
 //!
 //! * `keel_worker_commands_refused_total{reason}`: leader commands this worker refused, by
 //!   reason (`stale_epoch`, `unconfirmed_epoch`, `leader_unknown`, `stale_attempt`,

@@ -106,9 +106,11 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
     };
     let grpc_task = tokio::spawn(grpc);
 
-    // GET /metrics on metrics.reporter.prom.port; a worker without a free port still runs.
+    // GET /metrics on metrics.reporter.prom.port, on the host the RPC listener uses
+    // (taskmanager.host, else rpc.address); a worker without a free port still runs.
     let mut metrics_addr = None;
-    let metrics_task = match crate::metrics::bind(&config.rpc_address, config.metrics_prom_port).await {
+    let metrics_host = config.taskmanager_host.as_deref().unwrap_or(&config.rpc_address);
+    let metrics_task = match crate::metrics::bind(metrics_host, config.metrics_prom_port).await {
         Ok(listener) => {
             metrics_addr = listener.local_addr().ok();
             let registry = crate::metrics::registry(state.clone(), host.clone());
