@@ -143,6 +143,9 @@ pub struct Config {
     pub zk_retry_wait: ConfDuration,
     /// `high-availability.zookeeper.client.tolerate-suspended-connections`.
     pub zk_tolerate_suspended_connections: bool,
+    /// `high-availability.fast-failover.enabled`: a standby closes the session of a leader
+    /// whose process is gone (its RPC port refuses connections) instead of waiting for expiry.
+    pub ha_fast_failover: bool,
     /// `zookeeper.sasl.disable`: never authenticate to ZooKeeper with SASL, even when
     /// credentials are configured.
     pub zk_sasl_disable: bool,
@@ -299,6 +302,7 @@ impl Config {
             zk_connection_timeout: duration(15, "15 s"),
             zk_retry_wait: duration(5, "5 s"),
             zk_tolerate_suspended_connections: false,
+            ha_fast_failover: true,
             zk_sasl_disable: false,
             zk_sasl_username: None,
             zk_sasl_password: None,
@@ -429,6 +433,7 @@ impl fmt::Debug for Config {
             zk_connection_timeout,
             zk_retry_wait,
             zk_tolerate_suspended_connections,
+            ha_fast_failover,
             zk_sasl_disable,
             zk_sasl_username,
             zk_sasl_password,
@@ -501,6 +506,7 @@ impl fmt::Debug for Config {
             .field("zk_connection_timeout", zk_connection_timeout)
             .field("zk_retry_wait", zk_retry_wait)
             .field("zk_tolerate_suspended_connections", zk_tolerate_suspended_connections)
+            .field("ha_fast_failover", ha_fast_failover)
             .field("zk_sasl_disable", zk_sasl_disable)
             .field("zk_sasl_username", zk_sasl_username)
             .field("zk_sasl_password", &masked(zk_sasl_password))
@@ -584,6 +590,7 @@ pub(crate) enum Field {
     ZkConnectionTimeout,
     ZkRetryWait,
     ZkTolerateSuspended,
+    HaFastFailover,
     ZkSaslDisable,
     ZkSaslUsername,
     ZkSaslPassword,
@@ -670,6 +677,7 @@ impl Field {
             "high-availability.zookeeper.client.connection-timeout" => Field::ZkConnectionTimeout,
             "high-availability.zookeeper.client.retry-wait" => Field::ZkRetryWait,
             "high-availability.zookeeper.client.tolerate-suspended-connections" => Field::ZkTolerateSuspended,
+            "high-availability.fast-failover.enabled" => Field::HaFastFailover,
             "zookeeper.sasl.disable" => Field::ZkSaslDisable,
             "high-availability.zookeeper.client.sasl.username" => Field::ZkSaslUsername,
             "high-availability.zookeeper.client.sasl.password" => Field::ZkSaslPassword,
@@ -771,6 +779,7 @@ impl Field {
                 "an absolute path to a PEM file, for example /etc/keel/tls/zk-ca.pem"
             }
             Field::ZkTolerateSuspended
+            | Field::HaFastFailover
             | Field::ZkSaslDisable
             | Field::ZkClientSecure
             | Field::StateIncremental
@@ -927,6 +936,7 @@ impl Field {
             Field::ZkTolerateSuspended => {
                 config.zk_tolerate_suspended_connections = boolean(text).map_err(|p| invalid(&p))?;
             }
+            Field::HaFastFailover => config.ha_fast_failover = boolean(text).map_err(|p| invalid(&p))?,
             Field::ZkSaslDisable => config.zk_sasl_disable = boolean(text).map_err(|p| invalid(&p))?,
             Field::ZkSaslUsername => config.zk_sasl_username = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
             Field::ZkSaslPassword => config.zk_sasl_password = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
@@ -1099,6 +1109,7 @@ impl Field {
             Field::ZkConnectionTimeout => config.zk_connection_timeout.text.clone(),
             Field::ZkRetryWait => config.zk_retry_wait.text.clone(),
             Field::ZkTolerateSuspended => config.zk_tolerate_suspended_connections.to_string(),
+            Field::HaFastFailover => config.ha_fast_failover.to_string(),
             Field::ZkSaslDisable => config.zk_sasl_disable.to_string(),
             Field::ZkSaslUsername => config.zk_sasl_username.clone().unwrap_or_default(),
             Field::ZkSaslPassword => config.zk_sasl_password.clone().unwrap_or_default(),

@@ -105,6 +105,16 @@ pub const KEYS: &[KeyDoc] = &[
             the connection is suspended.",
     },
     KeyDoc {
+        key: "high-availability.fast-failover.enabled",
+        default: "true",
+        kind: "boolean",
+        description: "When the leader's process is gone (its RPC port refuses connections: \
+            kill -9, OOM kill, crash), a standby re-attaches to the leader's ZooKeeper session \
+            (published in `leader/session`) and closes it, so a new leader is elected at once \
+            instead of after `session-timeout`. A paused or partitioned leader is not affected \
+            (its port does not refuse). `false`: always wait for the session to expire.",
+    },
+    KeyDoc {
         key: "high-availability.zookeeper.client.sasl.username",
         default: "",
         kind: "string",

@@ -23,6 +23,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("high-availability.zookeeper.client.connection-timeout", "2500", "2500"),
     ("high-availability.zookeeper.client.retry-wait", "1min", "1min"),
     ("high-availability.zookeeper.client.tolerate-suspended-connections", "TRUE", "true"),
+    ("high-availability.fast-failover.enabled", "FALSE", "false"),
     ("high-availability.zookeeper.client.sasl.username", "keel", "keel"),
     ("high-availability.zookeeper.client.sasl.password", "zk-Secret-1", "******"),
     ("zookeeper.sasl.disable", "FALSE", "false"),

@@ -91,6 +91,7 @@ pub async fn run_dispatcher(
     let mut election = None;
     let mut retrieval = None;
     let mut contenders = None;
+    let mut fast_failover = None;
     let leader_rx: watch::Receiver<Option<LeaderView>> = match config.ha_type {
         HaType::Zookeeper => {
             let settings =
@@ -104,6 +105,9 @@ pub async fn run_dispatcher(
                 },
             );
             let mut leadership = handle.subscribe();
+            if config.ha_fast_failover {
+                fast_failover = Some((settings.clone(), handle.subscribe()));
+            }
             let role_tx = role_tx.clone();
             tokio::spawn(async move {
                 loop {
@@ -119,6 +123,11 @@ pub async fn run_dispatcher(
             contenders = Some(std::sync::Arc::new(crate::dashboard::ContenderReader::new(settings.clone())));
             let r = LeaderRetrieval::start(settings);
             let rx = r.subscribe();
+            // The fast failover path: publish this leader's session; as a standby, close a
+            // dead leader's session (ha::fastpath).
+            if let Some((settings, leadership)) = fast_failover.take() {
+                tokio::spawn(keel_ha::fastpath::run(settings, id.clone(), leadership, rx.clone(), shutdown.clone()));
+            }
             retrieval = Some(r);
             rx
         }

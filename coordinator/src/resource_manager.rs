@@ -315,6 +315,8 @@ impl ResourceManager {
     async fn heartbeat_round(&self, role: &Role, epoch: LeaderEpoch) {
         let targets: Vec<(String, WorkerClient<InternalChannel>)> =
             self.inner.lock().expect("rm lock").values().map(|w| (w.id.clone(), w.client.clone())).collect();
+        let addresses: HashMap<String, String> =
+            self.inner.lock().expect("rm lock").values().map(|w| (w.id.clone(), w.address.clone())).collect();
         let mut calls = tokio::task::JoinSet::new();
         let leader_id = self.leader_id.clone();
         for (id, mut client) in targets {
@@ -356,6 +358,20 @@ impl ResourceManager {
                 }
                 Err(status) => {
                     tracing::debug!(worker = %id, %status, "heartbeat failed");
+                    // The fast path for a dead worker process: its RPC port refuses connections
+                    // (a paused or cut-off worker does not refuse: it waits for heartbeat.timeout).
+                    let address = addresses.get(&id).cloned().unwrap_or_default();
+                    if status.code() == tonic::Code::Unavailable && port_refuses(&address).await {
+                        let removed = self.inner.lock().expect("rm lock").remove(&id).is_some();
+                        if removed {
+                            let _ = self.lost_tx.send(id.clone());
+                            tracing::warn!(
+                                target: "keel::events", event = "worker_lost", worker = %id,
+                                reason = "rpc port refuses connections",
+                                "worker's RPC port {address} refuses connections (its process is gone); dropped without waiting for heartbeat.timeout"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -388,6 +404,16 @@ impl ResourceManager {
     }
 }
 
+/// `true` only when a TCP connect to `address` is refused (nothing listens there); a timeout,
+/// an unreachable host or a connect that succeeds is `false`.
+async fn port_refuses(address: &str) -> bool {
+    let address = address.trim_start_matches("http://").trim_start_matches("https://");
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +429,16 @@ mod tests {
 
     /// Issue #7 hole 5: a job master of epoch 5 whose dispatcher now leads at epoch 9 must not
     /// send commands (they would be stamped 9 and accepted by workers).
+    #[tokio::test]
+    async fn only_a_refused_connect_counts_as_a_dead_worker() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        assert!(!port_refuses(&open).await, "a listening port must not count as refused");
+        drop(listener);
+        assert!(port_refuses(&open).await, "a closed port on this host refuses");
+        assert!(!port_refuses("not an address").await);
+    }
+
     #[tokio::test]
     async fn a_command_of_another_epoch_is_never_sent() {
         let (tx, rm) = rm_at(5);

@@ -10,6 +10,7 @@
 //! | [`election`] | the contender task: Curator-compatible latch under `leader/latch`, the epoch, `leader/info` |
 //! | [`fence`] | [`Fence`]: writes guarded by the leader's latch node, and the worker-side [`EpochGate`] |
 //! | [`retrieval`] | [`LeaderRetrieval`]: a watch on `leader/info` yielding every change of leader |
+//! | [`fastpath`] | fast failover: the leader publishes its session; a standby closes it when the leader's RPC port refuses connections (process gone) |
 //! | [`inspect`] | a read-only snapshot of the cluster's znodes for `keel status` / `keel ha inspect` |
 //!
 //! # Contract
@@ -31,6 +32,7 @@ pub mod drill;
 pub mod election;
 pub mod engine;
 mod error;
+pub mod fastpath;
 pub mod fence;
 pub mod inspect;
 pub mod paths;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use keel_conf::Config;
 pub use keel_conf::ZkAcl;
-use zookeeper_client::{Acls, Client, CreateMode, SaslOptions, SessionState, TlsOptions};
+use zookeeper_client::{Acls, Client, CreateMode, SaslOptions, SessionInfo, SessionState, TlsOptions};
 
 use crate::{paths, HaError};
 
@@ -153,9 +153,42 @@ impl ZkSettings {
     /// * [`HaError::Connect`] when no session could be established within the session timeout
     ///   plus the connection timeout.
     pub async fn connect(&self) -> Result<Client, HaError> {
+        let client = self.dial(None).await?;
+        // The namespace's ancestors (the path root) stay open; the namespace gets the ACL.
+        let parent = self.namespace.rsplit_once('/').map_or("", |(parent, _)| parent);
+        if !parent.is_empty() {
+            let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            client.mkdir(parent, &open).await.map_err(|e| self.connect_error_at(parent, e))?;
+        }
+        match client.create(&self.namespace, b"", &CreateMode::Persistent.with_acls(self.acls())).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(self.connect_error_at(&self.namespace, e)),
+        }
+        client.chroot(self.namespace.clone()).map_err(|_| HaError::Zk {
+            op: "chroot",
+            path: self.namespace.clone(),
+            source: zookeeper_client::Error::BadArguments(&"invalid chroot path"),
+        })
+    }
+
+    /// Re-attaches to an existing session (its id and password) without touching any znode;
+    /// dropping or [closing](close) the returned client closes that session. Used by the
+    /// fast failover path to close the session of a leader whose process is gone.
+    ///
+    /// # Notable errors
+    /// * [`HaError::Connect`] with `SessionExpired` when that session no longer exists.
+    pub async fn connect_to_session(&self, session: SessionInfo) -> Result<Client, HaError> {
+        self.dial(Some(session)).await
+    }
+
+    /// Opens (or re-attaches to) a session with the configured quorum, timeouts, SASL and TLS.
+    async fn dial(&self, session: Option<SessionInfo>) -> Result<Client, HaError> {
         let mut connector = Client::connector()
             .with_session_timeout(self.session_timeout)
             .with_connection_timeout(self.connection_timeout);
+        if let Some(session) = session {
+            connector = connector.with_session(session);
+        }
         if let Some(sasl) = &self.sasl {
             connector = connector.with_sasl(SaslOptions::digest_md5(sasl.username.clone(), sasl.password.clone()));
         }
@@ -177,26 +210,11 @@ impl ZkSettings {
             }
         };
         let bound = self.session_timeout + self.connection_timeout;
-        let client = match tokio::time::timeout(bound, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(source)) => return Err(self.connect_error(source)),
-            Err(_) => return Err(self.connect_error(zookeeper_client::Error::Timeout)),
-        };
-        // The namespace's ancestors (the path root) stay open; the namespace gets the ACL.
-        let parent = self.namespace.rsplit_once('/').map_or("", |(parent, _)| parent);
-        if !parent.is_empty() {
-            let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
-            client.mkdir(parent, &open).await.map_err(|e| self.connect_error_at(parent, e))?;
+        match tokio::time::timeout(bound, connect).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(source)) => Err(self.connect_error(source)),
+            Err(_) => Err(self.connect_error(zookeeper_client::Error::Timeout)),
         }
-        match client.create(&self.namespace, b"", &CreateMode::Persistent.with_acls(self.acls())).await {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(self.connect_error_at(&self.namespace, e)),
-        }
-        client.chroot(self.namespace.clone()).map_err(|_| HaError::Zk {
-            op: "chroot",
-            path: self.namespace.clone(),
-            source: zookeeper_client::Error::BadArguments(&"invalid chroot path"),
-        })
     }
 
     /// SASL GSSAPI with the configured keytab: MIT Kerberos gets (and renews) tickets from

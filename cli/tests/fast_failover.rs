@@ -1,0 +1,137 @@
+//! The fast failover path (issue 10, part 1): when the leader's process is gone, a standby
+//! closes its ZooKeeper session instead of waiting for the session timeout; when the leader
+//! is only paused, or a standby's connection merely broke, nothing is closed. Real 3-node
+//! ZooKeeper, real `keel` dispatchers, `session-timeout: 60 s` (so a failover without the
+//! fast path would take a minute).
+//!
+//! No test here bounds a time: each checks the mechanism from the processes' logs (the
+//! standby's `fast_failover` line names the dead leader's session) and the epochs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chaos_tests::wait_until;
+use common::Cluster;
+
+/// Generous bounds on waits (the session timeout is 60 s; a wait ends as soon as its condition holds).
+const T: Duration = Duration::from_secs(150);
+
+fn start() -> Cluster {
+    Cluster::start(
+        &format!("/fast-{}", common::uuid_like()),
+        2,
+        0,
+        &[("high-availability.zookeeper.client.session-timeout", "60 s")],
+    )
+}
+
+/// Waits until the leader has published its session for the fast path (`/leader/session`).
+fn wait_published(c: &Cluster) {
+    let ns = c.zk_namespace();
+    wait_until(T, Duration::from_millis(100), "the leader to publish /leader/session", || {
+        common::block_on(async {
+            let zk = common::zk_connect(&c.zk.connect_string(), &ns).await;
+            zk.check_stat("/leader/session").await.ok().flatten()
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+}
+
+fn fast_failover_lines(log: &str) -> Vec<String> {
+    log.lines().filter(|l| l.contains("fast_failover")).map(str::to_string).collect()
+}
+
+#[test]
+fn a_killed_leader_is_replaced_without_waiting_for_its_session_timeout() {
+    let mut c = start();
+    let old = c.wait_leader(&[0, 1], T);
+    wait_published(&c);
+    let standby = 1 - old.index;
+    let killed = Instant::now();
+    c.dispatchers[old.index].kill9();
+
+    let new = c.wait_leader(&[standby], T);
+    let elapsed = killed.elapsed();
+    assert!(new.epoch > old.epoch, "the new leader's epoch {} is not above {}", new.epoch, old.epoch);
+    // The standby closed the dead leader's session itself: its log names that session.
+    let log = c.dispatchers[standby].log_tail(4000);
+    let lines = fast_failover_lines(&log);
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("leader={}", old.id)) || l.contains(&old.id)),
+        "the standby did not close the dead leader's session (no fast_failover line naming {}):\n{log}",
+        old.id
+    );
+    println!("measured: kill -9 -> new leader {} ms with a 60 s session timeout (fast path)", elapsed.as_millis());
+}
+
+#[test]
+fn a_paused_leader_and_a_restarted_standby_do_not_trigger_the_fast_path() {
+    let mut c = start();
+    let old = c.wait_leader(&[0, 1], T);
+    wait_published(&c);
+    let standby = 1 - old.index;
+
+    // 1. A standby whose connection merely broke: it restarts, connects to the live leader
+    //    again, and closes nothing.
+    c.dispatchers[standby].kill9();
+    c.dispatchers[standby].restart().expect("the standby restarts");
+    wait_until(T, Duration::from_millis(100), "the restarted standby to hold a connection to the leader", || {
+        c.dispatchers[standby].log_tail(4000).contains("fast failover: watching the leader").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+
+    // 2. A paused leader (SIGSTOP): its kernel still accepts connections. The standby restarts
+    //    once more while the leader is stopped, so it probes the paused leader from scratch,
+    //    connects, and closes nothing.
+    c.dispatchers[old.index].stop().expect("SIGSTOP the leader");
+    c.dispatchers[standby].kill9();
+    let before = c.dispatchers[standby].log_tail(100_000).matches("fast failover: watching the leader").count();
+    c.dispatchers[standby].restart().expect("the standby restarts");
+    wait_until(T, Duration::from_millis(100), "the standby to connect to the paused leader's RPC port", || {
+        let n = c.dispatchers[standby].log_tail(100_000).matches("fast failover: watching the leader").count();
+        (n > before).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    c.dispatchers[old.index].cont().expect("SIGCONT the leader");
+
+    // The old leader still leads at its epoch, and no fast_failover line was ever written.
+    let now = c.wait_leader(&[0, 1], T);
+    assert_eq!(
+        (now.index, now.epoch),
+        (old.index, old.epoch),
+        "the leader changed: {now:?} (was {old:?})\n{}",
+        c.logs()
+    );
+    for (i, d) in c.dispatchers.iter().enumerate() {
+        let lines = fast_failover_lines(&d.log_tail(100_000));
+        assert!(lines.is_empty(), "dispatcher {i} used the fast path on a live leader:\n{}", lines.join("\n"));
+    }
+}
+
+#[test]
+fn a_killed_worker_is_dropped_without_waiting_for_heartbeat_timeout() {
+    // heartbeat.timeout 10 min: only the fast path can drop the worker within the test.
+    let mut c = Cluster::start(
+        &format!("/fast-w-{}", common::uuid_like()),
+        1,
+        2,
+        &[("heartbeat.timeout", "10 min"), ("heartbeat.interval", "200 ms")],
+    );
+    let leader = c.wait_leader(&[0], T);
+    c.wait_workers_follow(&leader, T);
+    let victim = c.workers[0].id();
+    c.workers[0].kill9();
+    wait_until(T, Duration::from_millis(100), "the leader to drop the killed worker", || {
+        let ids = c.registered_workers(0)?;
+        (!ids.contains(&victim)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let log = c.dispatchers[0].log_tail(4000);
+    assert!(
+        log.lines().any(|l| l.contains("worker_lost") && l.contains(&victim) && l.contains("refuses connections")),
+        "the leader did not drop {victim} for a refused RPC port:\n{log}"
+    );
+    // The other worker stays registered.
+    assert_eq!(c.registered_workers(0).unwrap(), vec![c.workers[1].id()]);
+}
