@@ -120,6 +120,15 @@ fn a_killed_worker_is_dropped_without_waiting_for_heartbeat_timeout() {
     );
     let leader = c.wait_leader(&[0], T);
     c.wait_workers_follow(&leader, T);
+    // A registered worker is ready (GET /ready on its metrics port: the Kubernetes readiness
+    // probe of deploy/kubernetes), naming the leader it is registered with.
+    for w in &c.workers {
+        let metrics = w.ready()["metrics"].as_str().expect("the worker reports its metrics address").to_string();
+        let (code, body) = http_get_text(&metrics, "/ready", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("GET /ready on {metrics}: {e}"));
+        assert_eq!(code, 200, "GET /ready of a registered worker: {body}");
+        assert!(body.contains(&leader.id), "GET /ready names the leader: {body}");
+    }
     let victim = c.workers[0].id();
     c.workers[0].kill9();
     wait_until(T, Duration::from_millis(100), "the leader to drop the killed worker", || {
@@ -134,4 +143,18 @@ fn a_killed_worker_is_dropped_without_waiting_for_heartbeat_timeout() {
     );
     // The other worker stays registered.
     assert_eq!(c.registered_workers(0).unwrap(), vec![c.workers[1].id()]);
+}
+
+/// `GET http://{addr}{path}` with a plain-text answer: (status, body).
+fn http_get_text(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| format!("no complete answer within {timeout:?}: {e}"))?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not HTTP: {text}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
 }

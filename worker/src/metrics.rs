@@ -150,6 +150,8 @@ impl Collector for Live {
 #[derive(Clone)]
 struct Endpoint {
     registry: Arc<Registry>,
+    /// For `GET /ready`: registered with a leader or not.
+    state: Arc<WorkerState>,
     /// `Some(token)` when `rest.auth.read` asks GET requests for it.
     read_token: Option<String>,
 }
@@ -190,16 +192,33 @@ pub async fn bind(address: &str, ports: (u16, u16)) -> anyhow::Result<TcpListene
     )
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` fires.
-pub async fn serve(listener: TcpListener, registry: Registry, read_token: Option<String>, stop: CancellationToken) {
-    let endpoint = Endpoint { registry: Arc::new(registry), read_token };
+/// Serves `GET /metrics` and `GET /ready` on `listener` until `stop` fires.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    state: Arc<WorkerState>,
+    read_token: Option<String>,
+    stop: CancellationToken,
+) {
+    let endpoint = Endpoint { registry: Arc::new(registry), state, read_token };
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "no such endpoint; known: GET /metrics\n") })
+        .route("/ready", axum::routing::get(ready))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such endpoint; known: GET /metrics, GET /ready\n") })
         .with_state(endpoint);
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
         tracing::warn!(?addr, %e, "metrics listener stopped");
+    }
+}
+
+/// `GET /ready`: 200 while this worker is registered with a leader (a readiness probe that
+/// means "can run tasks"), 503 naming why not otherwise. Never needs a token: it says nothing
+/// but registered or not.
+async fn ready(State(endpoint): State<Endpoint>) -> Response {
+    match endpoint.state.registration() {
+        Some(r) => (StatusCode::OK, format!("registered with {} (epoch {})\n", r.leader_id, r.epoch.0)).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not registered with a leader\n").into_response(),
     }
 }
 

@@ -115,7 +115,7 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
             metrics_addr = listener.local_addr().ok();
             let registry = crate::metrics::registry(state.clone(), host.clone());
             let read_token = config.rest_auth_token.clone().filter(|_| config.rest_auth_read);
-            Some(tokio::spawn(crate::metrics::serve(listener, registry, read_token, tasks.clone())))
+            Some(tokio::spawn(crate::metrics::serve(listener, registry, state.clone(), read_token, tasks.clone())))
         }
         Err(e) => {
             tracing::warn!("{e:#}; this worker runs without /metrics");
