@@ -153,18 +153,23 @@ impl Attempt {
         Ok(Attempt { handles, finished, seen })
     }
 
-    /// Triggers a checkpoint once every running subtask has processed records since the
-    /// restore point or the last checkpoint taken this way (its `records_in` grew), instead of
-    /// sleeping and hoping the sources emitted something: a checkpoint showing no such
-    /// progress is aborted (as a coordinator aborts a declined one) and another is triggered,
-    /// bounded by [`WAIT`]. Returns the checkpoint, neither completed nor aborted.
+    /// Triggers a checkpoint once every running subtask not yet at the end of its input has
+    /// processed records since the restore point or the last checkpoint taken this way (its
+    /// `records_in` grew), instead of sleeping and hoping the sources emitted something: a
+    /// checkpoint showing no such progress is aborted (as a coordinator aborts a declined one)
+    /// and another is triggered, bounded by [`WAIT`]. Returns the checkpoint, neither
+    /// completed nor aborted.
     async fn trigger_after_progress(&mut self, coord: &mut Coordinator) -> CheckpointMetadata {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut probes = 0u32;
         loop {
             let meta = self.trigger(coord).await;
             let stalled: Vec<usize> = (0..self.handles.len())
-                .filter(|&i| self.finished[i].is_none() && meta.subtasks[i].records_in <= self.seen[i])
+                .filter(|&i| {
+                    // A subtask at the end of its input has nothing left to process.
+                    let s = &meta.subtasks[i];
+                    self.finished[i].is_none() && !s.end_of_input && s.records_in <= self.seen[i]
+                })
                 .collect();
             if stalled.is_empty() {
                 self.seen = meta.subtasks.iter().map(|s| s.records_in).collect();
