@@ -271,7 +271,11 @@ fn run(args: Args) -> Result<Value, String> {
         to_graceful.as_millis(),
         to_graceful_workers.as_millis()
     );
-    eprintln!("(session timeout {}: a hard kill waits for it, a graceful stop does not)", args.session_timeout);
+    eprintln!(
+        "(session timeout {}: a standby closes a killed leader's session at once (fast failover: its RPC port \
+         refuses), a graceful stop resigns; only a paused or cut-off leader waits for the timeout)",
+        args.session_timeout
+    );
     eprintln!(
         "job {job}: running again {} ms after the kill, restored from checkpoint {} (latest before the kill: {before_cp})",
         to_job.as_millis(),
