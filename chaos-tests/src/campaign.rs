@@ -824,15 +824,18 @@ pub fn committed_lines(dir: &Path) -> Vec<String> {
     lines
 }
 
-/// Cancels a job through `keel cancel`, retrying (bounded) across leader changes. True if a
-/// cancel was answered 2xx.
+/// Cancels a job through `keel cancel`, retrying (bounded: 40 tries, 0.5 s apart) across
+/// leader changes, recoveries and refusals (a cancel whose result cannot be recorded yet is
+/// refused); it stops once the job is seen ended. True if a cancel was answered 2xx.
 fn cancel(c: &Cluster, id: &str) -> bool {
     for _ in 0..40 {
         let out = c.keel(&["cancel", id]);
         if out.status.success() {
             return true;
         }
-        if String::from_utf8_lossy(&out.stderr).contains("HTTP 409") {
+        if String::from_utf8_lossy(&out.stderr).contains("HTTP 409")
+            && matches!(c.job_state(id).as_deref(), Some("CANCELED" | "FINISHED" | "FAILED"))
+        {
             return false;
         }
         std::thread::sleep(Duration::from_millis(500));
