@@ -516,10 +516,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
             let view = inspect::read(&loaded.config).await.context("keel status")?;
             // The workers, as the leader has them registered (ZooKeeper does not list them).
+            // Bounded: a paused or cut-off leader must not hold up `keel status` (an operator
+            // runs it in exactly that situation), and the rest of the report is from ZooKeeper.
+            const WORKERS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
             let workers = match &view.leader {
                 Some(l) => match client::Rest::new(&l.rest_address, &loaded.config) {
                     Ok(api) => {
-                        api.call(reqwest::Method::GET, "/taskmanagers", None).await.map_err(|e| format!("{e:#}"))
+                        match tokio::time::timeout(WORKERS_WAIT, api.call(reqwest::Method::GET, "/taskmanagers", None))
+                            .await
+                        {
+                            Ok(r) => r.map_err(|e| format!("{e:#}")),
+                            Err(_) => Err(format!(
+                                "the leader's REST API ({}) did not answer within {WORKERS_WAIT:?}",
+                                l.rest_address
+                            )),
+                        }
                     }
                     Err(e) => Err(format!("{e:#}")),
                 },

@@ -288,7 +288,7 @@ fn a_zombie_leader_cannot_complete_checkpoints_or_overwrite_anything() {
         .expect("the paused leader's latch node");
     block_on(async {
         let zk = zk_connect(&quorum, &ns).await;
-        zk.delete(&latch, None).await.unwrap_or_else(|e| panic!("delete {latch}: {e}"));
+        zk.delete(&latch, None).await.unwrap_or_else(|e| panic!("delete {latch}: {e}\n{}", c.logs()));
     });
     let new = c.wait_leader(&[other], T);
     assert!(new.epoch > old.epoch, "{new:?} {old:?}");
