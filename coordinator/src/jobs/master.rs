@@ -298,10 +298,9 @@ impl JobMaster {
         };
         self.status.send_modify(|s| s.parallelism = spec.parallelism);
         // Where to start: the latest usable checkpoint (recovery), or a savepoint.
-        match self.latest_restorable(&spec, &session).await {
-            Ok(Some(point)) => self.restore = Some(point),
-            Ok(None) => {
-                if !self.graph.restore_from.is_empty() {
+        match self.pick_restore(&spec, &session).await {
+            Ok(()) => {
+                if self.restore.is_none() && !self.graph.restore_from.is_empty() {
                     match self.load_savepoint(&spec).await {
                         Ok(point) => self.restore = Some(point),
                         Err(e) => {
@@ -333,8 +332,30 @@ impl JobMaster {
             let outcome = self.run_attempt(&spec, &session).await;
             match outcome {
                 Outcome::SessionEnded => {
-                    tracing::info!(job = %self.job_id(), "job master stops: leader session ended");
-                    return;
+                    // Either the leader session ended (superseded, stopped: the session token
+                    // is cancelled) or this dispatcher was only suspended at this master's
+                    // epoch (ZooKeeper connection lost for a moment). In the second case the
+                    // job is this master's to run: once it may act again, it restarts the job
+                    // from its latest checkpoint (not a failure: no restart is spent).
+                    if !self.wait_to_act_again(&session).await {
+                        tracing::info!(job = %self.job_id(), "job master stops: leader session ended");
+                        return;
+                    }
+                    tracing::warn!(
+                        target: "keel::events", event = "job_resumed_after_suspension", job = %self.job_id(),
+                        epoch = %self.epoch,
+                        "the leader acts again at the same epoch after a suspension; restarting the job from its latest checkpoint"
+                    );
+                    self.stop_tasks().await;
+                    self.set_state("RESTARTING");
+                    match self.pick_restore(&spec, &session).await {
+                        Ok(()) => {}
+                        Err(Some(reason)) => {
+                            self.end("FAILED", reason, &session).await;
+                            return;
+                        }
+                        Err(None) => return,
+                    }
                 }
                 Outcome::Ended(state, reason) => {
                     self.stop_tasks().await;
@@ -364,14 +385,53 @@ impl JobMaster {
                         _ = tokio::time::sleep(delay) => {}
                         _ = session.cancelled() => return,
                     }
-                    match self.latest_restorable(&spec, &session).await {
-                        Ok(Some(p)) => self.restore = Some(p),
-                        Ok(None) => {}
+                    match self.pick_restore(&spec, &session).await {
+                        Ok(()) => {}
                         Err(Some(reason)) => {
                             self.end("FAILED", reason, &session).await;
                             return;
                         }
                         Err(None) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// `can_act()` turned false while the leader session lives: this dispatcher is suspended
+    /// at this master's epoch, not superseded (superseding or stopping cancels `session`).
+    /// Waits until it acts at the epoch again (`true`) or the session ends (`false`).
+    async fn wait_to_act_again(&self, session: &CancellationToken) -> bool {
+        let mut role = self.role.clone();
+        loop {
+            if session.is_cancelled() {
+                return false;
+            }
+            if self.can_act() {
+                return true;
+            }
+            tokio::select! {
+                r = role.changed() => if r.is_err() { return false },
+                _ = session.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Sets `self.restore` to the latest restorable checkpoint (unchanged when there is none),
+    /// waiting out a suspension of this dispatcher at this master's epoch. `Err(Some(reason))`:
+    /// every retained checkpoint is definitely unusable; `Err(None)`: the session ended.
+    async fn pick_restore(&mut self, spec: &JobSpec, session: &CancellationToken) -> Result<(), Option<String>> {
+        loop {
+            match self.latest_restorable(spec, session).await {
+                Ok(Some(p)) => {
+                    self.restore = Some(p);
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Err(Some(reason)) => return Err(Some(reason)),
+                Err(None) => {
+                    if !self.wait_to_act_again(session).await {
+                        return Err(None);
                     }
                 }
             }
