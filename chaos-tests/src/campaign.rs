@@ -1363,6 +1363,12 @@ fn provoke(
             while c.job_state(&id).as_deref() != Some("RUNNING") && start.elapsed() < Duration::from_secs(60) {
                 std::thread::sleep(Duration::from_millis(200));
             }
+            if c.job_state(&id).as_deref() != Some("RUNNING") {
+                eprintln!(
+                    "chaos: cancel probe {id} was not RUNNING within 60 s (state {:?}); cancelling anyway",
+                    c.job_state(&id)
+                );
+            }
             if !cancel(c, &id) {
                 return None;
             }
@@ -1462,6 +1468,9 @@ fn provoke_stale_deploy(
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) && c.job_state(&probe).as_deref() != Some("RESTARTING") {
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if c.job_state(&probe).as_deref() != Some("RESTARTING") {
+        eprintln!("chaos: stale-deploy probe {probe} was not RESTARTING within 30 s of the kill; holding links anyway");
     }
     for (i, w) in c.workers.iter().enumerate() {
         if let (true, Some(p)) = (i != victim, &w.rpc_proxy) {

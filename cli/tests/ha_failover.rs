@@ -116,24 +116,6 @@ fn graceful_stop_hands_over_without_waiting_for_the_session_timeout() {
     c.wait_workers_follow(&next, T);
 }
 
-/// A log line without its terminal colour codes.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
 #[test]
 fn paused_leader_is_fenced_after_resume() {
     // Tolerating a suspended connection keeps the zombie acting (heartbeating its workers)
@@ -184,7 +166,7 @@ fn paused_leader_is_fenced_after_resume() {
     let refused =
         chaos_tests::wait_until(T, Duration::from_millis(100), "a worker to refuse the zombie's command", || {
             c.workers.iter().find_map(|w| {
-                let log = strip_ansi(&w.log_tail(4000));
+                let log = common::strip_ansi(&w.log_tail(4000));
                 log.lines()
                     .find(|l| l.contains("command_refused") && l.contains(&from) && l.contains(&epoch))
                     .map(str::to_string)
@@ -192,7 +174,7 @@ fn paused_leader_is_fenced_after_resume() {
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     eprintln!("refused: {refused}");
-    let zombie_log = strip_ansi(&c.dispatchers[old.index].log_tail(4000));
+    let zombie_log = common::strip_ansi(&c.dispatchers[old.index].log_tail(4000));
     assert!(
         zombie_log.lines().any(|l| l.contains("event=\"command_fenced\"") && l.contains(&epoch)),
         "the zombie learnt it was fenced: {zombie_log}"

@@ -118,24 +118,6 @@ fn whole_cluster_restart_resumes_unfinished_jobs_and_never_reruns_finished_ones(
     assert_eq!(after, Vec::<String>::new(), "the finished job ran again after the restart");
 }
 
-/// A log line without its terminal colour codes.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
 /// Every deployment (`task_deployed`, workers), restore (`checkpoint_restored`) and state
 /// change (`job_state`) event of `job` in every process log of the cluster.
 fn job_events(c: &Cluster, job: &str) -> Vec<String> {
@@ -143,7 +125,7 @@ fn job_events(c: &Cluster, job: &str) -> Vec<String> {
     let mut out = Vec::new();
     for p in c.dispatchers.iter().chain(c.workers.iter()) {
         let log = std::fs::read_to_string(p.log_path()).unwrap_or_default();
-        for line in log.lines().map(strip_ansi) {
+        for line in log.lines().map(common::strip_ansi) {
             let kind = ["task_deployed", "checkpoint_restored", "job_state"]
                 .iter()
                 .any(|k| line.contains(&format!("event=\"{k}\"")));

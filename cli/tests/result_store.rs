@@ -15,24 +15,6 @@ use common::{block_on, zk_connect, Cluster};
 
 const T: Duration = Duration::from_secs(60);
 
-/// A line without its terminal colour codes.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
 /// Every event line of `kinds` about `job` in every process log of the cluster, prefixed with
 /// the process name (logs are appended, so later calls can only see more lines).
 fn job_events(c: &Cluster, job: &str, kinds: &[&str]) -> Vec<String> {
@@ -40,7 +22,7 @@ fn job_events(c: &Cluster, job: &str, kinds: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     for p in c.dispatchers.iter().chain(c.workers.iter()) {
         let log = std::fs::read_to_string(p.log_path()).unwrap_or_default();
-        for line in log.lines().map(strip_ansi) {
+        for line in log.lines().map(common::strip_ansi) {
             if line.contains(&needle) && kinds.iter().any(|k| line.contains(&format!("event=\"{k}\""))) {
                 out.push(format!("{}: {line}", p.name()));
             }
