@@ -119,14 +119,25 @@ fn graceful_stop_hands_over_without_waiting_for_the_session_timeout() {
 #[test]
 fn paused_leader_is_fenced_after_resume() {
     // Tolerating a suspended connection keeps the zombie acting (heartbeating its workers)
-    // from the moment it resumes until ZooKeeper tells it the session expired or a worker
-    // refuses it: the zombie itself sends old-epoch commands, which the workers must refuse.
+    // from the moment it resumes until it learns that its session expired or a worker refuses
+    // it: the zombie itself sends old-epoch commands, which the workers must refuse.
+    //
+    // After SIGCONT two overdue timers race in the zombie: its ZooKeeper client declares the
+    // session expired, and its heartbeat goes out. Real timing decides which is first, so the
+    // zombie's session events are held (`KEEL_TEST_HOLD_SESSION_EVENTS`, test-only) until the
+    // test has seen a worker refuse it: it certainly acts first, as a leader whose event loop
+    // is slow to notice would.
     let mut c = Cluster::start(
         "it-pause",
-        2,
+        0,
         2,
         &[("high-availability.zookeeper.client.tolerate-suspended-connections", "true")],
     );
+    let hold = |i: usize| c.dir.path().join(format!("hold-session-events-d{i}"));
+    let holds: Vec<std::path::PathBuf> = (0..2).map(hold).collect();
+    for (i, h) in holds.iter().enumerate() {
+        c.add_dispatcher_env(&format!("d{i}"), &[("KEEL_TEST_HOLD_SESSION_EVENTS", h.to_str().unwrap())]);
+    }
     let old = c.wait_leader(&[0, 1], T);
     c.wait_workers_follow(&old, T);
 
@@ -143,25 +154,10 @@ fn paused_leader_is_fenced_after_resume() {
     assert!(new.epoch > old.epoch);
     c.wait_workers_follow(&new, T);
 
-    // Resume the zombie: it must find its latch gone and stand by.
-    let t1 = Instant::now();
+    // Resume the zombie with its session events held: the commands it sends with its old
+    // epoch must be refused, and it must learn from the refusal that it was fenced.
+    std::fs::write(&holds[old.index], b"held by paused_leader_is_fenced_after_resume").unwrap();
     c.dispatchers[old.index].cont().unwrap();
-    chaos_tests::wait_until(T, Duration::from_millis(50), "the resumed old leader to stand by", || {
-        let v = c.ha_leader(old.index)?;
-        (v["is_leader"] == false && v["role"] == "standby" && v["leader_id"] == new.id.as_str()).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
-    report("SIGCONT -> old leader reports standby", t1);
-    let agreed = c.wait_leader(&[0, 1], T);
-    assert_eq!(agreed, new, "the new leader stays leader after the zombie resumes");
-
-    // ZooKeeper still names the new leader: the zombie overwrote nothing.
-    let st = c.status_json();
-    assert_eq!(st["leader_id"], new.id.as_str());
-    assert_eq!(st["epoch"].as_i64(), Some(new.epoch));
-
-    // The commands the resumed zombie itself sent with its old epoch were refused: a worker
-    // logged a command_refused event naming the zombie and its old epoch.
     let (from, epoch) = (format!("from={}", old.id), format!("epoch={}", old.epoch));
     let refused =
         chaos_tests::wait_until(T, Duration::from_millis(100), "a worker to refuse the zombie's command", || {
@@ -174,11 +170,29 @@ fn paused_leader_is_fenced_after_resume() {
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     eprintln!("refused: {refused}");
-    let zombie_log = common::strip_ansi(&c.dispatchers[old.index].log_tail(4000));
-    assert!(
-        zombie_log.lines().any(|l| l.contains("event=\"command_fenced\"") && l.contains(&epoch)),
-        "the zombie learnt it was fenced: {zombie_log}"
-    );
+    // The worker logs its refusal before the zombie reads the answer: wait for the zombie's line.
+    chaos_tests::wait_until(T, Duration::from_millis(50), "the zombie to log that it was fenced", || {
+        let zombie_log = common::strip_ansi(&c.dispatchers[old.index].log_tail(4000));
+        zombie_log.lines().any(|l| l.contains("event=\"command_fenced\"") && l.contains(&epoch)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    std::fs::remove_file(&holds[old.index]).unwrap();
+
+    // Released, the zombie finds its session gone and stands by under the new leader.
+    let t1 = Instant::now();
+    chaos_tests::wait_until(T, Duration::from_millis(50), "the resumed old leader to stand by", || {
+        let v = c.ha_leader(old.index)?;
+        (v["is_leader"] == false && v["role"] == "standby" && v["leader_id"] == new.id.as_str()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    report("release -> old leader reports standby under the new leader", t1);
+    let agreed = c.wait_leader(&[0, 1], T);
+    assert_eq!(agreed, new, "the new leader stays leader after the zombie resumes");
+
+    // ZooKeeper still names the new leader: the zombie overwrote nothing.
+    let st = c.status_json();
+    assert_eq!(st["leader_id"], new.id.as_str());
+    assert_eq!(st["epoch"].as_i64(), Some(new.epoch));
 
     // Workers refuse any command stamped with the old epoch, and count it.
     for w in 0..c.workers.len() {

@@ -267,18 +267,7 @@ impl ResourceManager {
         let command = LeaderCommand { epoch: epoch.0, leader_id: self.leader_id.clone(), kind: Some(kind) };
         let result = client.command(command).await;
         if let Err(status) = &result {
-            if status.code() == tonic::Code::FailedPrecondition {
-                if let Some(seen) = status
-                    .metadata()
-                    .get(FENCED_EPOCH_METADATA)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i64>().ok())
-                {
-                    if let Some(fence) = role.fence() {
-                        fence.report_fenced(LeaderEpoch(seen));
-                    }
-                }
-            }
+            report_if_fenced(status, &role, worker_id, epoch);
         }
         result.map(|r| r.into_inner())
     }
@@ -340,19 +329,7 @@ impl ResourceManager {
                     }
                 }
                 Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                    let seen = status
-                        .metadata()
-                        .get(FENCED_EPOCH_METADATA)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i64>().ok());
-                    tracing::warn!(
-                        target: "keel::events", event = "command_fenced",
-                        worker = %id, epoch = %epoch, seen = ?seen, message = status.message(),
-                        "worker refused our command"
-                    );
-                    if let (Some(seen), Some(fence)) = (seen, role.fence()) {
-                        fence.report_fenced(LeaderEpoch(seen));
-                    }
+                    report_if_fenced(&status, role, &id, epoch);
                     self.inner.lock().expect("rm lock").remove(&id);
                     let _ = self.lost_tx.send(id.clone());
                 }
@@ -397,10 +374,38 @@ impl ResourceManager {
                 leader_id: self.leader_id.clone(),
                 kind: Some(leader_command::Kind::Disconnect(Disconnect { reason: "missed heartbeat.timeout".into() })),
             };
+            // Its answer matters too: a worker that refuses it has seen a newer leader.
+            let role = role.clone();
             tokio::spawn(async move {
-                let _ = client.command(command).await;
+                if let Err(status) = client.command(command).await {
+                    report_if_fenced(&status, &role, &id, epoch);
+                }
             });
         }
+    }
+}
+
+/// A worker's refusal of a command of ours because it has seen a newer epoch (FAILED_PRECONDITION
+/// naming that epoch): logged as `command_fenced` and reported to this leader's fence so the
+/// election steps down. Every command path calls it (heartbeats, job commands, the
+/// disconnect of a lost worker): any refusal is news that a newer leader exists.
+fn report_if_fenced(status: &tonic::Status, role: &Role, worker: &str, epoch: LeaderEpoch) {
+    if status.code() != tonic::Code::FailedPrecondition {
+        return;
+    }
+    // Other refusals (a stale task attempt) carry no epoch: they say nothing about leadership.
+    let Some(seen) =
+        status.metadata().get(FENCED_EPOCH_METADATA).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok())
+    else {
+        return;
+    };
+    tracing::warn!(
+        target: "keel::events", event = "command_fenced",
+        worker = %worker, epoch = %epoch, seen = %seen, message = status.message(),
+        "worker refused our command"
+    );
+    if let Some(fence) = role.fence() {
+        fence.report_fenced(LeaderEpoch(seen));
     }
 }
 

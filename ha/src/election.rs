@@ -410,10 +410,46 @@ impl Task {
                 }
                 _ = self.cancel.cancelled() => Event::Shutdown,
             };
+            if !matches!(event, Event::Fenced { .. } | Event::Shutdown) {
+                hold_session_event(&event).await;
+            }
             tracing::debug!(?event, "leadership event");
             pending.extend(engine.handle(event));
         }
     }
+}
+
+/// Test-only: `KEEL_TEST_HOLD_SESSION_EVENTS=<file>` lets a test hold the leading election's
+/// session and latch events (disconnected, expired, latch deleted, suspend deadline) while
+/// `<file>` exists, as a leader whose event loop is slow to notice would. It makes certain an
+/// interleaving that real timing produces only sometimes: a zombie leader resumed after a
+/// pause acts (heartbeats its workers with its old epoch) before it learns that its session
+/// expired, so a test can show that the workers refuse it. A refusal (`Fenced`) and a
+/// shutdown are never held. Logs at error level while holding; bounded to 5 minutes. Without
+/// the variable nothing changes.
+pub const HOLD_SESSION_EVENTS_ENV: &str = "KEEL_TEST_HOLD_SESSION_EVENTS";
+
+async fn hold_session_event(event: &Event) {
+    static FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let Some(file) = FILE
+        .get_or_init(|| std::env::var_os(HOLD_SESSION_EVENTS_ENV).filter(|v| !v.is_empty()).map(Into::into))
+        .as_deref()
+    else {
+        return;
+    };
+    if !file.exists() {
+        return;
+    }
+    tracing::error!(
+        ?event,
+        "{HOLD_SESSION_EVENTS_ENV}: holding a leadership event until {} is removed (test-only)",
+        file.display()
+    );
+    let give_up = Instant::now() + Duration::from_secs(300);
+    while file.exists() && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::error!(?event, "{HOLD_SESSION_EVENTS_ENV}: releasing the held leadership event (test-only)");
 }
 
 async fn arm_latch_watch(client: &Client, latch: &str) -> Option<OneshotWatcher> {
