@@ -253,3 +253,66 @@ fn a_storage_outage_during_recovery_is_waited_out_not_turned_into_failed() {
     let restored = job["restored-from"].as_u64().expect("restored from a checkpoint");
     assert!(restored >= latest, "restored from checkpoint {restored}, the latest before the outage was {latest}");
 }
+
+/// A brief suspension of the leader (its ZooKeeper connection lost for less than the session
+/// timeout: the session, the latch and the epoch survive) must not orphan its jobs. Before the
+/// fix (found by chaos seeds 1, 2, 5 and 12) a job master that needed ZooKeeper while its
+/// leader was suspended (to take a checkpoint id, to pick the checkpoint to restart from, to
+/// take an attempt number) exited as if its leader had been superseded, and nothing started it
+/// again when the leader acted again at the same epoch: the job stayed RESTARTING (or RUNNING)
+/// with nothing running, no checkpoint ever completed again, and a cancel could not reach it.
+/// Now the master waits out the suspension and carries on.
+///
+/// Deterministic: the job is failing over (its worker was killed) with a 3 s restart delay,
+/// and the leader is cut off from ZooKeeper during that delay and kept cut off past its end,
+/// so the master's next step after the delay always meets the suspension.
+#[test]
+fn a_brief_suspension_of_the_leader_never_orphans_a_restarting_job() {
+    // One dispatcher, reaching ZooKeeper through its own proxies; a 20 s session so that a
+    // cut of a few seconds suspends it without expiring it.
+    let mut c = Cluster::start("it-suspend", 0, 2, &[("high-availability.zookeeper.client.session-timeout", "20 s")]);
+    let mesh = chaos_tests::ProxyMesh::for_zk(&c.zk).expect("proxies in front of ZooKeeper");
+    let cfg = c.cfg.replace(&c.zk.connect_string(), &mesh.connect_string());
+    assert_ne!(cfg, c.cfg, "the dispatcher's config names its proxies");
+    c.add_dispatcher_cfg("d0", &cfg);
+    let leader = c.wait_leader(&[0], T);
+    c.wait_workers_follow(&leader, T);
+    let spec = long_job("suspended", &c.dir.path().join("out"))
+        .replace("delay: 200 ms", &format!("delay: {} ms", RESTART_DELAY.as_millis()));
+    let id = c.submit(&spec);
+    c.wait_job_state(&id, "RUNNING", T);
+    let before = c.wait_checkpoints(&id, 2, T)["counts"]["completed"].as_u64().unwrap();
+
+    // Kill the worker that runs the job: the job fails over and waits out its restart delay.
+    let victim = (0..c.workers.len())
+        .find(|&w| std::fs::read_to_string(c.workers[w].log_path()).unwrap_or_default().contains(&format!("job={id}")))
+        .expect("a worker runs the job");
+    c.workers[victim].kill9();
+    c.wait_job_state(&id, "RESTARTING", T);
+
+    // Cut the leader off from ZooKeeper until it no longer acts (suspended), and keep it cut
+    // off past the end of the restart delay (a lower bound, not a timing assertion).
+    mesh.cut();
+    let cut_at = std::time::Instant::now();
+    wait_until(T, Duration::from_millis(50), "the cut-off leader to stop acting", || {
+        c.ha_leader(0).filter(|v| v["is_leader"] == false).map(|_| ())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    std::thread::sleep(RESTART_DELAY.saturating_sub(cut_at.elapsed()) + Duration::from_millis(500));
+    mesh.heal();
+
+    // The same leader acts again at the same epoch: its session survived.
+    let again = c.wait_leader(&[0], T);
+    assert_eq!(again, leader, "a suspension shorter than the session keeps the leader and its epoch");
+    // The job runs again: checkpoints complete beyond those before the cut.
+    c.wait_checkpoints(&id, before + 2, T);
+    let job = c.wait_job_state(&id, "RUNNING", T);
+    assert!(job["restored-from"].as_u64().is_some(), "restarted from its latest checkpoint: {job}");
+    // And a cancel reaches it.
+    let out = c.keel(&["cancel", &id]);
+    assert!(out.status.success(), "keel cancel: {}\n{}", String::from_utf8_lossy(&out.stderr), c.logs());
+    c.wait_job_state(&id, "CANCELED", T);
+}
+
+/// The restart delay of the suspension test's job.
+const RESTART_DELAY: Duration = Duration::from_secs(3);

@@ -67,6 +67,21 @@ impl Cluster {
         self.dispatchers.push(p);
     }
 
+    /// Like [`Cluster::add_dispatcher`], with its own configuration text (for example one that
+    /// reaches ZooKeeper through a [`chaos_tests::ProxyMesh`]).
+    pub fn add_dispatcher_cfg(&mut self, name: &str, cfg: &str) {
+        let p = KeelProcess::spawn(
+            Path::new(KEEL),
+            Role::Dispatcher,
+            cfg,
+            &["--id".to_string(), name.to_string()],
+            self.dir.path(),
+            name,
+        )
+        .expect("dispatcher starts");
+        self.dispatchers.push(p);
+    }
+
     /// Like [`Cluster::add_dispatcher`], with extra environment variables (test-only
     /// switches such as `KEEL_TEST_FENCE_BARRIER`).
     pub fn add_dispatcher_env(&mut self, name: &str, env: &[(&str, &str)]) {
