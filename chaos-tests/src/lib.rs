@@ -92,6 +92,7 @@ pub mod checker;
 mod child;
 pub mod history;
 pub mod ports;
+pub mod probe;
 pub mod process;
 pub mod proxy;
 pub mod report;
