@@ -1199,6 +1199,7 @@ fn run_inner(
     let count = |f: &dyn Fn(&EventKind) -> bool| history.events().iter().filter(|e| f(&e.kind)).count();
     let leader_changes = count(&|k| matches!(k, EventKind::LeadershipGained { .. })).saturating_sub(1);
     let restores = count(&|k| matches!(k, EventKind::CheckpointRestored { .. }));
+    let adoptions = count(&|k| matches!(k, EventKind::JobAdopted { .. }));
     let completed = count(&|k| matches!(k, EventKind::CheckpointCompleted { .. }));
     let refused = count(&|k| matches!(k, EventKind::CommandRefused { .. }));
     let stale_attempts = history.events().iter().filter(|e| e.name == "stale_attempt_refused").count();
@@ -1206,7 +1207,7 @@ fn run_inner(
     let records = committed.len();
     let activity = format!(
         "activity: faults applied {applied}, skipped {skipped}, failed {}; leader changes {leader_changes}; \
-         restores {restores}; checkpoints completed {completed}; stale commands refused {refused}; \
+         restores {restores}; adoptions {adoptions}; checkpoints completed {completed}; stale commands refused {refused}; \
          stale attempts refused {stale_attempts}; \
          churn jobs cancelled {churn_cancelled} of {}; records committed {records}",
         verdicts.iter().find(|v| v.name == "faults_injected_cleanly").map(|v| v.details.len()).unwrap_or(0),
@@ -1226,8 +1227,8 @@ fn run_inner(
     if leader_faults > 0 && leader_changes == 0 {
         short.push(format!("{leader_faults} leader faults were applied but the leader never changed"));
     }
-    if leader_changes > 0 && restores == 0 {
-        short.push("leaders changed but no job was restored from a checkpoint".into());
+    if leader_changes > 0 && restores == 0 && adoptions == 0 {
+        short.push("leaders changed but no job was restored from a checkpoint or adopted".into());
     }
     if !cancelled.is_empty() && churn_cancelled == 0 {
         short.push("no churn job was cancelled".into());

@@ -65,6 +65,8 @@ pub enum EventKind {
     CheckpointAborted { job: String, checkpoint: u64, reason: String },
     /// A job was restored from `checkpoint` (`None`: from no checkpoint, i.e. from scratch).
     CheckpointRestored { job: String, checkpoint: Option<u64>, attempt: Option<u64> },
+    /// A new leader adopted a job's running tasks (same `attempt`, no restore) under `epoch`.
+    JobAdopted { job: String, attempt: u64, epoch: u64 },
     /// A worker deployed a task.
     TaskDeployed { job: String, subtask: u64, attempt: u64, epoch: u64 },
     /// A worker's sink made a part file visible.
@@ -91,6 +93,7 @@ impl EventKind {
             | EventKind::CheckpointCompleted { job, .. }
             | EventKind::CheckpointAborted { job, .. }
             | EventKind::CheckpointRestored { job, .. }
+            | EventKind::JobAdopted { job, .. }
             | EventKind::TaskDeployed { job, .. }
             | EventKind::SinkCommitted { job, .. }
             | EventKind::JobEnded { job, .. }
@@ -238,6 +241,7 @@ fn parse_kind(name: &str, m: &Map<String, Value>) -> Result<EventKind, String> {
             checkpoint: opt_num("checkpoint")?,
             attempt: opt_num("attempt")?,
         },
+        "job_adopted" => EventKind::JobAdopted { job: text("job")?, attempt: num("attempt")?, epoch: num("epoch")? },
         "task_deployed" => EventKind::TaskDeployed {
             job: text("job")?,
             subtask: opt_num("subtask")?.unwrap_or(0),
@@ -756,6 +760,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.kind, EventKind::CheckpointRestored { job: "j".into(), checkpoint: None, attempt: None });
+        let e = Event::parse_line(
+            r#"{"ts_ms":5,"process":"d2","event":"job_adopted","job":"j","attempt":4,"epoch":"12"}"#,
+            "f:3",
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::JobAdopted { job: "j".into(), attempt: 4, epoch: 12 });
         let e = Event::parse_line(r#"{"ts_ms":5,"process":"d1","event":"brand_new","x":1}"#, "f:4").unwrap();
         assert_eq!(e.kind, EventKind::Other);
         assert_eq!(e.fields.get("x"), Some(&json!(1)));

@@ -256,15 +256,21 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
     for j in &jobs {
         let mut running_at = None;
         let mut restored = None;
+        let mut outcome = Value::Null;
         while Instant::now() < deadline {
             if let Some(v) = get(&new_api, &format!("/jobs/{}", j.id)).await {
                 let all_running = v["subtasks"]
                     .as_array()
                     .is_some_and(|s| s.iter().all(|s| s["state"] == "RUNNING" || s["state"] == "FINISHED"));
-                let new_attempt = v["attempt"].as_u64().unwrap_or(0) != j.attempt;
-                if (v["state"] == "RUNNING" && all_running && new_attempt) || v["state"] == "FINISHED" {
+                // The new leader's master shows attempt 0 until it has adopted the job's tasks
+                // (the same attempt runs on) or restarted it (a newer attempt).
+                // (A killed worker leaves the leader in place: only a newer attempt counts.)
+                let attempt = v["attempt"].as_u64().unwrap_or(0);
+                let moved_on = attempt != 0 && (attempt != j.attempt || victim_worker.is_none());
+                if (v["state"] == "RUNNING" && all_running && moved_on) || v["state"] == "FINISHED" {
                     running_at = Some(now_ms());
                     restored = v["restored-from"].as_u64();
+                    outcome = json!(if attempt == j.attempt && restored.is_none() { "adopted" } else { "restarted" });
                     break;
                 }
             }
@@ -273,6 +279,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
         job_reports.push(json!({
             "job": j.id,
             "running_again_ms": running_at.map(|t| t - fault_at),
+            "outcome": outcome,
             "restored_from_checkpoint": restored,
             "latest_checkpoint_before_fault": j.latest_checkpoint,
             "input_since_restored_checkpoint_ms": j.latest_completed_ms.filter(|_| restored == j.latest_checkpoint).map(|t| fault_at - t),
@@ -305,8 +312,16 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
         );
         println!("workers back at   {}   ({} worker(s))", ms(&report["workers_reregistered_ms"]), expect_workers.len());
         for j in report["jobs"].as_array().into_iter().flatten() {
+            if j["outcome"] == "adopted" {
+                println!(
+                    "job {}  running again at {}, adopted by the new leader: its tasks kept running (nothing restored, nothing reprocessed)",
+                    j["job"].as_str().unwrap_or(""),
+                    ms(&j["running_again_ms"]),
+                );
+                continue;
+            }
             println!(
-                "job {}  running again at {}, restored from checkpoint {} (latest before the fault: {}), input since that checkpoint: {}",
+                "job {}  running again at {}, restarted from checkpoint {} (latest before the fault: {}), input since that checkpoint: {}",
                 j["job"].as_str().unwrap_or(""),
                 ms(&j["running_again_ms"]),
                 j["restored_from_checkpoint"],

@@ -61,9 +61,9 @@ fn drills_report_failovers_and_refuse_unsafe_ones() {
     assert!(r["workers_reregistered_ms"].as_i64().is_some(), "{r}");
     let job = &r["jobs"][0];
     assert!(job["running_again_ms"].as_i64().is_some(), "{r}");
-    assert!(
-        job["restored_from_checkpoint"].as_u64().unwrap() >= job["latest_checkpoint_before_fault"].as_u64().unwrap()
-    );
+    // Both workers survive a leader kill: the new leader adopts the job's tasks.
+    assert_eq!(job["outcome"], "adopted", "{r}");
+    assert!(job["restored_from_checkpoint"].is_null(), "{r}");
     let alive: Vec<usize> = (0..3).filter(|&i| c.dispatchers[i].id() != leader.id).collect();
     let second = c.wait_leader(&alive, T);
     c.wait_checkpoints(&id, 1, T);

@@ -223,6 +223,8 @@ fn a_storage_outage_during_recovery_is_waited_out_not_turned_into_failed() {
             ("s3.secret-key", chaos_tests::S3Server::SECRET_KEY),
             ("s3.region", chaos_tests::S3Server::REGION),
             ("s3.path.style.access", "true"),
+            // Reading the checkpoint store to restore is under test: no adoption.
+            ("high-availability.adoption.timeout", "0 s"),
         ],
     );
     let leader = c.wait_leader(&[0, 1], T);

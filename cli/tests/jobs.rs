@@ -398,7 +398,13 @@ fn bad_specs_are_refused_with_clear_errors_and_nothing_is_stored() {
 
 #[test]
 fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
-    let mut c = Cluster::start("it-corrupt", 1, 1, &[("state.checkpoints.num-retained", "3")]);
+    // The restore path under test: no adoption (a restarted dispatcher would adopt the tasks).
+    let mut c = Cluster::start(
+        "it-corrupt",
+        1,
+        1,
+        &[("state.checkpoints.num-retained", "3"), ("high-availability.adoption.timeout", "0 s")],
+    );
     let leader = c.wait_leader(&[0], T);
     c.wait_workers_follow(&leader, T);
     let sink = c.dir.path().join("out");
@@ -472,6 +478,8 @@ fn the_same_job_runs_with_s3_storage() {
             ("s3.region", chaos_tests::S3Server::REGION),
             ("s3.path.style.access", "true"),
             ("state.backend", "rocksdb"),
+            // The restore from S3 is under test: no adoption through the leader kill.
+            ("high-availability.adoption.timeout", "0 s"),
         ],
     );
     let mut c = c;
@@ -583,7 +591,13 @@ fn a_checkpoint_with_a_missing_state_file_is_skipped_for_the_previous_one() {
         "it-missing-sst",
         1,
         1,
-        &[("state.checkpoints.num-retained", "3"), ("state.backend", "rocksdb"), ("state.backend.incremental", "true")],
+        &[
+            ("state.checkpoints.num-retained", "3"),
+            ("state.backend", "rocksdb"),
+            ("state.backend.incremental", "true"),
+            // The restore path under test: no adoption.
+            ("high-availability.adoption.timeout", "0 s"),
+        ],
     );
     let leader = c.wait_leader(&[0], T);
     c.wait_workers_follow(&leader, T);

@@ -88,6 +88,7 @@ fn with_a_shared_secret_the_cluster_works_and_strangers_are_refused() {
                     rpc_address: "127.0.0.1:1".into(),
                     slots: 8,
                     leader_epoch: leader.epoch,
+                    running: vec![],
                 })
                 .await
         })

@@ -202,6 +202,10 @@ pub struct Config {
     /// `high-availability.recovery.worker-wait`: how long a new leader waits for workers to
     /// re-register before restarting recovered jobs on what it has (may be 0).
     pub recovery_worker_wait: ConfDuration,
+    /// `high-availability.adoption.timeout`: how long a worker keeps its tasks running with no
+    /// leader to adopt them (after it registers anew); 0 disables adoption (tasks are stopped
+    /// at once and restarted by the new leader, as before).
+    pub adoption_timeout: ConfDuration,
     /// `rest.auth.token`: when set, mutating REST endpoints require `Authorization: Bearer`
     /// with it. A secret.
     pub rest_auth_token: Option<String>,
@@ -327,6 +331,7 @@ impl Config {
             heartbeat_interval: duration(10, "10 s"),
             heartbeat_timeout: duration(50, "50 s"),
             recovery_worker_wait: duration(10, "10 s"),
+            adoption_timeout: duration(30, "30 s"),
             rest_auth_token: None,
             rest_admin_enabled: false,
             rest_auth_read: false,
@@ -458,6 +463,7 @@ impl fmt::Debug for Config {
             heartbeat_interval,
             heartbeat_timeout,
             recovery_worker_wait,
+            adoption_timeout,
             rest_auth_token,
             rest_admin_enabled,
             rest_auth_read,
@@ -531,6 +537,7 @@ impl fmt::Debug for Config {
             .field("heartbeat_interval", heartbeat_interval)
             .field("heartbeat_timeout", heartbeat_timeout)
             .field("recovery_worker_wait", recovery_worker_wait)
+            .field("adoption_timeout", adoption_timeout)
             .field("rest_auth_token", &masked(rest_auth_token))
             .field("rest_admin_enabled", rest_admin_enabled)
             .field("rest_auth_read", rest_auth_read)
@@ -615,6 +622,7 @@ pub(crate) enum Field {
     HeartbeatInterval,
     HeartbeatTimeout,
     RecoveryWorkerWait,
+    AdoptionTimeout,
     RestAuthToken,
     RestAdminEnabled,
     RestAuthRead,
@@ -702,6 +710,7 @@ impl Field {
             "heartbeat.interval" => Field::HeartbeatInterval,
             "heartbeat.timeout" => Field::HeartbeatTimeout,
             "high-availability.recovery.worker-wait" => Field::RecoveryWorkerWait,
+            "high-availability.adoption.timeout" => Field::AdoptionTimeout,
             "rest.auth.token" => Field::RestAuthToken,
             "rest.admin.enabled" => Field::RestAdminEnabled,
             "rest.auth.read" => Field::RestAuthRead,
@@ -766,6 +775,7 @@ impl Field {
             | Field::HeartbeatInterval
             | Field::HeartbeatTimeout
             | Field::RecoveryWorkerWait
+            | Field::AdoptionTimeout
             | Field::CheckpointTimeout => DURATION_FORMS,
             Field::ZkSaslUsername => "a user name without whitespace",
             Field::ZkSaslPassword => "a password without whitespace",
@@ -1009,6 +1019,10 @@ impl Field {
                 let duration = parse_parts(text).map_err(|p| invalid(&p))?;
                 config.recovery_worker_wait = ConfDuration { duration, text: text.to_owned() };
             }
+            Field::AdoptionTimeout => {
+                let duration = parse_parts(text).map_err(|p| invalid(&p))?;
+                config.adoption_timeout = ConfDuration { duration, text: text.to_owned() };
+            }
             Field::RestAuthToken => config.rest_auth_token = Some(no_whitespace(text).map_err(|p| invalid(&p))?),
             Field::RestAdminEnabled => config.rest_admin_enabled = boolean(text).map_err(|p| invalid(&p))?,
             Field::RestAuthRead => config.rest_auth_read = boolean(text).map_err(|p| invalid(&p))?,
@@ -1134,6 +1148,7 @@ impl Field {
             Field::HeartbeatInterval => config.heartbeat_interval.text.clone(),
             Field::HeartbeatTimeout => config.heartbeat_timeout.text.clone(),
             Field::RecoveryWorkerWait => config.recovery_worker_wait.text.clone(),
+            Field::AdoptionTimeout => config.adoption_timeout.text.clone(),
             Field::RestAuthToken => config.rest_auth_token.clone().unwrap_or_default(),
             Field::RestAdminEnabled => config.rest_admin_enabled.to_string(),
             Field::RestAuthRead => config.rest_auth_read.to_string(),

@@ -234,6 +234,18 @@ pub const KEYS: &[KeyDoc] = &[
             once.",
     },
     KeyDoc {
+        key: "high-availability.adoption.timeout",
+        default: "30 s",
+        kind: "duration",
+        description: "Tasks keep running through a leader change: when a worker registers with \
+            a new leader it reports its running tasks and keeps them running for up to this \
+            long; the new leader's job master adopts a job whose every subtask of its current \
+            attempt is still running (no restart, no replay) and restarts it from its latest \
+            checkpoint otherwise. Tasks not adopted within this time are stopped. `0` disables \
+            adoption: tasks stop when their worker registers anew and every failover restarts \
+            the job.",
+    },
+    KeyDoc {
         key: "rest.address",
         default: "127.0.0.1",
         kind: "string",

@@ -37,6 +37,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("zookeeper.sasl.service-name", "zk", "zk"),
     ("zookeeper.sasl.login-context-name", "ZkClient", "ZkClient"),
     ("high-availability.recovery.worker-wait", "0 s", "0 s"),
+    ("high-availability.adoption.timeout", "0 s", "0 s"),
     ("rest.address", "0.0.0.0", "0.0.0.0"),
     ("rest.port", "8082", "8082"),
     ("rest.bind-address", "0.0.0.0", "0.0.0.0"),

@@ -268,6 +268,7 @@ fn job_settings(config: &Config, registry: std::sync::Arc<keel_job::OperatorRegi
         num_retained: config.checkpoints_num_retained.max(1) as usize,
         checkpoint_timeout: config.checkpoint_timeout.duration,
         recovery_worker_wait: config.recovery_worker_wait.duration,
+        adoption_timeout: config.adoption_timeout.duration,
         registry,
         job_defaults: keel_job::JobDefaults::from_config(config),
         savepoints_uri: config.savepoints_dir.clone(),

@@ -35,7 +35,12 @@ struct WorkerEntry {
     last_heartbeat: Instant,
     last_heartbeat_unix_ms: i64,
     client: WorkerClient<InternalChannel>,
+    /// The subtasks it ran when it registered (job, attempt, subtask): candidates for adoption.
+    reported: Vec<(String, u64, u32)>,
 }
+
+/// Most running subtasks one registration may report (beyond it the registration is refused).
+pub const MAX_REPORTED_SUBTASKS: usize = 4096;
 
 /// A registered worker, as the REST API shows it (Flink's field names).
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +135,7 @@ impl ResourceManager {
         address: &str,
         slots: u32,
         worker_epoch: LeaderEpoch,
+        running: &[keel_proto::v1::RunningSubtask],
     ) -> Result<LeaderEpoch, RegisterError> {
         let role = self.role.borrow().clone();
         let Some(own) = role.acting_epoch() else {
@@ -146,6 +152,19 @@ impl ResourceManager {
                 "worker_id {id:?} and slots {slots}: expected a non-empty id and at least one slot"
             )));
         }
+        if running.len() > MAX_REPORTED_SUBTASKS {
+            return Err(RegisterError::Invalid(format!(
+                "running: {} subtasks reported; at most {MAX_REPORTED_SUBTASKS} are accepted",
+                running.len()
+            )));
+        }
+        if let Some(bad) = running.iter().find(|r| keel_ha::stores::validate_job_id(&r.job_id).is_err()) {
+            return Err(RegisterError::Invalid(format!(
+                "running: job id {:?} is not a valid job id",
+                bad.job_id.chars().take(80).collect::<String>()
+            )));
+        }
+        let reported = running.iter().map(|r| (r.job_id.clone(), r.attempt, r.subtask)).collect();
         let endpoint = self
             .security
             .endpoint(address)
@@ -164,6 +183,7 @@ impl ResourceManager {
             last_heartbeat: Instant::now(),
             last_heartbeat_unix_ms: now,
             client,
+            reported,
         };
         let previous = self.inner.lock().expect("rm lock").insert(id.to_string(), entry);
         if previous.is_some() {
@@ -224,6 +244,34 @@ impl ResourceManager {
             .map(|w| WorkerSlots { id: w.id.clone(), slots: w.slots })
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// What registered workers reported running for `job_id` when they registered:
+    /// `(worker, attempt, subtask)`, sorted.
+    pub fn reported_subtasks(&self, job_id: &str) -> Vec<(String, u64, u32)> {
+        let mut v: Vec<(String, u64, u32)> = self
+            .inner
+            .lock()
+            .expect("rm lock")
+            .values()
+            .flat_map(|w| w.reported.iter().filter(|(j, _, _)| j == job_id).map(|(_, a, i)| (w.id.clone(), *a, *i)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every (worker, job, attempt) registered workers reported running, deduplicated.
+    pub fn all_reported_subtasks(&self) -> Vec<(String, String, u64)> {
+        let mut v: Vec<(String, String, u64)> = self
+            .inner
+            .lock()
+            .expect("rm lock")
+            .values()
+            .flat_map(|w| w.reported.iter().map(|(j, a, _)| (w.id.clone(), j.clone(), *a)))
+            .collect();
+        v.sort();
+        v.dedup();
         v
     }
 
@@ -444,6 +492,24 @@ mod tests {
         assert!(!port_refuses("not an address").await);
     }
 
+    /// What a registering worker reports running is outside input: bounded in count, job ids
+    /// checked, and kept per worker for adoption.
+    #[tokio::test]
+    async fn reported_subtasks_are_bounded_checked_and_kept_per_job() {
+        let (_tx, rm) = rm_at(5);
+        let sub = |job: &str, attempt, subtask| keel_proto::v1::RunningSubtask { job_id: job.into(), attempt, subtask };
+        let too_many = vec![sub("j", 1, 0); MAX_REPORTED_SUBTASKS + 1];
+        let e = rm.register("w1", "127.0.0.1:1", 1, LeaderEpoch(5), &too_many).unwrap_err();
+        assert!(e.to_string().contains(&format!("at most {MAX_REPORTED_SUBTASKS}")), "{e}");
+        let e = rm.register("w1", "127.0.0.1:1", 1, LeaderEpoch(5), &[sub("../x", 1, 0)]).unwrap_err();
+        assert!(e.to_string().contains("not a valid job id"), "{e}");
+        assert!(rm.worker_slots().is_empty(), "a refused registration registers nothing");
+        rm.register("w1", "127.0.0.1:1", 2, LeaderEpoch(5), &[sub("j", 3, 1), sub("k", 1, 0)]).unwrap();
+        rm.register("w2", "127.0.0.1:2", 2, LeaderEpoch(5), &[sub("j", 3, 0)]).unwrap();
+        assert_eq!(rm.reported_subtasks("j"), vec![("w1".to_string(), 3, 1), ("w2".to_string(), 3, 0)]);
+        assert_eq!(rm.reported_subtasks("none"), vec![]);
+    }
+
     #[tokio::test]
     async fn a_command_of_another_epoch_is_never_sent() {
         let (tx, rm) = rm_at(5);
@@ -464,7 +530,7 @@ mod tests {
         let (_tx, rm) = rm_at(5);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
-        rm.register("w1", "127.0.0.1:1", 1, LeaderEpoch(5)).unwrap();
+        rm.register("w1", "127.0.0.1:1", 1, LeaderEpoch(5), &[]).unwrap();
         let mut lost = rm.subscribe_lost();
         assert!(!rm.deregister("w1", LeaderEpoch(4), "stopping"), "another leader's worker is not dropped");
         assert_eq!(rm.worker_slots().len(), 1);

@@ -23,7 +23,7 @@ impl Dispatcher for DispatcherService {
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
         let r = request.into_inner();
-        match self.rm.register(&r.worker_id, &r.rpc_address, r.slots, LeaderEpoch(r.leader_epoch)) {
+        match self.rm.register(&r.worker_id, &r.rpc_address, r.slots, LeaderEpoch(r.leader_epoch), &r.running) {
             Ok(epoch) => Ok(Response::new(RegisterWorkerResponse {
                 epoch: epoch.0,
                 leader_id: self.id.clone(),

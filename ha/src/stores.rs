@@ -241,6 +241,27 @@ impl HaStores {
         increment(fence, &znode, "attempt counter").await
     }
 
+    /// The newest attempt number taken for a job so far (`None`: none was taken, or the job
+    /// predates attempt counters). Read-only: a new leader compares it with the attempt its
+    /// workers report running, to adopt only the newest attempt.
+    ///
+    /// # Notable errors
+    /// * [`HaError::CorruptZnode`] if the counter does not hold a decimal number.
+    pub async fn last_attempt(&self, client: &Client, job_id: &str) -> Result<Option<u64>, HaError> {
+        let znode = format!("{JOBS}/{job_id}/attempt-counter");
+        let data = match client.get_data(&znode).await {
+            Ok((data, _)) => data,
+            Err(zookeeper_client::Error::NoNode) => return Ok(None),
+            Err(e) => return Err(HaError::zk("get_data", &znode, e)),
+        };
+        let text = String::from_utf8_lossy(&data[..data.len().min(64)]).to_string();
+        let next: u64 = text.trim().parse().map_err(|_| HaError::CorruptZnode {
+            path: znode.clone(),
+            reason: format!("attempt counter holds {text:?}; expected a decimal number"),
+        })?;
+        Ok(next.checked_sub(1).filter(|&a| a > 0))
+    }
+
     // ---- completed checkpoints ----
 
     /// Publishes a completed checkpoint (its metadata blob is already written) and drops

@@ -50,6 +50,8 @@ pub enum Refusal {
     NotRegistered,
     /// A malformed deploy.
     Invalid,
+    /// An adoption of subtasks that do not run here.
+    NotRunning,
 }
 
 impl Refusal {
@@ -61,6 +63,7 @@ impl Refusal {
             Refusal::StaleAttempt => "stale_attempt",
             Refusal::NotRegistered => "not_registered",
             Refusal::Invalid => "invalid",
+            Refusal::NotRunning => "not_running",
         }
     }
 }

@@ -40,11 +40,11 @@ pub async fn follow_leader(
                         tracing::warn!(leader = %r.leader_id, epoch = %r.epoch, "leader silent for heartbeat.timeout; registering again");
                     }
                 }
-                match register(&state, &leader).await {
+                match register(&state, &leader, host.adoptable()).await {
                     Ok(registration) => {
                         last_error = None;
-                        // Atomic with deploys; the leader restarts whatever ran here from its
-                        // latest checkpoints.
+                        // Atomic with deploys; what ran here is cancelled, or orphaned for the
+                        // new leader to adopt (high-availability.adoption.timeout).
                         host.register(registration, "registered anew");
                     }
                     Err(e) => {
@@ -64,7 +64,11 @@ pub async fn follow_leader(
     }
 }
 
-async fn register(state: &WorkerState, leader: &LeaderView) -> Result<Registration, String> {
+async fn register(
+    state: &WorkerState,
+    leader: &LeaderView,
+    running: Vec<keel_proto::v1::RunningSubtask>,
+) -> Result<Registration, String> {
     let endpoint = state
         .security
         .endpoint(&leader.address)
@@ -78,6 +82,7 @@ async fn register(state: &WorkerState, leader: &LeaderView) -> Result<Registrati
             rpc_address: state.rpc_address.clone(),
             slots: state.slots,
             leader_epoch: leader.epoch.0,
+            running,
         })
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?

@@ -53,7 +53,11 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
         .with_local_recovery(config.state_local_recovery);
     let host = Arc::new(crate::tasks::TaskHost::new(
         state.clone(),
-        crate::tasks::HostSettings { storage_options: keel_ha::stores::storage_options(&config), state: state_options },
+        crate::tasks::HostSettings {
+            storage_options: keel_ha::stores::storage_options(&config),
+            state: state_options,
+            adoption_timeout: config.adoption_timeout.duration,
+        },
         options.registry.clone().unwrap_or_default(),
     ));
 

@@ -108,6 +108,7 @@ impl Worker for WorkerService {
             Some(leader_command::Kind::TriggerCheckpoint(_)) => "trigger_checkpoint",
             Some(leader_command::Kind::NotifyCheckpoint(_)) => "notify_checkpoint",
             Some(leader_command::Kind::Cancel(_)) => "cancel",
+            Some(leader_command::Kind::Adopt(_)) => "adopt",
             None => "none",
         };
         tracing::debug!(target: "keel::events", event = "command_accepted", epoch = %epoch, kind, from = %command.leader_id, "command accepted");
@@ -132,6 +133,16 @@ impl Worker for WorkerService {
                     DeployRefused::NotRegistered { .. } => Refusal::NotRegistered,
                     DeployRefused::StaleAttempt { .. } => Refusal::StaleAttempt,
                     DeployRefused::Invalid(_) => Refusal::Invalid,
+                    DeployRefused::NotRunning { .. } => Refusal::NotRunning,
+                });
+                Status::from(r)
+            })?,
+            Some(leader_command::Kind::Adopt(a)) => self.host.adopt(epoch, a).map_err(|r| {
+                self.state.counters.refused(match &r {
+                    DeployRefused::NotRegistered { .. } => Refusal::NotRegistered,
+                    DeployRefused::StaleAttempt { .. } => Refusal::StaleAttempt,
+                    DeployRefused::Invalid(_) => Refusal::Invalid,
+                    DeployRefused::NotRunning { .. } => Refusal::NotRunning,
                 });
                 Status::from(r)
             })?,

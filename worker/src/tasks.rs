@@ -1,10 +1,15 @@
 //! Task hosting: runs the subtasks a leader deploys, routes checkpoint commands to them, and
 //! reports what they do back to the leader that deployed them.
 //!
-//! Every subtask belongs to one job attempt and was deployed by one leader epoch. A deploy of
-//! a newer attempt replaces an older one; every (re-)registration cancels every subtask (to the
-//! leader the worker is a new incarnation; it restarts the affected jobs from their latest
-//! completed checkpoint).
+//! Every subtask belongs to one job attempt and is bound to one leader epoch (the leader that
+//! deployed or adopted it: it reports there and takes commands from there). A deploy of a newer
+//! attempt replaces an older one.
+//!
+//! A (re-)registration unbinds every subtask. With `high-availability.adoption.timeout` at 0 it
+//! cancels them (to the leader the worker is a new incarnation; it restarts the affected jobs
+//! from their latest completed checkpoint). Otherwise they keep running as **orphans**: listed in
+//! the registration, reporting nowhere, taking no checkpoint commands, until the new leader
+//! adopts them (`AdoptTasks`, binding them to its epoch) or the timeout passes (cancelled).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,21 @@ struct RunningTask {
     epoch: LeaderEpoch,
     control: mpsc::UnboundedSender<Control>,
     metrics: Arc<keel_job::TaskMetrics>,
+    /// Where its reports go: the leader it is bound to; `None` while orphaned.
+    binding: Arc<Mutex<Option<Binding>>>,
+}
+
+/// The leader a subtask reports to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Binding {
+    epoch: LeaderEpoch,
+    address: String,
+}
+
+/// A subtask whose leader is gone, kept running for adoption.
+struct Orphan {
+    task: RunningTask,
+    since: std::time::Instant,
 }
 
 /// One running subtask's counters (see [`TaskHost::task_metrics`]).
@@ -44,6 +64,9 @@ pub struct TaskMetricsView {
 pub struct HostSettings {
     pub storage_options: StorageOptions,
     pub state: StateOptions,
+    /// `high-availability.adoption.timeout`: how long orphaned subtasks wait for adoption
+    /// (zero: a registration cancels them at once).
+    pub adoption_timeout: Duration,
 }
 
 /// How many jobs' newest attempt numbers a worker remembers (oldest forgotten first).
@@ -54,7 +77,10 @@ const REMEMBERED_JOBS: usize = 10_000;
 /// other.
 #[derive(Default)]
 struct Tasks {
+    /// Subtasks bound to a leader.
     running: HashMap<(String, u32), RunningTask>,
+    /// Subtasks whose leader is gone, waiting for adoption.
+    orphans: HashMap<(String, u32), Orphan>,
     /// Per job, the oldest attempt that may still start: the newest deployed one, or the one
     /// after the newest cancelled one. An older attempt never starts (attempts are fenced like
     /// leader epochs).
@@ -92,6 +118,11 @@ pub enum DeployRefused {
     /// The deploy itself is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// An adoption names subtasks that do not run here (any more) for that attempt.
+    #[error(
+        "job {job_id} attempt {attempt}: subtasks {missing:?} are not running on worker {worker}; nothing adopted"
+    )]
+    NotRunning { worker: String, job_id: String, attempt: u64, missing: Vec<u32> },
 }
 
 impl From<DeployRefused> for Status {
@@ -105,6 +136,7 @@ impl From<DeployRefused> for Status {
             }
             DeployRefused::StaleAttempt { .. } => Status::failed_precondition(r.to_string()),
             DeployRefused::Invalid(m) => Status::invalid_argument(m.clone()),
+            DeployRefused::NotRunning { .. } => Status::not_found(r.to_string()),
         }
     }
 }
@@ -132,6 +164,7 @@ impl TaskHost {
         tasks
             .running
             .iter()
+            .chain(tasks.orphans.iter().map(|(k, o)| (k, &o.task)))
             .map(|((job_id, subtask), t)| TaskMetricsView {
                 job_id: job_id.clone(),
                 subtask: *subtask,
@@ -174,6 +207,9 @@ impl TaskHost {
         if let Some(existing) = tasks.running.remove(&key) {
             let _ = existing.control.send(Control::Cancel);
         }
+        if let Some(orphan) = tasks.orphans.remove(&key) {
+            let _ = orphan.task.control.send(Control::Cancel);
+        }
         let ctx = SubtaskContext {
             job_id: d.job_id.clone(),
             attempt: d.attempt,
@@ -187,7 +223,10 @@ impl TaskHost {
         let handle = keel_job::spawn_subtask(Arc::new(spec), ctx, d.restore.clone());
         let control = handle.control.clone();
         let metrics = handle.metrics.clone();
-        tasks.running.insert(key.clone(), RunningTask { attempt: d.attempt, epoch, control, metrics });
+        let binding = Arc::new(Mutex::new(Some(Binding { epoch, address: leader_address })));
+        tasks
+            .running
+            .insert(key.clone(), RunningTask { attempt: d.attempt, epoch, control, metrics, binding: binding.clone() });
         drop(tasks);
         tracing::info!(
             target: "keel::events", event = "task_deployed",
@@ -197,7 +236,7 @@ impl TaskHost {
         let host = self.clone();
         let mut events = handle.events;
         tokio::spawn(async move {
-            let mut reporter = Reporter::new(leader_address, host.worker.security.clone());
+            let mut reporter: Option<(Binding, Reporter)> = None;
             while let Some(event) = events.recv().await {
                 let ended = matches!(event, SubtaskEvent::Finished | SubtaskEvent::Failed { .. });
                 let kind = match event {
@@ -214,15 +253,31 @@ impl TaskHost {
                         task_report::Kind::Failed(TaskFailed { reason })
                     }
                 };
+                // To the leader the subtask is bound to now; an orphan's reports go nowhere (a
+                // leader that adopts it learns its state from what it does next).
+                let bound = binding.lock().expect("binding lock").clone();
+                let Some(bound) = bound else {
+                    tracing::debug!(job = %key.0, subtask = key.1, "orphaned subtask: report dropped");
+                    if ended {
+                        break;
+                    }
+                    continue;
+                };
+                if reporter.as_ref().is_none_or(|(b, _)| *b != bound) {
+                    reporter =
+                        Some((bound.clone(), Reporter::new(bound.address.clone(), host.worker.security.clone())));
+                }
                 let report = TaskReport {
                     worker_id: host.worker.id.clone(),
-                    epoch: epoch.0,
+                    epoch: bound.epoch.0,
                     job_id: key.0.clone(),
                     attempt: d.attempt,
                     subtask: key.1,
                     kind: Some(kind),
                 };
-                reporter.send(report).await;
+                if let Some((_, r)) = reporter.as_mut() {
+                    r.send(report).await;
+                }
                 if ended {
                     break;
                 }
@@ -230,6 +285,9 @@ impl TaskHost {
             let mut tasks = host.tasks.lock().expect("tasks lock");
             if tasks.running.get(&key).is_some_and(|t| t.attempt == d.attempt) {
                 tasks.running.remove(&key);
+            }
+            if tasks.orphans.get(&key).is_some_and(|o| o.task.attempt == d.attempt) {
+                tasks.orphans.remove(&key);
             }
         });
         Ok(())
@@ -283,6 +341,87 @@ impl TaskHost {
                 true
             }
         });
+        tasks.orphans.retain(|(job, subtask), o| {
+            if *job == c.job_id && o.task.attempt <= c.attempt {
+                tracing::info!(job = %job, subtask, attempt = o.task.attempt, "orphaned subtask cancelled");
+                let _ = o.task.control.send(Control::Cancel);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The subtasks running here (bound or orphaned), for the registration request.
+    pub fn adoptable(&self) -> Vec<keel_proto::v1::RunningSubtask> {
+        if self.settings.adoption_timeout.is_zero() {
+            return vec![];
+        }
+        let tasks = self.tasks.lock().expect("tasks lock");
+        let mut out: Vec<keel_proto::v1::RunningSubtask> = tasks
+            .running
+            .iter()
+            .map(|(k, t)| (k, t.attempt))
+            .chain(tasks.orphans.iter().map(|(k, o)| (k, o.task.attempt)))
+            .map(|((job_id, subtask), attempt)| keel_proto::v1::RunningSubtask {
+                job_id: job_id.clone(),
+                attempt,
+                subtask: *subtask,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.job_id, a.subtask).cmp(&(&b.job_id, b.subtask)));
+        out
+    }
+
+    /// The leader of `epoch` adopts subtasks of one job attempt that kept running through the
+    /// leader change: they are bound to it (report to it, take its checkpoint commands). All or
+    /// nothing: refused unless every listed subtask of that attempt runs here (orphaned, or
+    /// already bound to this epoch: a retried adoption). Refused like a deploy unless this
+    /// worker is registered with that leader, and for an attempt older than the newest seen.
+    pub fn adopt(&self, epoch: LeaderEpoch, a: keel_proto::v1::AdoptTasks) -> Result<(), DeployRefused> {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        let leader_address = self.worker.registration().filter(|r| r.epoch == epoch).map(|r| r.address);
+        let Some(address) = leader_address else {
+            return Err(DeployRefused::NotRegistered { worker: self.worker.id.clone(), epoch });
+        };
+        if let Some(&newest) = tasks.newest_attempt.get(&a.job_id) {
+            if a.attempt < newest && !keel_job::attempt_fence_disabled() {
+                return Err(DeployRefused::StaleAttempt { job_id: a.job_id.clone(), attempt: a.attempt, newest });
+            }
+        }
+        let missing: Vec<u32> = a
+            .subtasks
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let key = (a.job_id.clone(), i);
+                let orphaned = tasks.orphans.get(&key).is_some_and(|o| o.task.attempt == a.attempt);
+                let bound_here = tasks.running.get(&key).is_some_and(|t| t.attempt == a.attempt && t.epoch == epoch);
+                !(orphaned || bound_here)
+            })
+            .collect();
+        if !missing.is_empty() || a.subtasks.is_empty() {
+            return Err(DeployRefused::NotRunning {
+                worker: self.worker.id.clone(),
+                job_id: a.job_id.clone(),
+                attempt: a.attempt,
+                missing,
+            });
+        }
+        for &i in &a.subtasks {
+            let key = (a.job_id.clone(), i);
+            if let Some(mut o) = tasks.orphans.remove(&key) {
+                o.task.epoch = epoch;
+                *o.task.binding.lock().expect("binding lock") = Some(Binding { epoch, address: address.clone() });
+                tracing::info!(
+                    target: "keel::events", event = "task_adopted",
+                    job = %a.job_id, subtask = i, attempt = a.attempt, %epoch,
+                    orphaned_ms = o.since.elapsed().as_millis() as u64, "subtask adopted by the new leader"
+                );
+                tasks.running.insert(key, o.task);
+            }
+        }
+        Ok(())
     }
 
     /// Records a new registration and cancels every subtask, atomically with respect to
@@ -290,19 +429,70 @@ impl TaskHost {
     /// is cancelled here) or is refused after; a deploy of the new epoch is never cancelled
     /// by this switch. To the leader a worker that (re-)registers is a new incarnation; it
     /// restarts the affected jobs from their latest checkpoints itself.
-    pub fn register(&self, registration: crate::state::Registration, why: &str) {
+    ///
+    /// With an adoption timeout, the subtasks are not cancelled but orphaned (see the module
+    /// docs): unbound at once, so nothing they do reaches the old leader, and cancelled once
+    /// they have waited the timeout without being adopted.
+    pub fn register(self: &Arc<Self>, registration: crate::state::Registration, why: &str) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        *self.worker.registration.lock().expect("registration lock") = Some(registration);
-        for ((job, subtask), t) in tasks.running.drain() {
-            tracing::info!(job = %job, subtask, attempt = t.attempt, epoch = %t.epoch, why, "subtask cancelled");
-            let _ = t.control.send(Control::Cancel);
+        // Registering again with the same leader (it was silent for heartbeat.timeout): to it
+        // the worker is a new incarnation and it restarts the affected jobs itself, so nothing
+        // waits for adoption (a cancelled subtask's last report still reaches that leader).
+        let same_leader = {
+            let mut reg = self.worker.registration.lock().expect("registration lock");
+            let same =
+                reg.as_ref().is_some_and(|r| r.epoch == registration.epoch && r.leader_id == registration.leader_id);
+            *reg = Some(registration);
+            same
+        };
+        let timeout = if same_leader { Duration::ZERO } else { self.settings.adoption_timeout };
+        let drained: Vec<((String, u32), RunningTask)> = tasks.running.drain().collect();
+        for ((job, subtask), t) in drained {
+            if timeout.is_zero() {
+                tracing::info!(job = %job, subtask, attempt = t.attempt, epoch = %t.epoch, why, "subtask cancelled");
+                let _ = t.control.send(Control::Cancel);
+                continue;
+            }
+            *t.binding.lock().expect("binding lock") = None;
+            tracing::info!(
+                job = %job, subtask, attempt = t.attempt, epoch = %t.epoch, why,
+                timeout_ms = timeout.as_millis() as u64, "subtask orphaned: kept running for the new leader to adopt"
+            );
+            tasks.orphans.insert((job, subtask), Orphan { task: t, since: std::time::Instant::now() });
         }
+        if !timeout.is_zero() && !tasks.orphans.is_empty() {
+            let host = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if let Some(host) = host.upgrade() {
+                    host.cancel_overdue_orphans(timeout);
+                }
+            });
+        }
+    }
+
+    /// Cancels the orphans that waited `timeout` without being adopted.
+    fn cancel_overdue_orphans(&self, timeout: Duration) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        tasks.orphans.retain(|(job, subtask), o| {
+            if o.since.elapsed() < timeout {
+                return true;
+            }
+            tracing::warn!(
+                target: "keel::events", event = "orphan_cancelled",
+                job = %job, subtask, attempt = o.task.attempt,
+                "subtask not adopted within high-availability.adoption.timeout; cancelled"
+            );
+            let _ = o.task.control.send(Control::Cancel);
+            false
+        });
     }
 
     /// Cancels every subtask (the worker is stopping).
     pub fn cancel_all(&self, why: &str) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        for ((job, subtask), t) in tasks.running.drain() {
+        let orphans: Vec<((String, u32), RunningTask)> = tasks.orphans.drain().map(|(k, o)| (k, o.task)).collect();
+        for ((job, subtask), t) in tasks.running.drain().chain(orphans) {
             tracing::info!(job = %job, subtask, attempt = t.attempt, epoch = %t.epoch, why, "subtask cancelled");
             let _ = t.control.send(Control::Cancel);
         }
@@ -360,6 +550,7 @@ mod tests {
         let settings = HostSettings {
             storage_options: StorageOptions::default(),
             state: StateOptions::new(&dir.join("tmp")).with_local_dir(dir.join("local")),
+            adoption_timeout: Duration::ZERO,
         };
         Arc::new(TaskHost::new(worker, settings, Arc::new(OperatorRegistry::default())))
     }
@@ -413,6 +604,62 @@ mod tests {
         host.register(registration(9), "test");
         assert_eq!(host.running(), 0);
         assert!(matches!(host.deploy(e, deploy(dir.path(), 8)), Err(DeployRefused::NotRegistered { .. })));
+        host.cancel_all("test end");
+    }
+
+    /// Adoption (issue 10 part 2): with an adoption timeout a re-registration orphans the
+    /// subtasks instead of cancelling them; they are listed for the new leader, adopted all or
+    /// nothing by the leader the worker registered with, and cancelled once the timeout passes.
+    #[tokio::test]
+    async fn orphans_are_listed_adopted_all_or_nothing_and_cancelled_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = Arc::new(WorkerState::new("w1".into(), "127.0.0.1:1".into(), 4));
+        let settings = HostSettings {
+            storage_options: StorageOptions::default(),
+            state: StateOptions::new(&dir.path().join("tmp")).with_local_dir(dir.path().join("local")),
+            adoption_timeout: Duration::from_millis(300),
+        };
+        let host = Arc::new(TaskHost::new(worker, settings, Arc::new(OperatorRegistry::default())));
+        let adopt =
+            |attempt, subtasks: Vec<u32>| keel_proto::v1::AdoptTasks { job_id: "job-1".into(), attempt, subtasks };
+        host.register(registration(7), "test");
+        host.deploy(LeaderEpoch(7), deploy(dir.path(), 3)).expect("attempt 3 starts");
+        assert!(
+            host.adopt(LeaderEpoch(7), adopt(3, vec![0])).is_ok(),
+            "already bound to this epoch: a retry is a no-op"
+        );
+
+        // A new leader: the subtask keeps running, unbound, and is listed for adoption.
+        host.register(registration(9), "test");
+        assert_eq!(host.running(), 0, "nothing is bound to a leader any more");
+        let listed = host.adoptable();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].job_id.as_str(), listed[0].attempt, listed[0].subtask), ("job-1", 3, 0));
+        // Only the leader the worker registered with may adopt, only that attempt, only all of it.
+        assert!(matches!(host.adopt(LeaderEpoch(8), adopt(3, vec![0])), Err(DeployRefused::NotRegistered { .. })));
+        assert!(matches!(host.adopt(LeaderEpoch(9), adopt(2, vec![0])), Err(DeployRefused::StaleAttempt { .. })));
+        assert!(matches!(host.adopt(LeaderEpoch(9), adopt(4, vec![0])), Err(DeployRefused::NotRunning { .. })));
+        assert!(matches!(host.adopt(LeaderEpoch(9), adopt(3, vec![0, 1])), Err(DeployRefused::NotRunning { .. })));
+        assert_eq!(host.running(), 0, "a refused adoption adopts nothing");
+        host.adopt(LeaderEpoch(9), adopt(3, vec![0])).expect("the new leader adopts attempt 3");
+        assert_eq!(host.running(), 1);
+        assert_eq!(host.tasks.lock().unwrap().running[&("job-1".to_string(), 0)].epoch, LeaderEpoch(9));
+
+        // Orphaned again and never adopted: cancelled once the timeout has passed.
+        host.register(registration(11), "test");
+        assert_eq!(host.adoptable().len(), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !host.adoptable().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the orphan was not cancelled after its 300 ms timeout");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(matches!(host.adopt(LeaderEpoch(11), adopt(3, vec![0])), Err(DeployRefused::NotRunning { .. })));
+
+        // Registering again with the same leader at the same epoch: it restarts the job itself,
+        // so nothing is orphaned; the subtask is cancelled at once.
+        host.deploy(LeaderEpoch(11), deploy(dir.path(), 5)).expect("attempt 5 starts");
+        host.register(registration(11), "test");
+        assert_eq!((host.running(), host.adoptable().len()), (0, 0), "cancelled, not orphaned");
         host.cancel_all("test end");
     }
 

@@ -150,6 +150,7 @@ fn run(args: Args) -> Result<Value, String> {
         checkpoints(&ds[li]).filter(|c| c["counts"]["completed"].as_u64().unwrap_or(0) >= 2)
     })?;
     let before_cp = checkpoints(&ds[li]).and_then(|c| c["latest"]["completed"]["id"].as_u64()).unwrap_or(0);
+    let attempt_before = job_view(&ds[li]).and_then(|j| j["attempt"].as_u64()).unwrap_or(0);
 
     say(&format!("kill -9 the leader {lid} (epoch {lepoch}) ..."));
     let t0 = Instant::now();
@@ -159,10 +160,12 @@ fn run(args: Args) -> Result<Value, String> {
     let to_leader = t0.elapsed();
     poll(Duration::from_secs(60), "workers re-registered", || workers_registered(&ds[ni], 2).then_some(()))?;
     let to_workers = t0.elapsed();
-    let restored = poll(Duration::from_secs(60), "the job running again", || {
+    let (restored, attempt_after) = poll(Duration::from_secs(60), "the job running again", || {
         let j = job_view(&ds[ni])?;
-        (j["state"] == "RUNNING" || j["state"] == "FINISHED").then(|| j["restored-from"].as_u64())
+        (j["state"] == "RUNNING" || j["state"] == "FINISHED")
+            .then(|| (j["restored-from"].as_u64(), j["attempt"].as_u64().unwrap_or(0)))
     })?;
+    let adopted = restored.is_none() && attempt_after == attempt_before;
     let to_job = t0.elapsed();
     if nepoch <= lepoch {
         return Err(format!("epoch did not grow: {lepoch} -> {nepoch}"));
@@ -196,6 +199,7 @@ fn run(args: Args) -> Result<Value, String> {
             "new_leader_ms": to_leader.as_millis() as u64, "workers_reregistered_ms": to_workers.as_millis() as u64,
             "job_running_again_ms": to_job.as_millis() as u64,
             "latest_checkpoint_before": before_cp, "restored_from_checkpoint": restored,
+            "adopted": adopted, "attempt_before": attempt_before, "attempt_after": attempt_after,
         },
         "job": {
             "id": job, "state": done["state"], "restarts": done["restarts"],
@@ -237,11 +241,20 @@ fn run(args: Args) -> Result<Value, String> {
          refuses), a graceful stop resigns; only a paused or cut-off leader waits for the timeout)",
         args.session_timeout
     );
-    eprintln!(
-        "job {job}: running again {} ms after the kill, restored from checkpoint {} (latest before the kill: {before_cp})",
-        to_job.as_millis(),
-        restored.map(|r| r.to_string()).unwrap_or_else(|| "-".into())
-    );
+    if adopted {
+        eprintln!(
+            "job {job}: its tasks kept running; the new leader adopted them {} ms after the kill (attempt {attempt_after}, \
+             nothing restored, nothing replayed; high-availability.adoption.timeout)",
+            to_job.as_millis()
+        );
+    } else {
+        eprintln!(
+            "job {job}: running again {} ms after the kill (attempt {attempt_before} -> {attempt_after}), restored from \
+             checkpoint {} (latest before the kill: {before_cp})",
+            to_job.as_millis(),
+            restored.map(|r| r.to_string()).unwrap_or_else(|| "-".into())
+        );
+    }
     eprintln!(
         "job output: {} committed records, a failure-free run has {}: {}\n",
         committed.len(),

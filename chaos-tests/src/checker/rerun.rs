@@ -40,6 +40,17 @@ pub fn finished_jobs_never_rerun(history: &History) -> Verdict {
                     ));
                 }
             }
+            EventKind::JobAdopted { job, attempt, epoch } => {
+                if let Some((end, state)) = ended.get(job.as_str()).filter(|(end, _)| end.ts_ms < e.ts_ms) {
+                    violations.push(detail(
+                        e,
+                        format!(
+                            "adopted attempt {attempt} of job {job} under epoch {epoch}, but it had ended {state} at {}",
+                            end.at()
+                        ),
+                    ));
+                }
+            }
             _ => {}
         }
     }
@@ -92,5 +103,17 @@ mod tests {
         );
         assert!(v.details[1].starts_with("ts=310 w2"), "{v}");
         assert!(v.details[2].contains("job j2, which had ended CANCELED"), "{v}");
+    }
+
+    #[test]
+    fn adopting_an_ended_job_fails() {
+        let h = History::from_values([
+            ev(100, "d2", "job_adopted", json!({"job": "j1", "attempt": 3, "epoch": 9})),
+            ended(200, "j1", "CANCELED"),
+            ev(300, "d3", "job_adopted", json!({"job": "j1", "attempt": 3, "epoch": 12})),
+        ]);
+        let v = finished_jobs_never_rerun(&h);
+        assert_eq!(v.details.len(), 1, "{v}");
+        assert!(v.details[0].contains("adopted attempt 3 of job j1 under epoch 12"), "{v}");
     }
 }

@@ -1,7 +1,8 @@
-//! One job master per job: scheduling, the runtime of the checkpoint coordinator (whose
-//! rules live in the pure engine [`super::checkpoint`]: this file carries out its commands),
-//! failover with the restart strategy, savepoints, and the end of the job (result dirty →
-//! cleanup → clean).
+//! One job master per job: scheduling, adoption of a recovered job's running tasks after a
+//! leader change ([`JobMaster::run`], `high-availability.adoption.timeout`), the runtime of
+//! the checkpoint coordinator (whose rules live in the pure engine [`super::checkpoint`]: this
+//! file carries out its commands), failover with the restart strategy, savepoints, and the end
+//! of the job (result dirty → cleanup → clean).
 //!
 //! Only the leader session of one epoch runs a master. Every durable step goes through the
 //! leader's fence; every command to a worker carries the epoch. A checkpoint completes in
@@ -297,10 +298,14 @@ impl JobMaster {
             }
         };
         self.status.send_modify(|s| s.parallelism = spec.parallelism);
-        // Where to start: the latest usable checkpoint (recovery), or a savepoint.
-        match self.pick_restore(&spec, &session).await {
+        // A recovered job whose tasks kept running through the leader change is adopted
+        // instead of restarted (high-availability.adoption.timeout); nothing is restored then.
+        let mut adopted = self.try_adopt(&spec, &session).await;
+        // Where to start otherwise: the latest usable checkpoint (recovery), or a savepoint.
+        let picked = if adopted.is_some() { Ok(()) } else { self.pick_restore(&spec, &session).await };
+        match picked {
             Ok(()) => {
-                if self.restore.is_none() && !self.graph.restore_from.is_empty() {
+                if adopted.is_none() && self.restore.is_none() && !self.graph.restore_from.is_empty() {
                     match self.load_savepoint(&spec).await {
                         Ok(point) => self.restore = Some(point),
                         Err(e) => {
@@ -329,7 +334,10 @@ impl JobMaster {
         }
         let mut restarts: u32 = 0;
         loop {
-            let outcome = self.run_attempt(&spec, &session).await;
+            let outcome = match adopted.take() {
+                Some(o) => o,
+                None => self.run_attempt(&spec, &session).await,
+            };
             match outcome {
                 Outcome::SessionEnded => {
                     // Either the leader session ended (superseded, stopped: the session token
@@ -569,6 +577,132 @@ impl JobMaster {
         Ok(RestorePoint { checkpoint_id: metadata.checkpoint_id, path: format!("{uri}/_metadata"), metadata })
     }
 
+    /// Adoption: when this master recovered the job from a previous leader and every subtask
+    /// of the job's newest attempt still runs on a registered worker (reported at
+    /// registration), it takes them over instead of restarting the job: the same attempt, now
+    /// commanded under this master's epoch, with no restore and no replay. Returns the
+    /// attempt's outcome once adopted (it then ran), `None` when the job must be (re)started
+    /// as usual: nothing to adopt, an attempt newer than the reported one was taken, or a
+    /// worker refused (its subtask is gone); the reported subtasks are then cancelled.
+    ///
+    /// Safe against an older leader: the attempt is compared with the guarded attempt counter
+    /// after this master holds the latch (no newer attempt can exist), every command carries
+    /// this master's epoch, and a worker adopts only subtasks of that attempt that still run.
+    /// A checkpoint the old leader completed but may not have announced is announced again
+    /// (committing twice is a no-op); parts of checkpoints it never completed are committed only
+    /// with a later completed checkpoint that covers them.
+    async fn try_adopt(&mut self, spec: &JobSpec, session: &CancellationToken) -> Option<Outcome> {
+        if !self.recovered || self.settings.adoption_timeout.is_zero() {
+            return None;
+        }
+        let p = spec.parallelism;
+        // The workers re-registered before the recovery started masters (recovery.worker-wait);
+        // give stragglers a short while when only part of the job is reported.
+        let give_up = Instant::now() + self.settings.recovery_worker_wait.min(Duration::from_secs(2));
+        let (attempt, assignment) = loop {
+            let reported = self.rm.reported_subtasks(self.job_id());
+            let newest = reported.iter().map(|(_, a, _)| *a).max()?;
+            let mut by_subtask: Vec<Option<String>> = vec![None; p as usize];
+            let mut clash = false;
+            for (w, a, i) in &reported {
+                if *a != newest {
+                    continue;
+                }
+                match by_subtask.get_mut(*i as usize) {
+                    Some(slot @ None) => *slot = Some(w.clone()),
+                    _ => clash = true,
+                }
+            }
+            if clash {
+                tracing::warn!(job = %self.job_id(), attempt = newest, "not adopted: subtasks reported twice or out of range");
+                self.cancel_reported(newest).await;
+                return None;
+            }
+            if let Some(all) = by_subtask.iter().cloned().collect::<Option<Vec<String>>>() {
+                break (newest, all);
+            }
+            if Instant::now() >= give_up || session.is_cancelled() {
+                tracing::info!(job = %self.job_id(), attempt = newest, "not adopted: not every subtask is still running");
+                self.cancel_reported(newest).await;
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // Only the newest attempt ever taken may be adopted.
+        let (Some(fence), Some(stores)) = (self.fence(), self.stores()) else { return None };
+        match stores.last_attempt(fence.client(), self.job_id()).await {
+            Ok(Some(last)) if last == attempt => {}
+            Ok(last) => {
+                tracing::info!(job = %self.job_id(), attempt, ?last, "not adopted: a newer attempt was taken");
+                self.cancel_reported(attempt).await;
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(job = %self.job_id(), attempt, error = %e, "not adopted: cannot read the attempt counter");
+                self.cancel_reported(attempt).await;
+                return None;
+            }
+        }
+        let mut lost_rx = self.rm.subscribe_lost();
+        let mut per_worker: Vec<(String, Vec<u32>)> = Vec::new();
+        for (i, w) in assignment.iter().enumerate() {
+            match per_worker.iter_mut().find(|(x, _)| x == w) {
+                Some((_, v)) => v.push(i as u32),
+                None => per_worker.push((w.clone(), vec![i as u32])),
+            }
+        }
+        for (w, subtasks) in &per_worker {
+            let cmd =
+                keel_proto::v1::AdoptTasks { job_id: self.graph.job_id.clone(), attempt, subtasks: subtasks.clone() };
+            if let Err(status) = self.send_when_ready(w, leader_command::Kind::Adopt(cmd), session).await {
+                tracing::info!(job = %self.job_id(), attempt, worker = %w, status = %status.message(), "not adopted: a worker refused");
+                self.cancel_reported(attempt).await;
+                return None;
+            }
+        }
+        self.pool.assign(&self.graph.job_id, assignment.clone());
+        self.attempt = attempt;
+        self.assignment = assignment;
+        self.subtask_state = vec!["RUNNING"; p as usize];
+        self.coord = CheckpointCoordinator::new(attempt, p);
+        self.inflight = None;
+        self.status.send_modify(|s| s.attempt = attempt);
+        self.publish_subtasks();
+        tracing::info!(
+            target: "keel::events", event = "job_adopted", job = %self.job_id(), attempt, epoch = %self.epoch,
+            "job adopted: its tasks kept running through the leader change"
+        );
+        // Announce the latest completed checkpoint again: the old leader may have written its
+        // pointer without telling the tasks (they commit its sink parts now; again is a no-op).
+        let latest = match stores.checkpoints(fence.client(), self.job_id()).await {
+            Ok(pointers) => pointers.last().map(|p| p.checkpoint_id),
+            Err(e) => {
+                tracing::warn!(job = %self.job_id(), error = %e, "cannot read the latest checkpoint pointer; the next completed checkpoint commits its parts");
+                None
+            }
+        };
+        if let Some(id) = latest {
+            for (w, _) in &per_worker {
+                let n =
+                    NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt, checkpoint_id: id, complete: true };
+                let _ = self.rm.send(self.epoch, w, leader_command::Kind::NotifyCheckpoint(n)).await;
+            }
+        }
+        Some(self.supervise(spec, session, &mut lost_rx).await)
+    }
+
+    /// Cancels, on every worker that reported them, the subtasks of `attempt` (up to it) that
+    /// were not adopted, so they stop before their adoption timeout.
+    async fn cancel_reported(&self, attempt: u64) {
+        let mut workers: Vec<String> =
+            self.rm.reported_subtasks(self.job_id()).into_iter().map(|(w, _, _)| w).collect();
+        workers.dedup();
+        for w in workers {
+            let cmd = CancelTask { job_id: self.graph.job_id.clone(), attempt };
+            let _ = self.rm.send(self.epoch, &w, leader_command::Kind::Cancel(cmd)).await;
+        }
+    }
+
     /// Allocates, deploys and runs one attempt until it ends, fails or the session ends.
     async fn run_attempt(&mut self, spec: &JobSpec, session: &CancellationToken) -> Outcome {
         let p = spec.parallelism;
@@ -647,6 +781,17 @@ impl JobMaster {
                 ));
             }
         }
+        self.supervise(spec, session, &mut lost_rx).await
+    }
+
+    /// Runs the current attempt (deployed or adopted) until it ends, fails or the session
+    /// ends: periodic checkpoints, reports, cancels, savepoints, lost workers.
+    async fn supervise(
+        &mut self,
+        spec: &JobSpec,
+        session: &CancellationToken,
+        lost_rx: &mut tokio::sync::broadcast::Receiver<String>,
+    ) -> Outcome {
         self.set_state("RUNNING");
         let mut tick = tokio::time::interval(spec.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -809,6 +954,34 @@ impl JobMaster {
                 _ = session.cancelled() => return Err(Outcome::SessionEnded),
             }
             delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Sends a command, waiting (bounded by `heartbeat.timeout`) for a worker that has not heard
+    /// its registration reply yet, like [`Self::deploy`].
+    async fn send_when_ready(
+        &self,
+        worker: &str,
+        kind: leader_command::Kind,
+        session: &CancellationToken,
+    ) -> Result<(), tonic::Status> {
+        let give_up = Instant::now() + self.rm.heartbeat_timeout();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match self.rm.send(self.epoch, worker, kind.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && s.metadata().get(crate::resource_manager::NOT_READY_METADATA).is_some()
+                        && Instant::now() < give_up
+                        && self.can_act() => {}
+                Err(s) => return Err(s),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = session.cancelled() => return Err(tonic::Status::cancelled("the leader session ended")),
+            }
+            delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
 

@@ -5,7 +5,9 @@
 //! The [`JobManager`] follows this dispatcher's role. When it starts leading at epoch E it
 //! opens a *leader session*: it recovers every stored job graph without a result from
 //! ZooKeeper + storage, finishes the cleanup of results still marked dirty, and accepts new
-//! submissions. The session ends when the role becomes standby or a different epoch: every job
+//! submissions. A recovered job whose tasks kept running on the workers is adopted rather than
+//! restarted; after recovery, subtasks workers report of jobs this session does not run are
+//! cancelled. The session ends when the role becomes standby or a different epoch: every job
 //! master stops at once (they hold the fence of epoch E only). While the role is suspended the
 //! masters keep their state but do not act.
 
@@ -42,6 +44,9 @@ pub struct JobSettings {
     pub num_retained: usize,
     pub checkpoint_timeout: Duration,
     pub recovery_worker_wait: Duration,
+    /// `high-availability.adoption.timeout`; zero: a recovered job is always restarted, never
+    /// adopted.
+    pub adoption_timeout: Duration,
     /// The operators job specs may use (the built-ins, plus a custom build's own).
     pub registry: std::sync::Arc<keel_job::OperatorRegistry>,
     /// What a spec leaves out (`parallelism.default`, `execution.checkpointing.interval`,
@@ -253,6 +258,7 @@ impl JobManager {
             match self.recover_pass(epoch, &cancel, first).await {
                 Ok(true) => {
                     tracing::info!(%epoch, "recovery complete");
+                    self.sweep_orphans(epoch, cancel).await;
                     return;
                 }
                 Ok(false) => {}
@@ -270,6 +276,36 @@ impl JobManager {
                 _ = cancel.cancelled() => return,
             }
             delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// After recovery, for as long as the session lasts: subtasks that workers reported running
+    /// when they registered, of jobs this leader does not run (ended, cancelled, unknown), are
+    /// cancelled (once each) instead of running on until their adoption timeout.
+    async fn sweep_orphans(&self, epoch: LeaderEpoch, cancel: CancellationToken) {
+        if self.inner.settings.adoption_timeout.is_zero() {
+            return;
+        }
+        let mut done: std::collections::HashSet<(String, String, u64)> = std::collections::HashSet::new();
+        loop {
+            let reported: Vec<(String, String, u64)> = self
+                .inner
+                .rm
+                .all_reported_subtasks()
+                .into_iter()
+                .filter(|(_, job, _)| !self.is_running_here(epoch, job))
+                .collect();
+            for (worker, job, attempt) in reported {
+                if done.insert((worker.clone(), job.clone(), attempt)) {
+                    tracing::info!(job = %job, attempt, worker = %worker, "cancelling subtasks of a job this leader does not run");
+                    let cmd = keel_proto::v1::CancelTask { job_id: job, attempt };
+                    let _ = self.inner.rm.send(epoch, &worker, keel_proto::v1::leader_command::Kind::Cancel(cmd)).await;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = cancel.cancelled() => return,
+            }
         }
     }
 

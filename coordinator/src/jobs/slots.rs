@@ -46,6 +46,12 @@ impl SlotPool {
         Some(out)
     }
 
+    /// Records that `job_id`'s subtasks run on `workers` (one entry per subtask) without
+    /// choosing: an adopted job keeps the slots its tasks already run in.
+    pub fn assign(&self, job_id: &str, workers: Vec<String>) {
+        self.used.lock().expect("slot lock").insert(job_id.to_string(), workers);
+    }
+
     pub fn release(&self, job_id: &str) {
         self.used.lock().expect("slot lock").remove(job_id);
     }

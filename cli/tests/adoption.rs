@@ -1,0 +1,138 @@
+//! Issue 10 part 2: tasks keep running through a leader change and the new leader adopts
+//! them (`high-availability.adoption.timeout`, default 30 s). Real 3-node ZooKeeper, real
+//! `keel` processes, the exactly-once file sink.
+
+mod common;
+
+use std::time::Duration;
+
+use chaos_tests::wait_until;
+use common::Cluster;
+
+const T: Duration = Duration::from_secs(60);
+const COUNT: u64 = 6000;
+const KEYS: u64 = 8;
+
+fn counting_job(sink: &std::path::Path) -> String {
+    format!(
+        "name: adopt-me\nparallelism: 2\ncheckpoint-interval: 300 ms\npipeline:\n  - source: {{ type: sequence, count: {COUNT}, keys: {KEYS}, rate: 500 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+        sink.display()
+    )
+}
+
+/// Every committed line of the sink, sorted.
+fn committed(sink: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(sink).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        if e.file_name().to_string_lossy().starts_with("part-") {
+            lines.extend(std::fs::read_to_string(e.path()).unwrap().lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+fn count_in(log: &str, needle: &str) -> usize {
+    common::strip_ansi(log).lines().filter(|l| l.contains(needle)).count()
+}
+
+/// kill -9 of the leader while a job runs: the new leader adopts the job's tasks (same
+/// attempt, no restore, no new deploy, no restart spent), checkpoints continue under the new
+/// epoch, and the committed output is exactly a failure-free run's. With
+/// `high-availability.adoption.timeout: 0` the job is restarted instead (checked by hand: the
+/// attempt grows and the assertions below fail).
+#[test]
+fn a_killed_leaders_running_job_is_adopted_not_restarted_and_stays_exactly_once() {
+    let mut c = Cluster::start("it-adopt", 2, 2, &[]);
+    let leader = c.wait_leader(&[0, 1], T);
+    c.wait_workers_follow(&leader, T);
+    let sink = c.dir.path().join("out");
+    let id = c.submit(&counting_job(&sink));
+    let before = c.wait_job_state(&id, "RUNNING", T);
+    c.wait_checkpoints(&id, 2, T);
+    let attempt = before["attempt"].as_u64().expect("an attempt number");
+    let deploys_before: usize =
+        c.workers.iter().map(|w| count_in(&w.log_tail(100_000), "event=\"task_deployed\"")).sum();
+    assert_eq!(deploys_before, 2, "two subtasks deployed once each before the kill");
+
+    c.dispatchers[leader.index].kill9();
+    let new = c.wait_leader(&[1 - leader.index], T);
+    assert!(new.epoch > leader.epoch);
+    wait_until(T, Duration::from_millis(100), "the new leader to adopt the job", || {
+        let log = common::strip_ansi(&c.dispatchers[new.index].log_tail(4000));
+        log.lines().any(|l| l.contains("event=\"job_adopted\"") && l.contains(&id)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let job = c.wait_job_state(&id, "RUNNING", T);
+    assert_eq!(job["attempt"].as_u64(), Some(attempt), "the same attempt runs on: {job}");
+    assert_eq!(job["restarts"], 0, "no restart spent: {job}");
+    assert!(job["restored-from"].is_null(), "nothing restored: {job}");
+    // Checkpoints complete under the new leader (its own count starts at 0).
+    c.wait_checkpoints(&id, 2, T);
+
+    let done = c.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    assert_eq!(done["attempt"].as_u64(), Some(attempt), "finished by the adopted attempt: {done}");
+    let deploys_after: usize =
+        c.workers.iter().map(|w| count_in(&w.log_tail(100_000), "event=\"task_deployed\"")).sum();
+    assert_eq!(deploys_after, deploys_before, "nothing was deployed again\n{}", c.logs());
+    let adopted: usize = c.workers.iter().map(|w| count_in(&w.log_tail(100_000), "event=\"task_adopted\"")).sum();
+    assert_eq!(adopted, 2, "both subtasks were adopted\n{}", c.logs());
+    let expected = chaos_tests::campaign::expected_counts(COUNT, KEYS);
+    let got = committed(&sink);
+    assert!(
+        got == expected,
+        "committed output differs from a failure-free run: {} lines, expected {}",
+        got.len(),
+        expected.len()
+    );
+}
+
+/// Nothing to adopt (a subtask's worker died with the leader): the new leader restarts the job
+/// from its latest checkpoint, and cancels the surviving orphan at once instead of letting it
+/// run until its adoption timeout.
+#[test]
+fn a_job_missing_a_subtask_is_restarted_and_its_orphans_cancelled() {
+    let mut c = Cluster::start("it-adopt-partial", 2, 3, &[("high-availability.adoption.timeout", "10 min")]);
+    let leader = c.wait_leader(&[0, 1], T);
+    c.wait_workers_follow(&leader, T);
+    let sink = c.dir.path().join("out");
+    let id = c.submit(&counting_job(&sink));
+    let before = c.wait_job_state(&id, "RUNNING", T);
+    c.wait_checkpoints(&id, 2, T);
+    let attempt = before["attempt"].as_u64().expect("an attempt number");
+    // The workers that run the job's two subtasks; kill one of them with the leader.
+    let runs: Vec<usize> =
+        (0..c.workers.len()).filter(|&w| count_in(&c.workers[w].log_tail(100_000), &format!("job={id}")) > 0).collect();
+    assert!(!runs.is_empty(), "some worker runs the job");
+    let (victim, survivor) = (runs[0], *runs.last().unwrap());
+    c.workers[victim].kill9();
+    c.dispatchers[leader.index].kill9();
+    let new = c.wait_leader(&[1 - leader.index], T);
+    let job = wait_until(T, Duration::from_millis(100), "the job to run a newer attempt", || {
+        c.job(&id).filter(|j| j["state"] == "RUNNING" && j["attempt"].as_u64() > Some(attempt))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(job["restored-from"].as_u64().is_some(), "restarted from a checkpoint: {job}");
+    let log = common::strip_ansi(&c.dispatchers[new.index].log_tail(4000));
+    assert!(!log.contains("event=\"job_adopted\""), "nothing may be adopted with a subtask gone:\n{log}");
+    if survivor != victim {
+        // The survivor's orphan of the old attempt is cancelled well before its 10 min timeout.
+        wait_until(T, Duration::from_millis(100), "the surviving orphan to be cancelled", || {
+            let log = common::strip_ansi(&c.workers[survivor].log_tail(4000));
+            log.lines()
+                .any(|l| l.contains("orphaned subtask cancelled") && l.contains(&format!("attempt={attempt}")))
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    }
+    let done = c.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    assert!(done["attempt"].as_u64() > Some(attempt));
+    let expected = chaos_tests::campaign::expected_counts(COUNT, KEYS);
+    let got = committed(&sink);
+    assert!(
+        got == expected,
+        "committed output differs from a failure-free run: {} lines, expected {}",
+        got.len(),
+        expected.len()
+    );
+}
