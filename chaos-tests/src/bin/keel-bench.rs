@@ -25,8 +25,13 @@
 //! asserted: this is a benchmark, not a test. `--json` prints every round as one JSON document
 //! on stdout (the table goes to stderr).
 //!
+//! Each configuration runs twice, side by side: with task adoption
+//! (`high-availability.adoption.timeout: 30 s`, the default) and with its baseline, adoption
+//! off (`0 s`: every failover restarts the job from its latest checkpoint); `--no-baseline`
+//! runs only the first.
+//!
 //! Usage: `keel-bench failover [--rounds N] [--session-timeouts 2s,60s] [--faults kill9,sigterm]
-//! [--keel PATH] [--workdir DIR] [--json]`
+//! [--no-baseline] [--keel PATH] [--workdir DIR] [--json]`
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,7 +43,7 @@ use chaos_tests::probe::{agreed_leader, poll, workers_registered};
 use chaos_tests::{config_yaml, http_get_json, KeelProcess, Role, ZkEnsemble};
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: keel-bench failover [--rounds N] [--session-timeouts 2s,60s] [--faults kill9,sigterm] [--keel PATH] [--workdir DIR] [--json]";
+const USAGE: &str = "usage: keel-bench failover [--rounds N] [--session-timeouts 2s,60s] [--faults kill9,sigterm] [--no-baseline] [--keel PATH] [--workdir DIR] [--json]";
 /// Bound on every wait of a round.
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -48,6 +53,9 @@ struct Args {
     rounds: usize,
     timeouts: Vec<String>,
     faults: Vec<Fault>,
+    /// `high-availability.adoption.timeout` values to run (the default pairs adoption with
+    /// its baseline, restart from the latest checkpoint).
+    adoption: Vec<String>,
     json: bool,
 }
 
@@ -82,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
     let mut timeouts = vec!["2 s".to_string(), "60 s".to_string()];
     let mut faults = vec![Fault::Kill9, Fault::Sigterm];
     let mut json = false;
+    let mut adoption = vec!["30 s".to_string(), "0 s".to_string()];
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
         match a.as_str() {
@@ -122,6 +131,7 @@ fn parse_args() -> Result<Args, String> {
                     })
                     .collect::<Result<_, _>>()?;
             }
+            "--no-baseline" => adoption = vec!["30 s".to_string()],
             "--json" => json = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -147,7 +157,7 @@ fn parse_args() -> Result<Args, String> {
     } else {
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(workdir)
     };
-    Ok(Args { keel, workdir, rounds, timeouts, faults, json })
+    Ok(Args { keel, workdir, rounds, timeouts, faults, adoption, json })
 }
 
 fn say(msg: &str) {
@@ -200,6 +210,35 @@ fn progress(prev: &Counters, now: &Counters, at: Instant) -> Progress {
     Progress { at, attempt }
 }
 
+/// Per attempt, the records its subtasks had read in one sample.
+type Sums = Vec<(u64, f64)>;
+
+fn sums(now: &Counters) -> Sums {
+    let mut by: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for ((_, _, a), v) in now {
+        *by.entry(*a).or_default() += v;
+    }
+    by.into_iter().collect()
+}
+
+/// Records read twice because of a restart: what attempt `before` had read at most, minus
+/// what attempt `after` started from (its restored count: its first non-zero sample, which
+/// may include the records of its first ~10 ms, so this errs low by those). 0 when the same
+/// attempt ran on (adopted); `None` when either attempt was never seen.
+fn replayed(samples: &[Sums], before: u64, after: u64) -> Option<u64> {
+    if before == after {
+        return Some(0);
+    }
+    let get = |s: &Sums, a: u64| s.iter().find(|(x, _)| *x == a).map(|(_, v)| *v);
+    let old = samples
+        .iter()
+        .filter_map(|s| get(s, before))
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+    // A new task publishes its (restored) counter with its first batch: before that it reads 0.
+    let new = samples.iter().filter_map(|s| get(s, after)).find(|v| *v > 0.0)?;
+    Some((old - new).max(0.0) as u64)
+}
+
 /// The longest interval between two consecutive progress samples within `[from, to]`
 /// (the ends of the window count as progress only if a sample there progressed).
 fn longest_gap(samples: &[Progress], from: Instant, to: Instant) -> Option<Duration> {
@@ -211,6 +250,7 @@ fn longest_gap(samples: &[Progress], from: Instant, to: Instant) -> Option<Durat
 /// Polls every worker's `/metrics` about every 10 ms on its own thread until stopped.
 struct Sampler {
     samples: Arc<Mutex<Vec<Progress>>>,
+    sums: Arc<Mutex<Vec<Sums>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -218,8 +258,9 @@ struct Sampler {
 impl Sampler {
     fn start(metrics: Vec<String>, job: String) -> Sampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let sums_all = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (samples.clone(), stop.clone());
+        let (s, st, su) = (samples.clone(), stop.clone(), sums_all.clone());
         let thread = std::thread::spawn(move || {
             let mut prev = Counters::new();
             while !st.load(Ordering::Relaxed) {
@@ -231,15 +272,20 @@ impl Sampler {
                 }
                 let p = progress(&prev, &now, Instant::now());
                 s.lock().expect("samples").push(p);
+                su.lock().expect("sums").push(sums(&now));
                 prev = now;
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        Sampler { samples, stop, thread: Some(thread) }
+        Sampler { samples, sums: sums_all, stop, thread: Some(thread) }
     }
 
     fn snapshot(&self) -> Vec<Progress> {
         self.samples.lock().expect("samples").clone()
+    }
+
+    fn sums(&self) -> Vec<Sums> {
+        self.sums.lock().expect("sums").clone()
     }
 }
 
@@ -266,11 +312,11 @@ fn latest_completed(p: &KeelProcess, job: &str) -> Option<u64> {
 }
 
 /// Runs every round for one session timeout on a fresh cluster.
-fn run_timeout(args: &Args, timeout: &str) -> Result<Vec<Value>, String> {
-    let dir = args.workdir.join(format!("session-{}", timeout.replace(' ', "")));
+fn run_timeout(args: &Args, timeout: &str, adoption: &str) -> Result<Vec<Value>, String> {
+    let dir = args.workdir.join(format!("session-{}-adoption-{}", timeout.replace(' ', ""), adoption.replace(' ', "")));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     say(&format!(
-        "session timeout {timeout}: starting a 3-node ZooKeeper ensemble, 3 dispatchers, 2 workers (logs in {})",
+        "session timeout {timeout}, adoption timeout {adoption}: starting a 3-node ZooKeeper ensemble, 3 dispatchers, 2 workers (logs in {})",
         dir.display()
     ));
     let zk = ZkEnsemble::start(3).map_err(|e| format!("ZooKeeper: {e}"))?;
@@ -281,6 +327,7 @@ fn run_timeout(args: &Args, timeout: &str) -> Result<Vec<Value>, String> {
         "bench",
         &[
             ("high-availability.zookeeper.client.session-timeout", timeout),
+            ("high-availability.adoption.timeout", adoption),
             ("heartbeat.interval", "500 ms"),
             ("heartbeat.timeout", "5 s"),
             ("high-availability.storageDir", storage.as_str()),
@@ -381,16 +428,17 @@ fn run_timeout(args: &Args, timeout: &str) -> Result<Vec<Value>, String> {
                 .unwrap_or_default();
             let attempt_after = samples.iter().rev().find_map(|p| p.attempt).unwrap_or(0);
             let row = json!({
-                "session_timeout": timeout, "fault": fault.name(), "round": round,
+                "session_timeout": timeout, "adoption_timeout": adoption, "fault": fault.name(), "round": round,
                 "old_leader": lid, "old_epoch": lepoch, "new_leader": nid, "new_epoch": nepoch,
                 "new_leader_ms": ms(new_leader), "workers_ms": ms(workers),
                 "job_running_ms": ms(running), "processing_gap_ms": ms(gap),
                 "first_checkpoint_ms": ms(checkpoint),
                 "attempt_before": attempt_before, "attempt_after": attempt_after,
                 "outcome": if adopted { "adopted" } else { "restarted" },
+                "records_replayed": replayed(&sampler.sums(), attempt_before, attempt_after),
             });
             say(&format!(
-                "T={timeout} {} round {round}: new leader {} ms, workers {} ms, job running {} ms, gap {} ms, first checkpoint {} ms, {}",
+                "T={timeout} adoption={adoption} {} round {round}: new leader {} ms, workers {} ms, job running {} ms, gap {} ms, first checkpoint {} ms, {}",
                 fault.name(), ms(new_leader), ms(workers), ms(running), ms(gap), ms(checkpoint), row["outcome"].as_str().unwrap_or("")
             ));
             rows.push(row);
@@ -407,15 +455,26 @@ fn run_timeout(args: &Args, timeout: &str) -> Result<Vec<Value>, String> {
 fn print_table(rows: &[Value]) {
     eprintln!();
     eprintln!(
-        "{:<8} {:<8} {:>5} {:>11} {:>9} {:>12} {:>11} {:>11} {:>10}",
-        "T", "fault", "round", "new leader", "workers", "job running", "proc. gap", "first chk", "tasks"
+        "{:<8} {:<9} {:<8} {:>5} {:>11} {:>9} {:>12} {:>11} {:>11} {:>9} {:>10}",
+        "T",
+        "adoption",
+        "fault",
+        "round",
+        "new leader",
+        "workers",
+        "job running",
+        "proc. gap",
+        "first chk",
+        "replayed",
+        "tasks"
     );
     for r in rows {
         let n = |k: &str| r[k].as_u64().unwrap_or(0);
         let t = |k: &str| r[k].as_str().unwrap_or("").to_string();
         eprintln!(
-            "{:<8} {:<8} {:>5} {:>9}ms {:>7}ms {:>10}ms {:>9}ms {:>9}ms {:>10}",
+            "{:<8} {:<9} {:<8} {:>5} {:>9}ms {:>7}ms {:>10}ms {:>9}ms {:>9}ms {:>9} {:>10}",
             t("session_timeout"),
+            t("adoption_timeout"),
             t("fault"),
             n("round"),
             n("new_leader_ms"),
@@ -423,12 +482,14 @@ fn print_table(rows: &[Value]) {
             n("job_running_ms"),
             n("processing_gap_ms"),
             n("first_checkpoint_ms"),
+            r["records_replayed"].as_u64().map_or("-".to_string(), |v| v.to_string()),
             t("outcome")
         );
     }
     eprintln!(
         "(one job: 10,000 records/s over 2 subtasks, a checkpoint every 1 s; times from the fault; the gap is the longest \
-         interval without a processed record, from the tasks' counters polled every ~10 ms)"
+         interval without a processed record, from the tasks' counters polled every ~10 ms; replayed: records read \
+         again after a restart, from the same counters)"
     );
 }
 
@@ -442,12 +503,17 @@ fn main() {
     };
     let mut rows = Vec::new();
     for t in &args.timeouts {
-        match run_timeout(&args, t) {
-            Ok(r) => rows.extend(r),
-            Err(e) => {
-                print_table(&rows);
-                eprintln!("keel-bench: session timeout {t}: {e} (logs under {})", args.workdir.display());
-                std::process::exit(1);
+        for adoption in &args.adoption {
+            match run_timeout(&args, t, adoption) {
+                Ok(r) => rows.extend(r),
+                Err(e) => {
+                    print_table(&rows);
+                    eprintln!(
+                        "keel-bench: session timeout {t}, adoption timeout {adoption}: {e} (logs under {})",
+                        args.workdir.display()
+                    );
+                    std::process::exit(1);
+                }
             }
         }
     }
@@ -489,5 +555,14 @@ mod tests {
             longest_gap(&samples, t + Duration::from_millis(305), t + Duration::from_secs(1)),
             Some(Duration::from_millis(10))
         );
+    }
+
+    #[test]
+    fn replayed_records_are_what_the_old_attempt_read_beyond_the_new_ones_start() {
+        let s =
+            vec![vec![(3, 100.0)], vec![(3, 180.0)], vec![(3, 180.0), (4, 0.0)], vec![(4, 150.0)], vec![(4, 170.0)]];
+        assert_eq!(replayed(&s, 3, 4), Some(30));
+        assert_eq!(replayed(&s, 3, 3), Some(0), "the same attempt ran on");
+        assert_eq!(replayed(&s, 3, 9), None);
     }
 }
