@@ -190,11 +190,14 @@ impl Report {
                         (Some(o), None) => format!("{o}"),
                         (None, None) => "–".into(),
                     };
-                    let running = match (t.time_to_running_again_ms(), t.jobs_interrupted.len()) {
+                    let mut running = match (t.time_to_running_again_ms(), t.jobs_interrupted.len()) {
                         (Some(ms), _) => secs(ms),
                         (None, 0) => "not interrupted".into(),
                         (None, _) => "never".into(),
                     };
+                    if !t.jobs_adopted.is_empty() {
+                        running.push_str(&format!(" ({} adopted)", t.jobs_adopted.len()));
+                    }
                     vec![
                         t.fault.clone(),
                         t.target.clone(),
@@ -323,7 +326,7 @@ impl Report {
                         (Some(ms), n) => format!("{} ({n} jobs)", secs(ms)),
                         (None, 0) => "not interrupted".into(),
                         (None, n) => format!("never ({n} jobs interrupted)"),
-                    }
+                    } + &if t.jobs_adopted.is_empty() { String::new() } else { format!(" ({} adopted)", t.jobs_adopted.len()) }
                 );
             }
             h.push_str("</table>\n");

@@ -30,6 +30,8 @@ pub struct FailoverTiming {
     /// When the last interrupted job was RUNNING again; `None` if one never was, or if no
     /// job was interrupted.
     pub job_running_again_at: Option<i64>,
+    /// Jobs a new leader adopted in the window (`job_adopted`: their tasks ran on).
+    pub jobs_adopted: Vec<String>,
 }
 
 impl FailoverTiming {
@@ -135,6 +137,16 @@ pub fn failover_times(history: &History) -> Vec<FailoverTiming> {
             Some(last)
         });
 
+        let mut jobs_adopted: Vec<String> = events
+            .iter()
+            .filter(|e| e.ts_ms >= t0 && e.ts_ms < t1)
+            .filter_map(|e| match &e.kind {
+                EventKind::JobAdopted { job, .. } => Some(job.clone()),
+                _ => None,
+            })
+            .collect();
+        jobs_adopted.sort();
+        jobs_adopted.dedup();
         out.push(FailoverTiming {
             fault_id: w.id,
             fault: w.fault.clone(),
@@ -148,6 +160,7 @@ pub fn failover_times(history: &History) -> Vec<FailoverTiming> {
             workers_registered_at,
             jobs_interrupted,
             job_running_again_at,
+            jobs_adopted,
         });
     }
     out
@@ -158,6 +171,22 @@ mod tests {
     use super::*;
     use crate::checker::testing::*;
     use serde_json::json;
+
+    #[test]
+    fn an_adoption_is_counted_in_its_faults_window() {
+        let h = History::from_values([
+            gained(1_000, "d1", 5),
+            state(1_200, "d1", "j1", "CREATED", "RUNNING"),
+            fault(2_000, true, "kill9", "d1", 1),
+            gained(2_100, "d2", 9),
+            ev(2_150, "d2", "job_adopted", json!({"job": "j1", "attempt": 3, "epoch": 9})),
+            state(2_160, "d2", "j1", "CREATED", "RUNNING"),
+            fault(4_000, true, "kill9", "w1", 2),
+        ]);
+        let t = failover_times(&h);
+        assert_eq!(t[0].jobs_adopted, ["j1"]);
+        assert!(t[1].jobs_adopted.is_empty());
+    }
 
     #[test]
     fn leader_kill_then_standby_kill() {
@@ -191,6 +220,7 @@ mod tests {
         assert_eq!(a.jobs_interrupted, ["j1"]);
         assert_eq!(a.job_running_again_at, Some(5_900));
         assert_eq!(a.time_to_running_again_ms(), Some(3_900));
+        assert!(a.jobs_adopted.is_empty(), "restarted, not adopted");
         let b = &t[1];
         assert_eq!((b.old_epoch, b.new_epoch, b.new_leader_at), (Some(9), None, None));
         assert!(b.jobs_interrupted.is_empty());
