@@ -1,5 +1,6 @@
 //! Read-only probes of a running cluster over REST, shared by `keel-demo` and `keel-bench`:
-//! who leads (and does everyone agree), are the workers registered, and a bounded poll.
+//! who leads (and does everyone agree), are the workers registered, and a bounded poll; and
+//! where those tools find the `keel` binary and put their logs.
 
 use std::time::{Duration, Instant};
 
@@ -52,4 +53,70 @@ pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The `keel` binary: `explicit` (`--keel`), else `$KEEL_BIN`, else `keel` next to the running
+/// executable (both are built into the same target directory).
+///
+/// # Errors
+///
+/// When the chosen path does not exist, naming it and how to build it.
+pub fn keel_binary(explicit: Option<std::path::PathBuf>) -> Result<std::path::PathBuf, String> {
+    let keel = match explicit.or_else(|| std::env::var_os("KEEL_BIN").map(Into::into)) {
+        Some(k) => k,
+        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("keel"),
+    };
+    if !keel.exists() {
+        return Err(format!(
+            "keel binary not found at {}; build it (cargo build -p keel-cli) or pass --keel",
+            keel.display()
+        ));
+    }
+    Ok(keel)
+}
+
+/// `dir`, or `<parent>/run-<unix seconds>`, made absolute: the processes a tool starts run in
+/// other directories and read their configuration files from here (a relative default once
+/// broke the README's first command).
+///
+/// # Errors
+///
+/// When the current directory cannot be read.
+pub fn run_dir(dir: Option<std::path::PathBuf>, parent: &str) -> Result<std::path::PathBuf, String> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(format!("{parent}/run-{stamp}")));
+    if dir.is_absolute() {
+        return Ok(dir);
+    }
+    Ok(std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(dir))
+}
+
+/// Starts the local cluster shape `keel-demo` and `keel-bench` use: dispatchers
+/// `dispatcher-1..=3` and workers `worker-1..=2` with configuration `cfg`, logs in `dir`.
+///
+/// # Errors
+///
+/// The first process that did not start, by name.
+pub fn start_dispatchers_and_workers(
+    keel: &std::path::Path,
+    cfg: &str,
+    dir: &std::path::Path,
+) -> Result<(Vec<KeelProcess>, Vec<KeelProcess>), String> {
+    use crate::Role;
+    let spawn = |role: Role, name: &str, extra: &[String]| {
+        KeelProcess::spawn(keel, role, cfg, extra, dir, name).map_err(|e| format!("{name}: {e}"))
+    };
+    let mut ds = Vec::new();
+    for i in 1..=3 {
+        ds.push(spawn(Role::Dispatcher, &format!("dispatcher-{i}"), &["--id".into(), format!("dispatcher-{i}")])?);
+    }
+    let mut ws = Vec::new();
+    for i in 1..=2 {
+        ws.push(spawn(
+            Role::Worker,
+            &format!("worker-{i}"),
+            &["-D".into(), format!("taskmanager.resource-id=worker-{i}")],
+        )?);
+    }
+    Ok((ds, ws))
 }

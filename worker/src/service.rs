@@ -51,6 +51,19 @@ pub fn epoch_check_disabled() -> bool {
     off
 }
 
+impl WorkerService {
+    /// Counts a refused deploy or adoption by its reason and turns it into the answer.
+    fn refused(&self, r: DeployRefused) -> Status {
+        self.state.counters.refused(match &r {
+            DeployRefused::NotRegistered { .. } => Refusal::NotRegistered,
+            DeployRefused::StaleAttempt { .. } => Refusal::StaleAttempt,
+            DeployRefused::Invalid(_) => Refusal::Invalid,
+            DeployRefused::NotRunning { .. } => Refusal::NotRunning,
+        });
+        Status::from(r)
+    }
+}
+
 #[tonic::async_trait]
 impl Worker for WorkerService {
     async fn command(&self, request: Request<LeaderCommand>) -> Result<Response<CommandReply>, Status> {
@@ -128,24 +141,8 @@ impl Worker for WorkerService {
                     *reg = None;
                 }
             }
-            Some(leader_command::Kind::Deploy(d)) => self.host.deploy(epoch, d).map_err(|r| {
-                self.state.counters.refused(match &r {
-                    DeployRefused::NotRegistered { .. } => Refusal::NotRegistered,
-                    DeployRefused::StaleAttempt { .. } => Refusal::StaleAttempt,
-                    DeployRefused::Invalid(_) => Refusal::Invalid,
-                    DeployRefused::NotRunning { .. } => Refusal::NotRunning,
-                });
-                Status::from(r)
-            })?,
-            Some(leader_command::Kind::Adopt(a)) => self.host.adopt(epoch, a).map_err(|r| {
-                self.state.counters.refused(match &r {
-                    DeployRefused::NotRegistered { .. } => Refusal::NotRegistered,
-                    DeployRefused::StaleAttempt { .. } => Refusal::StaleAttempt,
-                    DeployRefused::Invalid(_) => Refusal::Invalid,
-                    DeployRefused::NotRunning { .. } => Refusal::NotRunning,
-                });
-                Status::from(r)
-            })?,
+            Some(leader_command::Kind::Deploy(d)) => self.host.deploy(epoch, d).map_err(|r| self.refused(r))?,
+            Some(leader_command::Kind::Adopt(a)) => self.host.adopt(epoch, a).map_err(|r| self.refused(r))?,
             Some(leader_command::Kind::TriggerCheckpoint(t)) => self.host.trigger(t)?,
             Some(leader_command::Kind::NotifyCheckpoint(n)) => self.host.notify(n)?,
             Some(leader_command::Kind::Cancel(c)) => self.host.cancel(c),

@@ -179,6 +179,32 @@ impl TaskHost {
         self.tasks.lock().expect("tasks lock").newest_attempt.get(job_id).copied()
     }
 
+    /// The checks a deploy and an adoption share, under the tasks lock: this worker is
+    /// registered with the leader of `epoch` (its address is returned), and `attempt` is not
+    /// older than the newest seen for the job.
+    fn admit(
+        &self,
+        tasks: &Tasks,
+        epoch: LeaderEpoch,
+        job_id: &str,
+        attempt: u64,
+        what: &str,
+    ) -> Result<String, DeployRefused> {
+        let Some(address) = self.worker.registration().filter(|r| r.epoch == epoch).map(|r| r.address) else {
+            return Err(DeployRefused::NotRegistered { worker: self.worker.id.clone(), epoch });
+        };
+        if let Some(&newest) = tasks.newest_attempt.get(job_id) {
+            if attempt < newest && !keel_job::attempt_fence_disabled() {
+                tracing::warn!(
+                    target: "keel::events", event = "stale_attempt_refused",
+                    job = %job_id, attempt, newest, %epoch, "{what} of a stale attempt refused"
+                );
+                return Err(DeployRefused::StaleAttempt { job_id: job_id.to_string(), attempt, newest });
+            }
+        }
+        Ok(address)
+    }
+
     /// Deploys a subtask for the leader of `epoch`. Refused unless this worker is registered
     /// with that leader, and refused for an attempt older than the newest one seen for the
     /// job. The check and the start are atomic with respect to [`TaskHost::register`].
@@ -189,20 +215,7 @@ impl TaskHost {
         let checkpoints = StorageDir::open(&d.checkpoints_uri, &self.settings.storage_options)
             .map_err(|e| DeployRefused::Invalid(format!("checkpoints directory: {e}")))?;
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        let leader_address = self.worker.registration().filter(|r| r.epoch == epoch).map(|r| r.address);
-        let Some(leader_address) = leader_address else {
-            return Err(DeployRefused::NotRegistered { worker: self.worker.id.clone(), epoch });
-        };
-        if let Some(&newest) = tasks.newest_attempt.get(&d.job_id) {
-            if d.attempt < newest && !keel_job::attempt_fence_disabled() {
-                tracing::warn!(
-                    target: "keel::events", event = "stale_attempt_refused",
-                    job = %d.job_id, subtask = d.subtask, attempt = d.attempt, newest, %epoch,
-                    "deploy of a stale attempt refused"
-                );
-                return Err(DeployRefused::StaleAttempt { job_id: d.job_id.clone(), attempt: d.attempt, newest });
-            }
-        }
+        let leader_address = self.admit(&tasks, epoch, &d.job_id, d.attempt, "deploy")?;
         tasks.see_attempt(&d.job_id, d.attempt);
         if let Some(existing) = tasks.running.remove(&key) {
             let _ = existing.control.send(Control::Cancel);
@@ -380,15 +393,7 @@ impl TaskHost {
     /// worker is registered with that leader, and for an attempt older than the newest seen.
     pub fn adopt(&self, epoch: LeaderEpoch, a: keel_proto::v1::AdoptTasks) -> Result<(), DeployRefused> {
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        let leader_address = self.worker.registration().filter(|r| r.epoch == epoch).map(|r| r.address);
-        let Some(address) = leader_address else {
-            return Err(DeployRefused::NotRegistered { worker: self.worker.id.clone(), epoch });
-        };
-        if let Some(&newest) = tasks.newest_attempt.get(&a.job_id) {
-            if a.attempt < newest && !keel_job::attempt_fence_disabled() {
-                return Err(DeployRefused::StaleAttempt { job_id: a.job_id.clone(), attempt: a.attempt, newest });
-            }
-        }
+        let address = self.admit(&tasks, epoch, &a.job_id, a.attempt, "adoption")?;
         let missing: Vec<u32> = a
             .subtasks
             .iter()

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chaos_tests::probe::{agreed_leader, poll, workers_registered};
-use chaos_tests::{config_yaml, http_get_json, KeelProcess, Role, ZkEnsemble};
+use chaos_tests::{config_yaml, http_get_json, KeelProcess, ZkEnsemble};
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage: keel-bench failover [--rounds N] [--session-timeouts 2s,60s] [--faults kill9,sigterm] [--no-baseline] [--keel PATH] [--workdir DIR] [--json]";
@@ -84,7 +84,7 @@ fn parse_args() -> Result<Args, String> {
         }
         Some(other) => return Err(format!("unknown benchmark {other:?}; the one benchmark is `failover`\n{USAGE}")),
     }
-    let mut keel = std::env::var_os("KEEL_BIN").map(PathBuf::from);
+    let mut keel: Option<PathBuf> = None;
     let mut workdir = None;
     let mut rounds = 3usize;
     let mut timeouts = vec!["2 s".to_string(), "60 s".to_string()];
@@ -140,23 +140,8 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    let keel = match keel {
-        Some(k) => k,
-        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("keel"),
-    };
-    if !keel.exists() {
-        return Err(format!(
-            "keel binary not found at {}; build it (cargo build -p keel-cli) or pass --keel",
-            keel.display()
-        ));
-    }
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let workdir = workdir.unwrap_or_else(|| PathBuf::from(format!(".keel-bench/run-{stamp}")));
-    let workdir = if workdir.is_absolute() {
-        workdir
-    } else {
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(workdir)
-    };
+    let keel = chaos_tests::probe::keel_binary(keel)?;
+    let workdir = chaos_tests::probe::run_dir(workdir, ".keel-bench")?;
     Ok(Args { keel, workdir, rounds, timeouts, faults, adoption, json })
 }
 
@@ -334,21 +319,7 @@ fn run_timeout(args: &Args, timeout: &str, adoption: &str) -> Result<Vec<Value>,
             ("io.tmp.dirs", tmp.as_str()),
         ],
     );
-    let spawn = |role: Role, name: &str, extra: &[String]| {
-        KeelProcess::spawn(&args.keel, role, &cfg, extra, &dir, name).map_err(|e| format!("{name}: {e}"))
-    };
-    let mut ds = Vec::new();
-    for i in 1..=3 {
-        ds.push(spawn(Role::Dispatcher, &format!("dispatcher-{i}"), &["--id".into(), format!("dispatcher-{i}")])?);
-    }
-    let mut ws = Vec::new();
-    for i in 1..=2 {
-        ws.push(spawn(
-            Role::Worker,
-            &format!("worker-{i}"),
-            &["-D".into(), format!("taskmanager.resource-id=worker-{i}")],
-        )?);
-    }
+    let (mut ds, ws) = chaos_tests::probe::start_dispatchers_and_workers(&args.keel, &cfg, &dir)?;
     let all = [0usize, 1, 2];
     let (li, _, _) = poll(WAIT, "a leader", || agreed_leader(&ds, &all))?;
     poll(WAIT, "both workers registered", || workers_registered(&ds[li], 2).then_some(()))?;

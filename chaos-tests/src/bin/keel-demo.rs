@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chaos_tests::probe::{agreed_leader, poll, workers_registered};
-use chaos_tests::{config_yaml, http_get_json, KeelProcess, Role, ZkEnsemble};
+use chaos_tests::{config_yaml, http_get_json, KeelProcess, ZkEnsemble};
 use serde_json::{json, Value};
 
 struct Args {
@@ -25,7 +25,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut keel = std::env::var_os("KEEL_BIN").map(PathBuf::from);
+    let mut keel: Option<PathBuf> = None;
     let mut workdir = None;
     let mut session_timeout = "3 s".to_string();
     let mut json = false;
@@ -43,25 +43,8 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}; see --help")),
         }
     }
-    let keel = match keel {
-        Some(k) => k,
-        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("keel"),
-    };
-    if !keel.exists() {
-        return Err(format!(
-            "keel binary not found at {}; build it (cargo build -p keel-cli) or pass --keel",
-            keel.display()
-        ));
-    }
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let workdir = workdir.unwrap_or_else(|| PathBuf::from(format!(".keel-demo/run-{stamp}")));
-    // Absolute: the processes the demo starts run in other directories, and read their
-    // configuration files from here (a relative default once broke the README's first command).
-    let workdir = if workdir.is_absolute() {
-        workdir
-    } else {
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(workdir)
-    };
+    let keel = chaos_tests::probe::keel_binary(keel)?;
+    let workdir = chaos_tests::probe::run_dir(workdir, ".keel-demo")?;
     Ok(Args { keel, workdir, session_timeout, json })
 }
 
@@ -95,21 +78,7 @@ fn run(args: Args) -> Result<Value, String> {
     );
     let cfg_path = args.workdir.join("config.yaml");
     std::fs::write(&cfg_path, &cfg).map_err(|e| e.to_string())?;
-    let spawn = |role: Role, name: &str, extra: &[String]| {
-        KeelProcess::spawn(&args.keel, role, &cfg, extra, &args.workdir, name).map_err(|e| format!("{name}: {e}"))
-    };
-    let mut ds = Vec::new();
-    for i in 1..=3 {
-        ds.push(spawn(Role::Dispatcher, &format!("dispatcher-{i}"), &["--id".into(), format!("dispatcher-{i}")])?);
-    }
-    let mut ws = Vec::new();
-    for i in 1..=2 {
-        ws.push(spawn(
-            Role::Worker,
-            &format!("worker-{i}"),
-            &["-D".into(), format!("taskmanager.resource-id=worker-{i}")],
-        )?);
-    }
+    let (mut ds, ws) = chaos_tests::probe::start_dispatchers_and_workers(&args.keel, &cfg, &args.workdir)?;
     say("3 dispatchers and 2 workers started; waiting for a leader ...");
     let (li, lid, lepoch) = poll(Duration::from_secs(30), "a leader", || agreed_leader(&ds, &[0, 1, 2]))?;
     poll(Duration::from_secs(30), "both workers registered", || workers_registered(&ds[li], 2).then_some(()))?;

@@ -661,13 +661,7 @@ impl JobMaster {
             }
         }
         self.pool.assign(&self.graph.job_id, assignment.clone());
-        self.attempt = attempt;
-        self.assignment = assignment;
-        self.subtask_state = vec!["RUNNING"; p as usize];
-        self.coord = CheckpointCoordinator::new(attempt, p);
-        self.inflight = None;
-        self.status.send_modify(|s| s.attempt = attempt);
-        self.publish_subtasks();
+        self.begin_attempt(attempt, assignment, "RUNNING");
         tracing::info!(
             target: "keel::events", event = "job_adopted", job = %self.job_id(), attempt, epoch = %self.epoch,
             "job adopted: its tasks kept running through the leader change"
@@ -689,6 +683,19 @@ impl JobMaster {
             }
         }
         Some(self.supervise(spec, session, &mut lost_rx).await)
+    }
+
+    /// Makes `attempt` on `assignment` (one worker per subtask) the current one, with a fresh
+    /// checkpoint coordinator and every subtask in `state`.
+    fn begin_attempt(&mut self, attempt: u64, assignment: Vec<String>, state: &'static str) {
+        let p = assignment.len() as u32;
+        self.attempt = attempt;
+        self.assignment = assignment;
+        self.subtask_state = vec![state; p as usize];
+        self.coord = CheckpointCoordinator::new(attempt, p);
+        self.inflight = None;
+        self.status.send_modify(|s| s.attempt = attempt);
+        self.publish_subtasks();
     }
 
     /// Cancels, on every worker that reported them, the subtasks of `attempt` (up to it) that
@@ -742,13 +749,7 @@ impl JobMaster {
                 return o;
             }
         };
-        self.attempt = attempt;
-        self.assignment = assignment;
-        self.subtask_state = vec!["DEPLOYING"; p as usize];
-        self.coord = CheckpointCoordinator::new(attempt, p);
-        self.inflight = None;
-        self.status.send_modify(|s| s.attempt = attempt);
-        self.publish_subtasks();
+        self.begin_attempt(attempt, assignment, "DEPLOYING");
         let restore = self.restore.clone();
         if let Some(r) = &restore {
             self.status.send_modify(|s| {
@@ -957,8 +958,9 @@ impl JobMaster {
         }
     }
 
-    /// Sends a command, waiting (bounded by `heartbeat.timeout`) for a worker that has not heard
-    /// its registration reply yet, like [`Self::deploy`].
+    /// Sends a command (a deploy, an adoption), waiting (bounded by `heartbeat.timeout`) for a
+    /// worker that this leader has registered but that has not heard the registration reply
+    /// yet ("register first", UNAVAILABLE) instead of spending a restart on it.
     async fn send_when_ready(
         &self,
         worker: &str,
@@ -974,7 +976,10 @@ impl JobMaster {
                     if s.code() == tonic::Code::Unavailable
                         && s.metadata().get(crate::resource_manager::NOT_READY_METADATA).is_some()
                         && Instant::now() < give_up
-                        && self.can_act() => {}
+                        && self.can_act() =>
+                {
+                    tracing::debug!(job = %self.job_id(), worker, status = %s, "worker not ready for the command yet; retrying");
+                }
                 Err(s) => return Err(s),
             }
             tokio::select! {
@@ -989,27 +994,7 @@ impl JobMaster {
     /// registration reply yet ("register first", UNAVAILABLE): wait for it (bounded by
     /// `heartbeat.timeout`) instead of spending a restart on it.
     async fn deploy(&self, worker: &str, deploy: DeployTask, session: &CancellationToken) -> Result<(), tonic::Status> {
-        let give_up = Instant::now() + self.rm.heartbeat_timeout();
-        let mut delay = Duration::from_millis(20);
-        loop {
-            match self.rm.send(self.epoch, worker, leader_command::Kind::Deploy(deploy.clone())).await {
-                Ok(_) => return Ok(()),
-                Err(s)
-                    if s.code() == tonic::Code::Unavailable
-                        && s.metadata().get(crate::resource_manager::NOT_READY_METADATA).is_some()
-                        && Instant::now() < give_up
-                        && self.can_act() =>
-                {
-                    tracing::debug!(job = %self.job_id(), worker, status = %s, "worker not ready for the deploy yet; retrying");
-                }
-                Err(s) => return Err(s),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = session.cancelled() => return Err(tonic::Status::cancelled("the leader session ended")),
-            }
-            delay = (delay * 2).min(Duration::from_millis(500));
-        }
+        self.send_when_ready(worker, leader_command::Kind::Deploy(deploy), session).await
     }
 
     async fn trigger(
