@@ -136,3 +136,31 @@ fn a_job_missing_a_subtask_is_restarted_and_its_orphans_cancelled() {
         expected.len()
     );
 }
+
+/// With no leader at all (the only dispatcher paused), tasks run on for heartbeat.timeout +
+/// adoption.timeout and then stop; the dispatcher, resumed, restarts the job.
+#[test]
+fn tasks_without_any_leader_stop_after_the_adoption_timeout() {
+    let mut c = Cluster::start("it-leaderless", 1, 1, &[("high-availability.adoption.timeout", "3 s")]);
+    let leader = c.wait_leader(&[0], T);
+    c.wait_workers_follow(&leader, T);
+    let sink = c.dir.path().join("out");
+    let id = c.submit(&counting_job(&sink).replace("count: 6000", "count: 600000"));
+    let before = c.wait_job_state(&id, "RUNNING", T);
+    c.wait_checkpoints(&id, 1, T);
+    let t0 = std::time::Instant::now();
+    c.dispatchers[0].stop().expect("SIGSTOP the only dispatcher");
+    wait_until(T, Duration::from_millis(100), "the worker to stop its leaderless subtasks", || {
+        let log = common::strip_ansi(&c.workers[0].log_tail(4000));
+        log.lines().any(|l| l.contains("event=\"leaderless_tasks_stopped\"")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    // Mechanism check (a lower bound): not before heartbeat.timeout (2 s) + adoption.timeout (3 s).
+    assert!(t0.elapsed() >= Duration::from_secs(5), "stopped after {:?}", t0.elapsed());
+    c.dispatchers[0].cont().expect("SIGCONT");
+    let job = wait_until(T, Duration::from_millis(100), "the job to run a newer attempt", || {
+        c.job(&id).filter(|j| j["state"] == "RUNNING" && j["attempt"].as_u64() > before["attempt"].as_u64())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(job["restored-from"].as_u64().is_some(), "restarted from a checkpoint: {job}");
+}

@@ -241,9 +241,10 @@ pub const KEYS: &[KeyDoc] = &[
             a new leader it reports its running tasks and keeps them running for up to this \
             long; the new leader's job master adopts a job whose every subtask of its current \
             attempt is still running (no restart, no replay) and restarts it from its latest \
-            checkpoint otherwise. Tasks not adopted within this time are stopped. `0` disables \
-            adoption: tasks stop when their worker registers anew and every failover restarts \
-            the job.",
+            checkpoint otherwise. Tasks not adopted within this time are stopped, and so are \
+            the tasks of a worker that has heard from no leader for `heartbeat.timeout` plus \
+            this. `0` disables adoption: tasks stop when their worker registers anew, run on \
+            while there is no leader, and every failover restarts the job.",
     },
     KeyDoc {
         key: "rest.address",

@@ -21,7 +21,22 @@ pub async fn follow_leader(
     cancel: CancellationToken,
 ) {
     let mut last_error: Option<String> = None;
+    let mut warned_silent: Option<(String, keel_ha::LeaderEpoch)> = None;
     loop {
+        // Without a leader, tasks run on for high-availability.adoption.timeout past
+        // heartbeat.timeout (a new leader may adopt them), then stop (0: they run on until the
+        // worker registers anew, as before adoption existed).
+        let adoption = host.adoption_timeout();
+        if let Some(r) = state.registration() {
+            if !adoption.is_zero() && r.last_heard.elapsed() > heartbeat_timeout + adoption && host.hosted() > 0 {
+                tracing::warn!(
+                    target: "keel::events", event = "leaderless_tasks_stopped", leader = %r.leader_id, epoch = %r.epoch,
+                    silent_ms = r.last_heard.elapsed().as_millis() as u64,
+                    "no leader for heartbeat.timeout + high-availability.adoption.timeout: stopping every subtask"
+                );
+                host.cancel_all("no leader for heartbeat.timeout + high-availability.adoption.timeout");
+            }
+        }
         let leader = leader_rx.borrow_and_update().clone();
         if let Some(leader) = leader {
             state.gate.observe(leader.epoch);
@@ -36,13 +51,19 @@ pub async fn follow_leader(
             };
             if needs {
                 if let Some(r) = &current {
-                    if r.epoch == leader.epoch && r.last_heard.elapsed() > heartbeat_timeout {
+                    let silent = (r.leader_id.clone(), r.epoch);
+                    if r.epoch == leader.epoch
+                        && r.last_heard.elapsed() > heartbeat_timeout
+                        && warned_silent.as_ref() != Some(&silent)
+                    {
                         tracing::warn!(leader = %r.leader_id, epoch = %r.epoch, "leader silent for heartbeat.timeout; registering again");
+                        warned_silent = Some(silent);
                     }
                 }
                 match register(&state, &leader, host.adoptable()).await {
                     Ok(registration) => {
                         last_error = None;
+                        warned_silent = None;
                         // Atomic with deploys; what ran here is cancelled, or orphaned for the
                         // new leader to adopt (high-availability.adoption.timeout).
                         host.register(registration, "registered anew");

@@ -153,7 +153,18 @@ impl TaskHost {
         Self { worker, settings, registry, tasks: Mutex::new(Tasks::default()) }
     }
 
-    /// Number of subtasks running now.
+    /// `high-availability.adoption.timeout`.
+    pub fn adoption_timeout(&self) -> Duration {
+        self.settings.adoption_timeout
+    }
+
+    /// Number of subtasks on this worker, bound to a leader or orphaned.
+    pub fn hosted(&self) -> usize {
+        let tasks = self.tasks.lock().expect("tasks lock");
+        tasks.running.len() + tasks.orphans.len()
+    }
+
+    /// Number of subtasks running now bound to a leader.
     pub fn running(&self) -> usize {
         self.tasks.lock().expect("tasks lock").running.len()
     }
