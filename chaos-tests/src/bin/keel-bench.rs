@@ -195,33 +195,41 @@ fn progress(prev: &Counters, now: &Counters, at: Instant) -> Progress {
     Progress { at, attempt }
 }
 
-/// Per attempt, the records its subtasks had read in one sample.
-type Sums = Vec<(u64, f64)>;
+/// Per (attempt, subtask), the records it had read in one sample.
+type Sums = Vec<((u64, u32), f64)>;
 
 fn sums(now: &Counters) -> Sums {
-    let mut by: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
-    for ((_, _, a), v) in now {
-        *by.entry(*a).or_default() += v;
-    }
-    by.into_iter().collect()
+    let mut v: Sums = now.iter().map(|((_, i, a), n)| ((*a, *i), *n)).collect();
+    v.sort_by_key(|x| x.0);
+    v
 }
 
-/// Records read twice because of a restart: what attempt `before` had read at most, minus
-/// what attempt `after` started from (its restored count: its first non-zero sample, which
-/// may include the records of its first ~10 ms, so this errs low by those). 0 when the same
-/// attempt ran on (adopted); `None` when either attempt was never seen.
+/// Records read twice because of a restart, summed over subtasks: what subtask `i` of attempt
+/// `before` had read at most, minus what subtask `i` of attempt `after` started from (its
+/// restored count: its first non-zero sample, which may include the records of its first
+/// ~10 ms, so this errs low by those). 0 when the same attempt ran on (adopted); `None` when a
+/// subtask of either attempt was never seen.
 fn replayed(samples: &[Sums], before: u64, after: u64) -> Option<u64> {
     if before == after {
         return Some(0);
     }
-    let get = |s: &Sums, a: u64| s.iter().find(|(x, _)| *x == a).map(|(_, v)| *v);
-    let old = samples
-        .iter()
-        .filter_map(|s| get(s, before))
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
-    // A new task publishes its (restored) counter with its first batch: before that it reads 0.
-    let new = samples.iter().filter_map(|s| get(s, after)).find(|v| *v > 0.0)?;
-    Some((old - new).max(0.0) as u64)
+    let subtasks: std::collections::BTreeSet<u32> =
+        samples.iter().flatten().filter(|((a, _), _)| *a == after).map(|((_, i), _)| *i).collect();
+    if subtasks.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    for i in subtasks {
+        let get = |s: &Sums, a: u64| s.iter().find(|(k, _)| *k == (a, i)).map(|(_, v)| *v);
+        let old = samples
+            .iter()
+            .filter_map(|s| get(s, before))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+        // A new task publishes its (restored) counter with its first batch: before that it reads 0.
+        let new = samples.iter().filter_map(|s| get(s, after)).find(|v| *v > 0.0)?;
+        total += (old - new).max(0.0);
+    }
+    Some(total as u64)
 }
 
 /// The longest interval between two consecutive progress samples within `[from, to]`
@@ -530,9 +538,16 @@ mod tests {
 
     #[test]
     fn replayed_records_are_what_the_old_attempt_read_beyond_the_new_ones_start() {
-        let s =
-            vec![vec![(3, 100.0)], vec![(3, 180.0)], vec![(3, 180.0), (4, 0.0)], vec![(4, 150.0)], vec![(4, 170.0)]];
-        assert_eq!(replayed(&s, 3, 4), Some(30));
+        // Two subtasks; the new attempt's subtask 1 shows up two samples after subtask 0 (a
+        // sum over the attempt would count subtask 1's whole old count as replayed).
+        let s = vec![
+            vec![((3, 0), 100.0), ((3, 1), 90.0)],
+            vec![((3, 0), 180.0), ((3, 1), 170.0)],
+            vec![((3, 0), 180.0), ((3, 1), 170.0), ((4, 0), 0.0)],
+            vec![((4, 0), 150.0)],
+            vec![((4, 0), 170.0), ((4, 1), 160.0)],
+        ];
+        assert_eq!(replayed(&s, 3, 4), Some(30 + 10));
         assert_eq!(replayed(&s, 3, 3), Some(0), "the same attempt ran on");
         assert_eq!(replayed(&s, 3, 9), None);
     }
