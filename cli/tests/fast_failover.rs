@@ -206,9 +206,10 @@ fn a_partitioned_leader_is_not_closed_by_the_fast_path() {
     let lines = fast_failover_lines(&c.dispatchers[1].log_tail(100_000));
     assert!(lines.is_empty(), "the fast path closed a partitioned leader's session:\n{}", lines.join("\n"));
     // Mechanism check (a lower bound): only the session's expiry let the standby lead. The
-    // servers expire it at least 2/3 of the 4 s timeout after the leader's last ping; the fast
-    // path closes within a second.
-    assert!(took >= Duration::from_secs(2), "the standby led {took:?} after the partition: not by expiry");
+    // servers expire it 4 s after they last heard the leader (its pings come every ~1.3 s, so
+    // about 2.7 s or more after the partition; 1 s leaves room for pings delayed by load); the
+    // fast path closes a session within tens of milliseconds.
+    assert!(took >= Duration::from_secs(1), "the standby led {took:?} after the partition: not by expiry");
     println!("measured: partitioned leader -> standby leads after {} ms (session timeout 4 s)", took.as_millis());
     mesh.heal();
     rpc_proxy.heal();
