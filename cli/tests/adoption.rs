@@ -32,6 +32,18 @@ fn committed(sink: &std::path::Path) -> Vec<String> {
     lines
 }
 
+/// The committed output equals a failure-free run's, record for record.
+fn assert_exactly_once(sink: &std::path::Path) {
+    let expected = chaos_tests::campaign::expected_counts(COUNT, KEYS);
+    let got = committed(sink);
+    assert!(
+        got == expected,
+        "committed output differs from a failure-free run: {} lines, expected {}",
+        got.len(),
+        expected.len()
+    );
+}
+
 fn count_in(log: &str, needle: &str) -> usize {
     common::strip_ansi(log).lines().filter(|l| l.contains(needle)).count()
 }
@@ -77,14 +89,7 @@ fn a_killed_leaders_running_job_is_adopted_not_restarted_and_stays_exactly_once(
     assert_eq!(deploys_after, deploys_before, "nothing was deployed again\n{}", c.logs());
     let adopted: usize = c.workers.iter().map(|w| count_in(&w.log_tail(100_000), "event=\"task_adopted\"")).sum();
     assert_eq!(adopted, 2, "both subtasks were adopted\n{}", c.logs());
-    let expected = chaos_tests::campaign::expected_counts(COUNT, KEYS);
-    let got = committed(&sink);
-    assert!(
-        got == expected,
-        "committed output differs from a failure-free run: {} lines, expected {}",
-        got.len(),
-        expected.len()
-    );
+    assert_exactly_once(&sink);
 }
 
 /// Nothing to adopt (a subtask's worker died with the leader): the new leader restarts the job
@@ -127,14 +132,7 @@ fn a_job_missing_a_subtask_is_restarted_and_its_orphans_cancelled() {
     }
     let done = c.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
     assert!(done["attempt"].as_u64() > Some(attempt));
-    let expected = chaos_tests::campaign::expected_counts(COUNT, KEYS);
-    let got = committed(&sink);
-    assert!(
-        got == expected,
-        "committed output differs from a failure-free run: {} lines, expected {}",
-        got.len(),
-        expected.len()
-    );
+    assert_exactly_once(&sink);
 }
 
 /// With no leader at all (the only dispatcher paused), tasks run on for heartbeat.timeout +

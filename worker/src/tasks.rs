@@ -664,11 +664,14 @@ mod tests {
         // Orphaned again and never adopted: cancelled once the timeout has passed.
         host.register(registration(11), "test");
         assert_eq!(host.adoptable().len(), 1);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !host.adoptable().is_empty() {
-            assert!(std::time::Instant::now() < deadline, "the orphan was not cancelled after its 300 ms timeout");
+        // A bounded wait (up to 60 s, for a 300 ms timer), not a timing assertion.
+        for _ in 0..3000 {
+            if host.adoptable().is_empty() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        assert!(host.adoptable().is_empty(), "the orphan was still there 60 s after its 300 ms adoption timeout");
         assert!(matches!(host.adopt(LeaderEpoch(11), adopt(3, vec![0])), Err(DeployRefused::NotRunning { .. })));
 
         // Registering again with the same leader at the same epoch: it restarts the job itself,

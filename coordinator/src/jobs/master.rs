@@ -356,13 +356,8 @@ impl JobMaster {
                     );
                     self.stop_tasks().await;
                     self.set_state("RESTARTING");
-                    match self.pick_restore(&spec, &session).await {
-                        Ok(()) => {}
-                        Err(Some(reason)) => {
-                            self.end("FAILED", reason, &session).await;
-                            return;
-                        }
-                        Err(None) => return,
+                    if !self.restore_or_end(&spec, &session).await {
+                        return;
                     }
                 }
                 Outcome::Ended(state, reason) => {
@@ -393,13 +388,8 @@ impl JobMaster {
                         _ = tokio::time::sleep(delay) => {}
                         _ = session.cancelled() => return,
                     }
-                    match self.pick_restore(&spec, &session).await {
-                        Ok(()) => {}
-                        Err(Some(reason)) => {
-                            self.end("FAILED", reason, &session).await;
-                            return;
-                        }
-                        Err(None) => return,
+                    if !self.restore_or_end(&spec, &session).await {
+                        return;
                     }
                 }
             }
@@ -422,6 +412,19 @@ impl JobMaster {
                 r = role.changed() => if r.is_err() { return false },
                 _ = session.cancelled() => return false,
             }
+        }
+    }
+
+    /// Before a restart: [`Self::pick_restore`], ending the job FAILED when every retained
+    /// checkpoint is definitely unusable. `false`: stop this master (ended, or session over).
+    async fn restore_or_end(&mut self, spec: &JobSpec, session: &CancellationToken) -> bool {
+        match self.pick_restore(spec, session).await {
+            Ok(()) => true,
+            Err(Some(reason)) => {
+                self.end("FAILED", reason, session).await;
+                false
+            }
+            Err(None) => false,
         }
     }
 
