@@ -599,12 +599,20 @@ impl JobMaster {
             return None;
         }
         let p = spec.parallelism;
-        // The workers re-registered before the recovery started masters (recovery.worker-wait);
-        // give stragglers a short while when only part of the job is reported.
+        // The recovery started masters once enough slots had registered (recovery.worker-wait);
+        // give the workers that ran the job a short while (at most 2 s) to register too.
         let give_up = Instant::now() + self.settings.recovery_worker_wait.min(Duration::from_secs(2));
         let (attempt, assignment) = loop {
             let reported = self.rm.reported_subtasks(self.job_id());
-            let newest = reported.iter().map(|(_, a, _)| *a).max()?;
+            // Nothing reported yet: the workers that run it may not have registered yet (the
+            // recovery waited only for enough slots); wait as for a partial report.
+            let Some(newest) = reported.iter().map(|(_, a, _)| *a).max() else {
+                if Instant::now() >= give_up || session.is_cancelled() {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
             let mut by_subtask: Vec<Option<String>> = vec![None; p as usize];
             let mut clash = false;
             for (w, a, i) in &reported {

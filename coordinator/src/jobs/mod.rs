@@ -280,8 +280,9 @@ impl JobManager {
     }
 
     /// After recovery, for as long as the session lasts: subtasks that workers reported running
-    /// when they registered, of jobs this leader does not run (ended, cancelled, unknown), are
-    /// cancelled (once each) instead of running on until their adoption timeout.
+    /// when they registered, of jobs this leader does not run (ended, cancelled, unknown) or of
+    /// an attempt older than the job's current one (a worker that registered after the job was
+    /// restarted), are cancelled (once each) instead of running on until their adoption timeout.
     async fn sweep_orphans(&self, epoch: LeaderEpoch, cancel: CancellationToken) {
         if self.inner.settings.adoption_timeout.is_zero() {
             return;
@@ -293,7 +294,7 @@ impl JobManager {
                 .rm
                 .all_reported_subtasks()
                 .into_iter()
-                .filter(|(_, job, _)| !self.is_running_here(epoch, job))
+                .filter(|(_, job, attempt)| !self.runs_attempt_here(epoch, job, *attempt))
                 .collect();
             for (worker, job, attempt) in reported {
                 if done.insert((worker.clone(), job.clone(), attempt)) {
@@ -322,6 +323,18 @@ impl JobManager {
                 problems.remove(job_id);
             }
         }
+    }
+
+    /// Whether `attempt` of `job_id` may still be this session's: the job runs here and has
+    /// not moved to a newer attempt (0: its master has not chosen one yet).
+    fn runs_attempt_here(&self, epoch: LeaderEpoch, job_id: &str, attempt: u64) -> bool {
+        self.inner.session.lock().expect("session lock").as_ref().is_some_and(|s| {
+            s.epoch == epoch
+                && s.jobs.get(job_id).is_some_and(|(_, status)| {
+                    let current = status.borrow().attempt;
+                    current == 0 || current <= attempt
+                })
+        })
     }
 
     fn is_running_here(&self, epoch: LeaderEpoch, job_id: &str) -> bool {
