@@ -20,28 +20,8 @@ fn counting_job(sink: &std::path::Path) -> String {
     )
 }
 
-/// Every committed line of the sink, sorted.
-fn committed(sink: &std::path::Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for e in std::fs::read_dir(sink).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default() {
-        if e.file_name().to_string_lossy().starts_with("part-") {
-            lines.extend(std::fs::read_to_string(e.path()).unwrap().lines().map(str::to_string));
-        }
-    }
-    lines.sort();
-    lines
-}
-
-/// The committed output equals a failure-free run's, record for record.
 fn assert_exactly_once(sink: &std::path::Path) {
-    let expected = chaos_tests::campaign::expected_counts(COUNT, KEYS);
-    let got = committed(sink);
-    assert!(
-        got == expected,
-        "committed output differs from a failure-free run: {} lines, expected {}",
-        got.len(),
-        expected.len()
-    );
+    common::assert_exactly_once(sink, COUNT, KEYS);
 }
 
 fn count_in(log: &str, needle: &str) -> usize {

@@ -41,7 +41,7 @@ fn stored(c: &Cluster, job: &str) -> (Option<(String, keel_ha::ResultStatus)>, b
         let dir = keel_storage::StorageDir::open(&uri, &keel_storage::StorageOptions::default()).unwrap();
         let stores = keel_ha::HaStores::new(dir);
         let result = stores
-            .result(&zk, job)
+            .result(&keel_ha::MetaClient::Zk(zk.clone()), job)
             .await
             .unwrap_or_else(|e| panic!("read the result of {job}: {e}"))
             .map(|(r, s)| (r.state, s));

@@ -399,13 +399,40 @@ impl Config {
         }
     }
 
+    /// The HA storage directory: `high-availability.storageDir`, else, with
+    /// `high-availability.type: none`, `file://<first io.tmp.dirs entry>/keel-ha<cluster-id>`
+    /// (a single dispatcher keeps its jobs there); `None` with ZooKeeper and no storageDir.
+    #[must_use]
+    pub fn effective_storage_dir(&self) -> Option<String> {
+        self.storage_dir.clone().or_else(|| {
+            (self.ha_type == HaType::None).then(|| format!("file://{}", self.default_local_ha_dir().display()))
+        })
+    }
+
+    fn default_local_ha_dir(&self) -> PathBuf {
+        let tmp = self.io_tmp_dirs.first().cloned().unwrap_or_else(system_temp_dir);
+        Path::new(&tmp).join(format!("keel-ha{}", self.cluster_id))
+    }
+
+    /// With `high-availability.type: none`, where the only dispatcher keeps its pointer tree
+    /// (job graphs, checkpoints, results; `pointers.bin`): `<storageDir>/pointers` when the
+    /// storage directory is local (`file://`), else `<first io.tmp.dirs entry>/keel-ha<cluster-id>/pointers`.
+    #[must_use]
+    pub fn local_pointers_dir(&self) -> PathBuf {
+        match self.effective_storage_dir().as_deref().and_then(|d| d.strip_prefix("file://")) {
+            Some(path) => Path::new(path).join("pointers"),
+            None => self.default_local_ha_dir().join("pointers"),
+        }
+    }
+
     /// Where checkpoint data goes: `state.checkpoints.dir`, else
-    /// `<high-availability.storageDir>/checkpoints`; `None` when neither is set.
+    /// `<effective storage dir>/checkpoints` ([`Config::effective_storage_dir`]); `None` when
+    /// neither exists.
     #[must_use]
     pub fn effective_checkpoints_dir(&self) -> Option<String> {
         self.checkpoints_dir
             .clone()
-            .or_else(|| self.storage_dir.as_ref().map(|dir| format!("{}/checkpoints", dir.trim_end_matches('/'))))
+            .or_else(|| self.effective_storage_dir().map(|dir| format!("{}/checkpoints", dir.trim_end_matches('/'))))
     }
 
     /// The effective value of a known `key` as text (empty when unset); `None` for an
@@ -1611,11 +1638,22 @@ mod tests {
         assert_eq!(config.effective_rocksdb_localdir(), PathBuf::from("/data1/tmp/keel-rocksdb"));
         config.rocksdb_localdir = Some("/ssd/rocksdb".to_owned());
         assert_eq!(config.effective_rocksdb_localdir(), PathBuf::from("/ssd/rocksdb"));
+        assert_eq!(
+            config.effective_checkpoints_dir().as_deref(),
+            Some("file:///data1/tmp/keel-ha/default/checkpoints"),
+            "type none keeps its jobs under io.tmp.dirs"
+        );
+        assert_eq!(config.local_pointers_dir(), PathBuf::from("/data1/tmp/keel-ha/default/pointers"));
+        config.ha_type = HaType::Zookeeper;
         assert_eq!(config.effective_checkpoints_dir(), None);
         config.storage_dir = Some("s3://bucket/ha/".to_owned());
         assert_eq!(config.effective_checkpoints_dir().as_deref(), Some("s3://bucket/ha/checkpoints"));
         config.checkpoints_dir = Some("file:///cp".to_owned());
         assert_eq!(config.effective_checkpoints_dir().as_deref(), Some("file:///cp"));
+        config.ha_type = HaType::None;
+        assert_eq!(config.local_pointers_dir(), PathBuf::from("/data1/tmp/keel-ha/default/pointers"));
+        config.storage_dir = Some("file:///srv/keel".to_owned());
+        assert_eq!(config.local_pointers_dir(), PathBuf::from("/srv/keel/pointers"));
         let tmp = Config::defaults().effective_rocksdb_localdir();
         assert_eq!(tmp, std::env::temp_dir().join("keel-rocksdb"));
     }

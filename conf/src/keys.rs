@@ -73,7 +73,10 @@ pub const KEYS: &[KeyDoc] = &[
         kind: "string (URI)",
         description: "Storage directory for job graphs and checkpoint metadata; ZooKeeper \
             holds only pointers into it. A `file://`, `s3://`, `hdfs://` or `swift://` URI, \
-            or an absolute path (read as `file://`). Optional for now.",
+            or an absolute path (read as `file://`). With `high-availability.type: none` it \
+            defaults to `<first io.tmp.dirs entry>/keel-ha<cluster-id>`, and the single \
+            dispatcher keeps its pointer tree (`pointers.bin`) in its `pointers` subdirectory \
+            (under that default when the storage directory is not `file://`).",
     },
     KeyDoc {
         key: "high-availability.zookeeper.client.session-timeout",

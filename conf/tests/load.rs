@@ -258,7 +258,8 @@ fn defaults_match_the_key_table() {
     assert_eq!(defaults.checkpoints_num_retained, 1);
     assert_eq!(defaults.io_tmp_dirs, vec![std::env::temp_dir().display().to_string()]);
     assert_eq!(defaults.effective_rocksdb_localdir(), std::env::temp_dir().join("keel-rocksdb"));
-    assert_eq!(defaults.effective_checkpoints_dir(), None);
+    let tmp_ha = std::env::temp_dir().join("keel-ha/default");
+    assert_eq!(defaults.effective_checkpoints_dir(), Some(format!("file://{}/checkpoints", tmp_ha.display())));
     assert!(!defaults.state_incremental && !defaults.state_local_recovery && !defaults.s3_path_style_access);
     assert_eq!(key_doc_default("io.tmp.dirs"), "$TMPDIR or /tmp");
 }

@@ -132,8 +132,22 @@ pub async fn run_dispatcher(
             rx
         }
         HaType::None => {
+            // One dispatcher, no standby: its jobs live in a local pointer tree (locked to this
+            // process) and the storage directory, and are recovered when it restarts. The epoch
+            // stays 1: nobody else can lead.
             let epoch = LeaderEpoch(1);
-            role_tx.send_replace(Role::Leading { epoch, fence: None });
+            let dir = config.local_pointers_dir();
+            let meta = keel_ha::LocalMeta::open(&dir).with_context(|| {
+                format!("high-availability.type: none keeps this dispatcher's jobs in {}", dir.display())
+            })?;
+            tracing::warn!(
+                pointers = %dir.display(),
+                storage = %config.effective_storage_dir().unwrap_or_default(),
+                "high-availability.type: none: this dispatcher is the only one, with no standby; its jobs, \
+                 checkpoints and results are kept locally and recovered when it restarts on the same directory"
+            );
+            let fence = keel_ha::Fence::local(std::sync::Arc::new(meta), epoch);
+            role_tx.send_replace(Role::Leading { epoch, fence: Some(fence) });
             let (_tx, rx) = watch::channel(Some(LeaderView {
                 leader_id: id.clone(),
                 epoch,
@@ -244,7 +258,7 @@ pub async fn run_dispatcher(
 /// dispatcher at start with an error naming the key.
 fn job_settings(config: &Config, registry: std::sync::Arc<keel_job::OperatorRegistry>) -> anyhow::Result<JobSettings> {
     let storage_options = keel_ha::stores::storage_options(config);
-    let ha_storage = match &config.storage_dir {
+    let ha_storage = match &config.effective_storage_dir() {
         Some(uri) => Some(
             keel_storage::StorageDir::open(&format!("{}/ha", uri.trim_end_matches('/')), &storage_options)
                 .with_context(|| format!("high-availability.storageDir {uri}"))?,

@@ -92,7 +92,10 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Publishes this leader's session in [`SESSION_ZNODE`] (guarded by its latch).
 pub async fn publish(fence: &Fence, leader_id: &str) -> Result<(), HaError> {
-    let session = fence.client().session();
+    let Some(client) = fence.zk_client() else {
+        return Ok(()); // high-availability.type: none: no session to publish
+    };
+    let session = client.session();
     let record = PublishedSession {
         leader_id: leader_id.to_string(),
         epoch: fence.epoch(),

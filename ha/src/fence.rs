@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use zookeeper_client::{CreateMode, CreateOptions, OwnedLockClient, Stat};
 
+use crate::local::{LocalMeta, LocalOp};
 use crate::{HaError, LeaderEpoch};
 
 /// Test-only: `KEEL_TEST_DISABLE_LATCH_GUARD=1` makes every [`Fence`] write a plain ZooKeeper
@@ -81,16 +82,82 @@ pub struct Fence {
 }
 
 struct Inner {
-    lock: OwnedLockClient,
+    backend: Backend,
+    /// Reads of the same tree the writes go to.
+    reader: MetaClient,
     epoch: LeaderEpoch,
     fenced_tx: mpsc::UnboundedSender<LeaderEpoch>,
-    /// `high-availability.zookeeper.client.acl`, for every znode created through this fence.
-    acl: crate::session::ZkAcl,
+}
+
+enum Backend {
+    /// Writes are ZooKeeper multi-ops checked against the latch node.
+    Zk {
+        lock: OwnedLockClient,
+        /// `high-availability.zookeeper.client.acl`, for every znode created through this fence.
+        acl: crate::session::ZkAcl,
+    },
+    /// `high-availability.type: none`: the only dispatcher writes its local pointer tree, whose
+    /// file lock keeps any other process out; there is no latch to check.
+    Local(Arc<LocalMeta>),
+}
+
+/// Where the job stores read: the leader's ZooKeeper session, or the local pointer tree of a
+/// dispatcher with `high-availability.type: none`. Both answer with ZooKeeper's results and
+/// errors (`NoNode`, ...), so the stores read either the same way.
+#[derive(Clone, Debug)]
+pub enum MetaClient {
+    Zk(zookeeper_client::Client),
+    Local(Arc<LocalMeta>),
+}
+
+impl MetaClient {
+    pub async fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat), zookeeper_client::Error> {
+        match self {
+            MetaClient::Zk(c) => c.get_data(path).await,
+            MetaClient::Local(m) => m.get_data(path),
+        }
+    }
+
+    pub async fn list_children(&self, path: &str) -> Result<Vec<String>, zookeeper_client::Error> {
+        match self {
+            MetaClient::Zk(c) => c.list_children(path).await,
+            MetaClient::Local(m) => m.list_children(path),
+        }
+    }
+
+    pub async fn check_stat(&self, path: &str) -> Result<Option<Stat>, zookeeper_client::Error> {
+        match self {
+            MetaClient::Zk(c) => c.check_stat(path).await,
+            MetaClient::Local(m) => m.check_stat(path),
+        }
+    }
+
+    /// Creates a structural (unguarded, stateless) node if it is missing: with the ACL of the
+    /// cluster's namespace in ZooKeeper.
+    pub async fn ensure_node(&self, path: &str) -> Result<(), HaError> {
+        match self {
+            MetaClient::Zk(client) => {
+                if client.check_stat(path).await.map_err(|e| HaError::zk("exists", path, e))?.is_some() {
+                    return Ok(());
+                }
+                let (acls, _) = client.get_acl("/").await.map_err(|e| HaError::zk("getAcl", "/", e))?;
+                let options = CreateMode::Persistent.with_acls(zookeeper_client::Acls::new(&acls));
+                match client.create(path, b"", &options).await {
+                    Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+                    Err(e) => Err(HaError::zk("create", path, e)),
+                }
+            }
+            MetaClient::Local(m) => match m.create(path, b"") {
+                Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+                Err(e) => Err(HaError::zk("create", path, e)),
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for Fence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fence").field("epoch", &self.inner.epoch).field("latch", &self.inner.lock.lock_path()).finish()
+        f.debug_struct("Fence").field("epoch", &self.inner.epoch).field("latch", &self.latch_path()).finish()
     }
 }
 
@@ -108,13 +175,30 @@ impl Fence {
                  (test-only switch; a superseded leader's writes will land)"
             );
         }
-        Self { inner: Arc::new(Inner { lock, epoch, fenced_tx, acl }) }
+        let reader = MetaClient::Zk(lock.client().clone());
+        Self { inner: Arc::new(Inner { backend: Backend::Zk { lock, acl }, reader, epoch, fenced_tx }) }
+    }
+
+    /// The fence of the only dispatcher of `high-availability.type: none`: writes go to its
+    /// local pointer tree, which its file lock keeps to this process alone.
+    pub fn local(meta: Arc<LocalMeta>, epoch: LeaderEpoch) -> Self {
+        let (fenced_tx, _) = mpsc::unbounded_channel();
+        let reader = MetaClient::Local(meta.clone());
+        Self { inner: Arc::new(Inner { backend: Backend::Local(meta), reader, epoch, fenced_tx }) }
+    }
+
+    fn zk(&self) -> Option<(&OwnedLockClient, crate::session::ZkAcl)> {
+        match &self.inner.backend {
+            Backend::Zk { lock, acl } => Some((lock, *acl)),
+            Backend::Local(_) => None,
+        }
     }
 
     /// Options for a persistent znode with the cluster's ACL
     /// (`high-availability.zookeeper.client.acl`).
     pub fn persistent(&self) -> CreateOptions<'static> {
-        CreateMode::Persistent.with_acls(crate::session::acls_of(self.inner.acl))
+        let acl = self.zk().map_or(crate::session::ZkAcl::Open, |(_, acl)| acl);
+        CreateMode::Persistent.with_acls(crate::session::acls_of(acl))
     }
 
     pub fn epoch(&self) -> LeaderEpoch {
@@ -123,12 +207,17 @@ impl Fence {
 
     /// Path of the latch node (relative to the cluster namespace).
     pub fn latch_path(&self) -> &str {
-        self.inner.lock.lock_path()
+        self.zk().map_or("(none: local pointer tree)", |(lock, _)| lock.lock_path())
     }
 
-    /// The underlying session, for reads.
-    pub fn client(&self) -> &zookeeper_client::Client {
-        self.inner.lock.client()
+    /// Where to read what this fence writes.
+    pub fn client(&self) -> &MetaClient {
+        &self.inner.reader
+    }
+
+    /// The underlying ZooKeeper session; `None` with `high-availability.type: none`.
+    pub fn zk_client(&self) -> Option<&zookeeper_client::Client> {
+        self.zk().map(|(lock, _)| lock.client())
     }
 
     fn map(&self, op: &'static str, path: &str, err: zookeeper_client::Error) -> HaError {
@@ -148,10 +237,10 @@ impl Fence {
     ///   conditional write.
     pub async fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat, HaError> {
         let held = barrier("set_data", &[path], self.inner.epoch).await;
-        let result = if latch_guard_disabled() {
-            self.client().set_data(path, data, version).await
-        } else {
-            self.inner.lock.set_data(path, data, version).await
+        let result = match self.zk() {
+            None => self.local_meta().set_data(path, data, version),
+            Some((lock, _)) if latch_guard_disabled() => lock.client().set_data(path, data, version).await,
+            Some((lock, _)) => lock.set_data(path, data, version).await,
         }
         .map_err(|e| self.map("set_data", path, e));
         if let Some(h) = held {
@@ -167,12 +256,11 @@ impl Fence {
     /// * [`HaError::Zk`] with `NodeExists` / `NoNode` as for a plain create.
     pub async fn create(&self, path: &str, data: &[u8], options: &CreateOptions<'_>) -> Result<Stat, HaError> {
         let held = barrier("create", &[path], self.inner.epoch).await;
-        let result = if latch_guard_disabled() {
-            self.client().create(path, data, options).await
-        } else {
-            self.inner.lock.create(path, data, options).await
+        let result = match self.zk() {
+            None => self.local_meta().create(path, data),
+            Some((lock, _)) if latch_guard_disabled() => lock.client().create(path, data, options).await.map(|r| r.0),
+            Some((lock, _)) => lock.create(path, data, options).await.map(|r| r.0),
         }
-        .map(|(stat, _)| stat)
         .map_err(|e| self.map("create", path, e));
         if let Some(h) = held {
             h.finish(&result);
@@ -186,10 +274,10 @@ impl Fence {
     /// * [`HaError::LeadershipLost`] if this leader's latch node is gone.
     pub async fn delete(&self, path: &str, version: Option<i32>) -> Result<(), HaError> {
         let held = barrier("delete", &[path], self.inner.epoch).await;
-        let result = if latch_guard_disabled() {
-            self.client().delete(path, version).await
-        } else {
-            self.inner.lock.delete(path, version).await
+        let result = match self.zk() {
+            None => self.local_meta().delete(path, version),
+            Some((lock, _)) if latch_guard_disabled() => lock.client().delete(path, version).await,
+            Some((lock, _)) => lock.delete(path, version).await,
         }
         .map_err(|e| self.map("delete", path, e));
         if let Some(h) = held {
@@ -201,10 +289,11 @@ impl Fence {
     /// Guarded replace of an ephemeral node owned by whoever led before: delete it (if present)
     /// and create it anew with `data`, in one multi-op checked against the latch.
     pub(crate) async fn replace_ephemeral(&self, path: &str, data: &[u8]) -> Result<(), HaError> {
+        let (_, acl) = self.zk().expect("ephemeral nodes exist only in ZooKeeper");
         loop {
             let existing = self.client().check_stat(path).await.map_err(|e| HaError::zk("exists", path, e))?;
             let mut writer = self.transaction().writer;
-            let options = CreateMode::Ephemeral.with_acls(crate::session::acls_of(self.inner.acl));
+            let options = CreateMode::Ephemeral.with_acls(crate::session::acls_of(acl));
             if let Some(stat) = existing {
                 writer.add_delete(path, Some(stat.version)).map_err(|e| self.map("delete", path, e))?;
             }
@@ -225,10 +314,10 @@ impl Fence {
     /// Starts a guarded multi-op: every operation added commits together, and only if this
     /// leader's latch node still exists.
     pub fn transaction(&self) -> Transaction<'_> {
-        let writer = if latch_guard_disabled() {
-            Writer::Unguarded(self.client().new_multi_writer())
-        } else {
-            Writer::Guarded(self.inner.lock.new_check_writer())
+        let writer = match self.zk() {
+            None => Writer::Local(self.local_meta().clone(), Vec::new()),
+            Some((lock, _)) if latch_guard_disabled() => Writer::Unguarded(lock.client().new_multi_writer()),
+            Some((lock, _)) => Writer::Guarded(lock.new_check_writer()),
         };
         Transaction { fence: self, writer, ops: Vec::new() }
     }
@@ -236,6 +325,13 @@ impl Fence {
     /// Reports that a peer refused one of this leader's commands because it has seen `seen`.
     /// When `seen` is greater than this leader's epoch, a newer leader exists and this one
     /// steps down at once, without waiting for ZooKeeper to tell it.
+    fn local_meta(&self) -> &Arc<LocalMeta> {
+        match &self.inner.backend {
+            Backend::Local(meta) => meta,
+            Backend::Zk { .. } => unreachable!("local() is called only without ZooKeeper"),
+        }
+    }
+
     pub fn report_fenced(&self, seen: LeaderEpoch) {
         let _ = self.inner.fenced_tx.send(seen);
     }
@@ -253,6 +349,8 @@ pub struct Transaction<'a> {
 enum Writer<'a> {
     Guarded(zookeeper_client::CheckWriter<'a>),
     Unguarded(zookeeper_client::MultiWriter<'a>),
+    /// `high-availability.type: none`: applied atomically to the local pointer tree.
+    Local(Arc<LocalMeta>, Vec<LocalOp>),
 }
 
 impl<'a> Writer<'a> {
@@ -265,6 +363,10 @@ impl<'a> Writer<'a> {
         match self {
             Writer::Guarded(w) => w.add_create(path, data, options),
             Writer::Unguarded(w) => w.add_create(path, data, options),
+            Writer::Local(_, ops) => {
+                ops.push(LocalOp::Create { path: path.to_string(), data: data.to_vec() });
+                Ok(())
+            }
         }
     }
 
@@ -272,6 +374,10 @@ impl<'a> Writer<'a> {
         match self {
             Writer::Guarded(w) => w.add_set_data(path, data, version),
             Writer::Unguarded(w) => w.add_set_data(path, data, version),
+            Writer::Local(_, ops) => {
+                ops.push(LocalOp::SetData { path: path.to_string(), data: data.to_vec(), version });
+                Ok(())
+            }
         }
     }
 
@@ -279,6 +385,10 @@ impl<'a> Writer<'a> {
         match self {
             Writer::Guarded(w) => w.add_delete(path, version),
             Writer::Unguarded(w) => w.add_delete(path, version),
+            Writer::Local(_, ops) => {
+                ops.push(LocalOp::Delete { path: path.to_string(), version });
+                Ok(())
+            }
         }
     }
 
@@ -293,6 +403,9 @@ impl<'a> Writer<'a> {
                     CheckWriteError::OperationFailed { index, source }
                 }
             }),
+            Writer::Local(meta, ops) => {
+                meta.multi(&ops).map_err(|(index, source)| CheckWriteError::OperationFailed { index, source })
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | [`fence`] | [`Fence`]: writes guarded by the leader's latch node, and the worker-side [`EpochGate`] |
 //! | [`retrieval`] | [`LeaderRetrieval`]: a watch on `leader/info` yielding every change of leader |
 //! | [`fastpath`] | fast failover: the leader publishes its session; a standby closes it when the leader's RPC port refuses connections (process gone) |
+//! | [`local`] | `high-availability.type: none`: the single dispatcher's pointer tree in a local file ([`LocalMeta`]), and [`MetaClient`], the reads the stores make of either tree |
 //! | [`inspect`] | a read-only snapshot of the cluster's znodes for `keel status` / `keel ha inspect` |
 //!
 //! # Contract
@@ -35,6 +36,7 @@ mod error;
 pub mod fastpath;
 pub mod fence;
 pub mod inspect;
+pub mod local;
 pub mod paths;
 pub mod retrieval;
 pub mod session;
@@ -43,7 +45,8 @@ mod types;
 
 pub use election::{ElectionHandle, LeaderElection, Leadership};
 pub use error::HaError;
-pub use fence::{EpochGate, Fence, Fenced, Transaction};
+pub use fence::{EpochGate, Fence, Fenced, MetaClient, Transaction};
+pub use local::LocalMeta;
 pub use retrieval::LeaderRetrieval;
 pub use session::ZkSettings;
 pub use stores::{CheckpointPointer, HaStores, ResultStatus};

@@ -18,9 +18,8 @@
 use keel_proto::v1::{BlobPointer, JobGraphRecord, JobResultRecord};
 use keel_storage::{BlobKind, StorageDir};
 use prost::Message;
-use zookeeper_client::{Acls, Client, CreateMode};
 
-use crate::{Fence, HaError};
+use crate::{Fence, HaError, MetaClient};
 
 pub const JOBGRAPHS: &str = "/jobgraphs";
 pub const JOBS: &str = "/jobs";
@@ -115,16 +114,9 @@ impl HaStores {
     ///
     /// They get the ACL of the cluster's namespace (`high-availability.zookeeper.client.acl`,
     /// applied when the session created it).
-    pub async fn ensure_layout(client: &Client) -> Result<(), HaError> {
+    pub async fn ensure_layout(client: &MetaClient) -> Result<(), HaError> {
         for p in [JOBGRAPHS, JOBS, JOB_RESULTS] {
-            if client.check_stat(p).await.map_err(|e| HaError::zk("exists", p, e))?.is_some() {
-                continue;
-            }
-            let (acls, _) = client.get_acl("/").await.map_err(|e| HaError::zk("getAcl", "/", e))?;
-            match client.create(p, b"", &CreateMode::Persistent.with_acls(Acls::new(&acls))).await {
-                Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-                Err(e) => return Err(HaError::zk("create", p, e)),
-            }
+            client.ensure_node(p).await?;
         }
         Ok(())
     }
@@ -175,7 +167,7 @@ impl HaStores {
     }
 
     /// Ids of every stored job graph.
-    pub async fn job_ids(&self, client: &Client) -> Result<Vec<String>, HaError> {
+    pub async fn job_ids(&self, client: &MetaClient) -> Result<Vec<String>, HaError> {
         match client.list_children(JOBGRAPHS).await {
             Ok(mut ids) => {
                 ids.sort();
@@ -187,7 +179,7 @@ impl HaStores {
     }
 
     /// Loads a job graph. A corrupt pointer or blob is an error naming it.
-    pub async fn get_job_graph(&self, client: &Client, job_id: &str) -> Result<JobGraphRecord, HaError> {
+    pub async fn get_job_graph(&self, client: &MetaClient, job_id: &str) -> Result<JobGraphRecord, HaError> {
         let znode = format!("{JOBGRAPHS}/{job_id}");
         let data = match client.get_data(&znode).await {
             Ok((d, _)) => d,
@@ -247,7 +239,7 @@ impl HaStores {
     ///
     /// # Notable errors
     /// * [`HaError::CorruptZnode`] if the counter does not hold a decimal number.
-    pub async fn last_attempt(&self, client: &Client, job_id: &str) -> Result<Option<u64>, HaError> {
+    pub async fn last_attempt(&self, client: &MetaClient, job_id: &str) -> Result<Option<u64>, HaError> {
         let znode = format!("{JOBS}/{job_id}/attempt-counter");
         let data = match client.get_data(&znode).await {
             Ok((data, _)) => data,
@@ -330,7 +322,7 @@ impl HaStores {
     /// Every retained checkpoint pointer of a job, oldest first. A pointer that cannot be
     /// decoded is returned as an error naming it only if it is the only one; otherwise it is
     /// skipped with an error log (recovery falls back to the others).
-    pub async fn checkpoints(&self, client: &Client, job_id: &str) -> Result<Vec<CheckpointPointer>, HaError> {
+    pub async fn checkpoints(&self, client: &MetaClient, job_id: &str) -> Result<Vec<CheckpointPointer>, HaError> {
         let parent = format!("{JOBS}/{job_id}/checkpoints");
         let mut names = match client.list_children(&parent).await {
             Ok(n) => n,
@@ -380,7 +372,7 @@ impl HaStores {
     /// The result of a job, if it ended.
     pub async fn result(
         &self,
-        client: &Client,
+        client: &MetaClient,
         job_id: &str,
     ) -> Result<Option<(JobResultRecord, ResultStatus)>, HaError> {
         let znode = format!("{JOB_RESULTS}/{job_id}");
@@ -409,7 +401,7 @@ impl HaStores {
     }
 
     /// Ids of every job with a result.
-    pub async fn result_ids(&self, client: &Client) -> Result<Vec<String>, HaError> {
+    pub async fn result_ids(&self, client: &MetaClient) -> Result<Vec<String>, HaError> {
         match client.list_children(JOB_RESULTS).await {
             Ok(mut ids) => {
                 ids.sort();

@@ -186,7 +186,7 @@ async fn election_epochs_guarded_writes_and_retrieval() {
     // b loses leadership, its guarded writes fail, a (which re-contended) leads with a newer epoch.
     let fence_b = b.current().fence().cloned().unwrap();
     let takeover = Client::connector()
-        .with_session(fence_b.client().session().clone())
+        .with_session(fence_b.zk_client().expect("a ZooKeeper fence").session().clone())
         .connect(&zk.connect_string())
         .await
         .unwrap();

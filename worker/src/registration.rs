@@ -44,8 +44,10 @@ pub async fn follow_leader(
             let needs = match &current {
                 None => true,
                 Some(r) => {
+                    // high-availability.type: none names no leader id (the view is
+                    // configured, not read): the leader answering is the one.
                     r.epoch < leader.epoch
-                        || r.leader_id != leader.leader_id
+                        || (!leader.leader_id.is_empty() && r.leader_id != leader.leader_id)
                         || r.last_heard.elapsed() > heartbeat_timeout
                 }
             };

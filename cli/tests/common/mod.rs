@@ -415,3 +415,16 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// The committed output of a counting job (`count` records over `keys` keys) equals a
+/// failure-free run's, record for record.
+pub fn assert_exactly_once(sink: &Path, count: u64, keys: u64) {
+    let expected = expected_counts(count, keys);
+    let got = committed_lines(sink);
+    assert!(
+        got == expected,
+        "committed output differs from a failure-free run: {} lines, expected {}",
+        got.len(),
+        expected.len()
+    );
+}

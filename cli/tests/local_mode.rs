@@ -1,0 +1,121 @@
+//! Issue 9, item 1: with `high-availability.type: none` (the shipped `conf/config.yaml`) one
+//! dispatcher runs jobs with nothing else installed: no ZooKeeper anywhere in this test. Its job
+//! graphs, checkpoint pointers and results live in a local pointer tree (`pointers.bin`, locked
+//! to the process) and the storage directory, so a dispatcher killed with -9 and started again
+//! on the same directory recovers its jobs, and an ended job stays ended.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chaos_tests::{free_port, http_get_json, wait_until, KeelProcess, KeelSpec, Role};
+use common::KEEL;
+
+const T: Duration = Duration::from_secs(60);
+const COUNT: u64 = 8000;
+const KEYS: u64 = 8;
+
+fn job_state(rest: &str, id: &str) -> Option<serde_json::Value> {
+    match http_get_json(rest, &format!("/jobs/{id}"), Duration::from_secs(2)) {
+        Ok((200, v)) => Some(v),
+        _ => None,
+    }
+}
+
+fn wait_state(d: &KeelProcess, id: &str, want: &str) -> serde_json::Value {
+    let rest = d.rest_addr().expect("REST address");
+    wait_until(T, Duration::from_millis(100), &format!("job {id} to be {want}"), || {
+        job_state(&rest, id).filter(|j| j["state"] == want)
+    })
+    .unwrap_or_else(|e| panic!("{e}\nlast: {:?}\n{}", job_state(&rest, id), d.log_tail(60)))
+}
+
+fn count_in(p: &KeelProcess, needle: &str) -> usize {
+    common::strip_ansi(&p.log_tail(100_000)).lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn one_dispatcher_without_zookeeper_runs_recovers_and_remembers_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    let config = |rpc_port: u16| {
+        format!(
+            "high-availability.type: none\njobmanager.rpc.port: {rpc_port}\nrest.port: 0\nrpc.port: 0\n\
+             heartbeat.interval: 200 ms\nheartbeat.timeout: 2 s\ntaskmanager.numberOfTaskSlots: 2\nio.tmp.dirs: {}\n",
+            tmp.display()
+        )
+    };
+    let cfg = config(free_port());
+    let mut d = KeelProcess::spawn(Path::new(KEEL), Role::Dispatcher, &cfg, &[], dir.path(), "d").unwrap();
+    let w = KeelProcess::spawn(Path::new(KEEL), Role::Worker, &cfg, &[], dir.path(), "w").unwrap();
+    assert!(
+        common::strip_ansi(&d.log_tail(200)).contains("this dispatcher is the only one, with no standby"),
+        "the dispatcher says plainly that there is no standby:\n{}",
+        d.log_tail(50)
+    );
+
+    let sink = dir.path().join("out");
+    let spec = dir.path().join("job.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: local-counts\nparallelism: 2\ncheckpoint-interval: 300 ms\npipeline:\n  - source: {{ type: sequence, count: {COUNT}, keys: {KEYS}, rate: 400 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    let rest = d.rest_addr().unwrap();
+    let out = std::process::Command::new(KEEL)
+        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keel run: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log_tail(40));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    wait_state(&d, &id, "RUNNING");
+    wait_until(T, Duration::from_millis(100), "two completed checkpoints", || {
+        let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
+        (v["counts"]["completed"].as_u64().unwrap_or(0) >= 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log_tail(60)));
+    assert!(tmp.join("keel-ha/default/pointers/pointers.bin").is_file(), "the pointer tree is under io.tmp.dirs");
+
+    // The only dispatcher dies mid-job and comes back on the same directory: the job is
+    // recovered (adopted or restored) and its output is exactly a failure-free run's.
+    d.kill9();
+    d.restart().expect("restart the dispatcher");
+    wait_until(T, Duration::from_millis(50), "the restarted dispatcher to recover the job", || {
+        common::strip_ansi(&d.log_tail(400)).contains("recovering jobs epoch=1 jobs=1").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log_tail(60)));
+    let done = wait_state(&d, &id, "FINISHED");
+    common::assert_exactly_once(&sink, COUNT, KEYS);
+    let deploys = count_in(&w, "event=\"task_deployed\"");
+
+    // A second dispatcher on the same directory is refused, naming the lock.
+    let err = KeelSpec::new(KEEL, Role::Dispatcher, config(free_port()), dir.path(), "d2")
+        .spawn()
+        .map(|_| ())
+        .expect_err("a second dispatcher on a locked directory must not start");
+    assert!(err.to_string().contains("locked by another process"), "{err}");
+
+    // Restarted once more, the dispatcher still knows the job ended: it is not run again.
+    d.terminate().unwrap();
+    d.wait_exit(T).unwrap();
+    d.restart().expect("restart the dispatcher");
+    let again = wait_state(&d, &id, "FINISHED");
+    assert_eq!(again["name"], done["name"], "{again}");
+    assert_eq!(count_in(&w, "event=\"task_deployed\""), deploys, "an ended job was deployed again");
+
+    // A damaged pointer tree stops the dispatcher with the file and the problem named, and
+    // the file is left as it was.
+    d.terminate().unwrap();
+    d.wait_exit(T).unwrap();
+    let file = tmp.join("keel-ha/default/pointers/pointers.bin");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[30] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = d.restart().expect_err("a damaged pointer tree must stop the dispatcher");
+    assert!(err.to_string().contains("pointers.bin") && err.to_string().contains("CRC-32"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), bytes, "the damaged file was rewritten");
+}
