@@ -88,6 +88,15 @@ pub fn check_spec(config: &keel_conf::Config, file: &Path, text: &str) -> anyhow
     ))
 }
 
+/// The parallelism of a spec, checked offline as [`check_spec`] does.
+pub fn spec_parallelism(config: &keel_conf::Config, file: &Path, text: &str) -> anyhow::Result<u32> {
+    let defaults = keel_job::JobDefaults::from_config(config);
+    let registry = keel_job::OperatorRegistry::new();
+    let spec = keel_job::parse_job_spec_with_defaults(text, &file.display().to_string(), &registry, &defaults)
+        .map_err(|e| anyhow::anyhow!("invalid job spec: {e}"))?;
+    Ok(spec.parallelism)
+}
+
 /// Whether a job in `state` is still running or about to (`keel list -r`).
 pub fn is_active(state: &str) -> bool {
     !matches!(state, "FINISHED" | "CANCELED" | "CANCELLED" | "FAILED")

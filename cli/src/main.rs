@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod application;
 mod client;
 mod drill;
 mod events;
@@ -54,6 +55,36 @@ enum Command {
         /// Append this process's history as JSON lines to FILE.
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,
+    },
+    /// A local cluster with nothing else installed: a dispatcher and workers on this host as
+    /// children of this process, with high-availability.type none (jobs kept under
+    /// io.tmp.dirs, recovered when it starts again). Runs until Ctrl-C / SIGTERM.
+    Local {
+        /// How many workers to start.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        workers: u32,
+        /// Where the children's logs go (default: <io.tmp.dirs>/keel-local).
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+    },
+    /// Application mode: start a cluster dedicated to one job (its own cluster id), submit the
+    /// job, print its states, and stop the cluster when the job ends (exit 0 for FINISHED).
+    /// The dispatcher (and each worker) is started at most application-attempts times.
+    RunApplication {
+        /// The job spec file.
+        spec: PathBuf,
+        /// The job id (default: generated); the cluster id is /application-<job id>.
+        #[arg(long)]
+        job_id: Option<String>,
+        /// Run with this parallelism, replacing the spec's (Flink's `-p`).
+        #[arg(long, short = 'p', value_name = "N")]
+        parallelism: Option<u32>,
+        /// How many workers to start (slots per worker grow to fit the job's parallelism).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        workers: u32,
+        /// Where the children's logs go (default: <io.tmp.dirs>/keel-application-<job id>).
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
     },
     /// Submit a job spec (YAML) to the leader; prints the job id. Always detached: it returns
     /// once the job is accepted (Flink's `-d` is accepted and changes nothing).
@@ -294,6 +325,19 @@ fn load_as(args: &ConfArgs, process: keel_conf::Process) -> anyhow::Result<keel_
     Ok(loaded)
 }
 
+/// `--config FILE` and the `-D`s as given, for the children of `keel local` / `run-application`.
+fn child_args(args: &ConfArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(file) = config_file(args) {
+        let file = std::fs::canonicalize(&file).unwrap_or(file);
+        out.extend(["--config".to_string(), file.display().to_string()]);
+    }
+    for d in &args.define {
+        out.extend(["-D".to_string(), d.clone()]);
+    }
+    out
+}
+
 fn init_logging(events: Option<(&std::path::Path, &str, &'static str)>) -> anyhow::Result<()> {
     use tracing_subscriber::layer::{Layer, SubscriberExt};
     use tracing_subscriber::util::SubscriberInitExt;
@@ -374,6 +418,66 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(events.as_deref().map(|p| (p, id.as_str(), "worker")))?;
             let shutdown = shutdown_on_signals();
             keel_worker::run_worker(loaded.config, keel_worker::WorkerOptions::default(), shutdown).await
+        }
+        Command::Local { workers, log_dir } => {
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
+            let tmp = loaded.config.io_tmp_dirs.first().cloned().unwrap_or_else(|| "/tmp".into());
+            let mut args = child_args(&cli.conf);
+            args.extend(["-D".to_string(), "high-availability.type=none".to_string()]);
+            let plan = application::Plan {
+                args,
+                workers: workers as usize,
+                attempts: loaded.config.application_attempts,
+                log_dir: log_dir.unwrap_or_else(|| PathBuf::from(tmp).join("keel-local")),
+            };
+            let shutdown = shutdown_on_signals();
+            let sup = application::Supervisor::start(plan).await?;
+            eprintln!(
+                "Keel local cluster (high-availability.type none, no standby): {}\n  REST: http://{}\n  submit: keel run -m {} job.yaml\n  logs: {}\n  Ctrl-C stops it; jobs are kept and recovered at the next start",
+                sup.describe(),
+                sup.rest(),
+                sup.rest(),
+                sup.log_dir().display()
+            );
+            println!("rest: {}", sup.rest());
+            application::run_local(sup, shutdown).await
+        }
+        Command::RunApplication { spec, job_id, parallelism, workers, log_dir } => {
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
+            let mut text =
+                std::fs::read_to_string(&spec).with_context(|| format!("cannot read job spec {}", spec.display()))?;
+            if let Some(p) = parallelism {
+                text = habits::with_parallelism(&text, p)?;
+            }
+            let parallelism = habits::spec_parallelism(&loaded.config, &spec, &text)?;
+            let job_id = job_id.unwrap_or_else(application::new_job_id);
+            keel_ha::stores::validate_job_id(&job_id).map_err(|e| anyhow::anyhow!("--job-id: {e}"))?;
+            let tmp = loaded.config.io_tmp_dirs.first().cloned().unwrap_or_else(|| "/tmp".into());
+            let slots = loaded.config.taskmanager_slots.max(parallelism.div_ceil(workers));
+            let mut args = child_args(&cli.conf);
+            for d in [
+                format!("high-availability.cluster-id=/application-{job_id}"),
+                format!("taskmanager.numberOfTaskSlots={slots}"),
+            ] {
+                args.extend(["-D".to_string(), d]);
+            }
+            let plan = application::Plan {
+                args,
+                workers: workers as usize,
+                attempts: loaded.config.application_attempts,
+                log_dir: log_dir.unwrap_or_else(|| PathBuf::from(tmp).join(format!("keel-application-{job_id}"))),
+            };
+            let shutdown = shutdown_on_signals();
+            let sup = application::Supervisor::start(plan).await?;
+            eprintln!(
+                "application cluster /application-{job_id} ({}, REST http://{}, logs {}); application-attempts {}",
+                sup.describe(),
+                sup.rest(),
+                sup.log_dir().display(),
+                loaded.config.application_attempts
+            );
+            let name = spec.display().to_string();
+            application::run_application(sup, &loaded.config, &job_id, &name, text, shutdown).await
         }
         Command::Run { spec, from_savepoint, job_id, parallelism, detached: _, check, rest } => {
             let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;

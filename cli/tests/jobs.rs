@@ -155,7 +155,8 @@ async fn stored_checkpoints(zk: &zookeeper_client::Client, c: &Cluster, job: &st
     let dir = keel_storage::StorageDir::open(&uri, &keel_storage::StorageOptions::default()).unwrap();
     let stores = keel_ha::HaStores::new(dir.clone());
     let mut out = Vec::new();
-    for p in stores.checkpoints(&keel_ha::MetaClient::Zk(zk.clone()), job).await.expect("read the checkpoint pointers") {
+    for p in stores.checkpoints(&keel_ha::MetaClient::Zk(zk.clone()), job).await.expect("read the checkpoint pointers")
+    {
         let bytes = dir
             .read_blob(&p.metadata_path, keel_storage::BlobKind::CheckpointMetadata)
             .await

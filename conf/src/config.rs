@@ -206,6 +206,9 @@ pub struct Config {
     /// leader to adopt them (after it registers anew); 0 disables adoption (tasks are stopped
     /// at once and restarted by the new leader, as before).
     pub adoption_timeout: ConfDuration,
+    /// `application-attempts` (Flink's `yarn.application-attempts`): how many times
+    /// `keel run-application` starts its dispatcher (and each worker) in all (at least 1).
+    pub application_attempts: u32,
     /// `rest.auth.token`: when set, mutating REST endpoints require `Authorization: Bearer`
     /// with it. A secret.
     pub rest_auth_token: Option<String>,
@@ -332,6 +335,7 @@ impl Config {
             heartbeat_timeout: duration(50, "50 s"),
             recovery_worker_wait: duration(10, "10 s"),
             adoption_timeout: duration(30, "30 s"),
+            application_attempts: 2,
             rest_auth_token: None,
             rest_admin_enabled: false,
             rest_auth_read: false,
@@ -491,6 +495,7 @@ impl fmt::Debug for Config {
             heartbeat_timeout,
             recovery_worker_wait,
             adoption_timeout,
+            application_attempts,
             rest_auth_token,
             rest_admin_enabled,
             rest_auth_read,
@@ -565,6 +570,7 @@ impl fmt::Debug for Config {
             .field("heartbeat_timeout", heartbeat_timeout)
             .field("recovery_worker_wait", recovery_worker_wait)
             .field("adoption_timeout", adoption_timeout)
+            .field("application_attempts", application_attempts)
             .field("rest_auth_token", &masked(rest_auth_token))
             .field("rest_admin_enabled", rest_admin_enabled)
             .field("rest_auth_read", rest_auth_read)
@@ -650,6 +656,7 @@ pub(crate) enum Field {
     HeartbeatTimeout,
     RecoveryWorkerWait,
     AdoptionTimeout,
+    ApplicationAttempts,
     RestAuthToken,
     RestAdminEnabled,
     RestAuthRead,
@@ -738,6 +745,7 @@ impl Field {
             "heartbeat.timeout" => Field::HeartbeatTimeout,
             "high-availability.recovery.worker-wait" => Field::RecoveryWorkerWait,
             "high-availability.adoption.timeout" => Field::AdoptionTimeout,
+            "application-attempts" => Field::ApplicationAttempts,
             "rest.auth.token" => Field::RestAuthToken,
             "rest.admin.enabled" => Field::RestAdminEnabled,
             "rest.auth.read" => Field::RestAuthRead,
@@ -828,7 +836,9 @@ impl Field {
             | Field::SslRestEnabled => BOOLEAN_EXPECTED,
             Field::RestAddress | Field::RpcAddress | Field::JobmanagerRpcAddress => ADDRESS_EXPECTED,
             Field::RestPort | Field::RpcPort | Field::JobmanagerRpcPort => PORT_EXPECTED,
-            Field::TaskmanagerSlots | Field::CheckpointsNumRetained => AT_LEAST_ONE_EXPECTED,
+            Field::TaskmanagerSlots | Field::CheckpointsNumRetained | Field::ApplicationAttempts => {
+                AT_LEAST_ONE_EXPECTED
+            }
             Field::TaskmanagerResourceId => "an identifier without whitespace",
             Field::RpcAdvertisedAddress => "host:port, for example proxy.example:7001",
             Field::RestAuthToken => "a token without whitespace",
@@ -1023,6 +1033,13 @@ impl Field {
                 }
                 config.taskmanager_slots = slots;
             }
+            Field::ApplicationAttempts => {
+                let attempts: u32 = integer(text).map_err(|p| invalid(&p))?;
+                if attempts == 0 {
+                    return Err(invalid("an application needs at least one attempt"));
+                }
+                config.application_attempts = attempts;
+            }
             Field::TaskmanagerResourceId => {
                 if text.chars().any(char::is_whitespace) {
                     return Err(invalid("contains whitespace"));
@@ -1176,6 +1193,7 @@ impl Field {
             Field::HeartbeatTimeout => config.heartbeat_timeout.text.clone(),
             Field::RecoveryWorkerWait => config.recovery_worker_wait.text.clone(),
             Field::AdoptionTimeout => config.adoption_timeout.text.clone(),
+            Field::ApplicationAttempts => config.application_attempts.to_string(),
             Field::RestAuthToken => config.rest_auth_token.clone().unwrap_or_default(),
             Field::RestAdminEnabled => config.rest_admin_enabled.to_string(),
             Field::RestAuthRead => config.rest_auth_read.to_string(),

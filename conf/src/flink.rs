@@ -127,6 +127,7 @@ pub const FLINK_KEYS: &[FlinkKey] = &[
         "Keel restarts every subtask of a job from its latest checkpoint (Flink's `full`)",
     ),
     used("parallelism.default"),
+    alias("yarn.application-attempts", "application-attempts"),
     used("rest.address"),
     used("rest.port"),
     used("rest.bind-address"),
@@ -208,6 +209,7 @@ pub enum Process {
 /// Keys (or key prefixes, ending in `.`) the client commands read: finding the leader in
 /// ZooKeeper, calling REST, the debug command's internal RPC security.
 const CLIENT_KEYS: &[&str] = &[
+    "application-attempts",
     "high-availability.type",
     "high-availability.zookeeper.",
     "high-availability.cluster-id",

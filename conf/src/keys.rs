@@ -250,6 +250,15 @@ pub const KEYS: &[KeyDoc] = &[
             while there is no leader, and every failover restarts the job.",
     },
     KeyDoc {
+        key: "application-attempts",
+        default: "2",
+        kind: "integer (>= 1)",
+        description: "Application mode (`keel run-application`): how many times the dedicated \
+            cluster's dispatcher is started in all, so `2` restarts it once after it exits \
+            unexpectedly (each worker likewise). The job is recovered by the restarted \
+            dispatcher from its stores. Flink's `yarn.application-attempts` is an alias.",
+    },
+    KeyDoc {
         key: "rest.address",
         default: "127.0.0.1",
         kind: "string",

@@ -214,7 +214,7 @@ fn sample(keel: &str) -> &'static str {
         "state.backend" => "rocksdb",
         "state.backend.incremental" | "state.backend.local-recovery" => "true",
         "state.checkpoints.dir" | "state.savepoints.dir" => "/data/x",
-        "state.checkpoints.num-retained" => "2",
+        "state.checkpoints.num-retained" | "application-attempts" => "2",
         "restart-strategy.type" => "none",
         other => panic!("add a sample value for {other}"),
     }

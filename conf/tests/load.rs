@@ -38,6 +38,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("zookeeper.sasl.login-context-name", "ZkClient", "ZkClient"),
     ("high-availability.recovery.worker-wait", "0 s", "0 s"),
     ("high-availability.adoption.timeout", "0 s", "0 s"),
+    ("application-attempts", "3", "3"),
     ("rest.address", "0.0.0.0", "0.0.0.0"),
     ("rest.port", "8082", "8082"),
     ("rest.bind-address", "0.0.0.0", "0.0.0.0"),
