@@ -72,6 +72,68 @@ fn a_killed_leaders_running_job_is_adopted_not_restarted_and_stays_exactly_once(
     assert_exactly_once(&sink);
 }
 
+/// The leader dies in the narrowest window of a checkpoint: its pointer is written (the
+/// checkpoint is complete) but the tasks were never told (test-only fault
+/// `KEEL_TEST_EXIT_AFTER_POINTER`: the dispatcher exits right after the guarded write). The
+/// new leader adopts the job and announces that checkpoint again, so every subtask commits its
+/// sink parts up to it (`checkpoint_committed` for exactly that id, which only the new leader's
+/// announcement can produce), no restart is spent, and the output is exactly once. With
+/// `KEEL_TEST_DISABLE_ADOPTION_RENOTIFY=1` the parts wait for the next checkpoint and the test
+/// fails (`bin/mutation-check`).
+#[test]
+fn a_leader_dying_between_a_checkpoint_and_its_announcement_leaves_it_committed_by_the_next() {
+    const AT: u64 = 3;
+    let mut c = Cluster::start("it-adopt-window", 0, 0, &[]);
+    c.add_dispatcher_env("d0", &[("KEEL_TEST_EXIT_AFTER_POINTER", &AT.to_string())]);
+    let leader = c.wait_leader(&[0], T);
+    c.add_dispatcher("d1");
+    for w in ["w0", "w1"] {
+        c.add_worker_env(w, &[("RUST_LOG", "info,keel::events=debug")]);
+    }
+    c.wait_workers_follow(&leader, T);
+    let sink = c.dir.path().join("out");
+    let id = c.submit(&counting_job(&sink));
+    let before = c.wait_job_state(&id, "RUNNING", T);
+    wait_until(T, Duration::from_millis(50), "the leader to exit after checkpoint 3's pointer", || {
+        (!c.dispatchers[0].is_running()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let old = common::strip_ansi(&c.dispatchers[0].log_tail(2000));
+    assert!(
+        old.lines().any(|l| l.contains("exiting between the pointer write and the announcement")
+            && l.contains(&format!("checkpoint={AT}"))),
+        "the fault fired at checkpoint {AT}:\n{old}"
+    );
+    let new = c.wait_leader(&[1], T);
+    assert!(new.epoch > leader.epoch);
+    wait_until(T, Duration::from_millis(100), "the new leader to adopt the job", || {
+        let log = common::strip_ansi(&c.dispatchers[1].log_tail(4000));
+        log.lines().any(|l| l.contains("event=\"job_adopted\"") && l.contains(&id)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    // Both subtasks commit their parts up to the checkpoint the old leader completed but never
+    // announced.
+    wait_until(T, Duration::from_millis(100), "both subtasks to commit checkpoint 3", || {
+        let committed: std::collections::BTreeSet<String> = c
+            .workers
+            .iter()
+            .flat_map(|w| common::strip_ansi(&w.log_tail(100_000)).lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|l| {
+                l.contains("event=\"checkpoint_committed\"")
+                    && l.contains(&format!("job={id}"))
+                    && l.contains(&format!("checkpoint={AT}"))
+            })
+            .filter_map(|l| l.split("subtask=").nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string))
+            .collect();
+        (committed.len() == 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let done = c.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    assert_eq!(done["attempt"], before["attempt"], "the same attempt ran to the end: {done}");
+    assert_eq!(done["restarts"], 0, "{done}");
+    assert_exactly_once(&sink);
+}
+
 /// Nothing to adopt (a subtask's worker died with the leader): the new leader restarts the job
 /// from its latest checkpoint, and cancels the surviving orphan at once instead of letting it
 /// run until its adoption timeout.

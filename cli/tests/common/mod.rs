@@ -94,15 +94,22 @@ impl Cluster {
     }
 
     pub fn add_worker(&mut self, name: &str) {
+        self.add_worker_env(name, &[]);
+    }
+
+    /// Like [`Cluster::add_worker`], with extra environment variables (`RUST_LOG`, ...).
+    pub fn add_worker_env(&mut self, name: &str, env: &[(&str, &str)]) {
         let args = [
             "-D".to_string(),
             format!("taskmanager.resource-id={name}"),
             "-D".into(),
             "taskmanager.numberOfTaskSlots=2".into(),
         ];
-        let p = KeelProcess::spawn(Path::new(KEEL), Role::Worker, &self.cfg, &args, self.dir.path(), name)
-            .expect("worker starts");
-        self.workers.push(p);
+        let mut spec = chaos_tests::KeelSpec::new(KEEL, Role::Worker, &self.cfg, self.dir.path(), name).with_args(args);
+        for (k, v) in env {
+            spec = spec.with_env(*k, *v);
+        }
+        self.workers.push(spec.spawn().expect("worker starts"));
     }
 
     /// `GET /ha/leader` of dispatcher `i`; `None` if it does not answer (dead or paused).

@@ -686,7 +686,7 @@ impl JobMaster {
                 None
             }
         };
-        if let Some(id) = latest {
+        if let Some(id) = latest.filter(|_| !super::test_switches::adoption_renotify_disabled()) {
             for (w, _) in &per_worker {
                 let n =
                     NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt, checkpoint_id: id, complete: true };
@@ -1235,6 +1235,10 @@ impl JobMaster {
         match stores.add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained).await {
             Ok(dropped) => {
                 tracing::info!(target: "keel::events", event = "checkpoint_completed", job = %self.job_id(), checkpoint = id, epoch = %self.epoch, issued_ms, "checkpoint completed");
+                if super::test_switches::exit_after_pointer().is_some_and(|n| id >= n) {
+                    tracing::error!(job = %self.job_id(), checkpoint = id, "test-only fault: exiting between the pointer write and the announcement");
+                    std::process::exit(137);
+                }
                 Ok(Committed { meta, path, dropped })
             }
             Err(e @ HaError::LeadershipLost { .. }) => {

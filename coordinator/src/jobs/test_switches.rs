@@ -22,6 +22,31 @@ pub const DISABLE_DURABLE_CANCEL_ENV: &str = "KEEL_TEST_DISABLE_DURABLE_CANCEL";
 /// before its cleanup is started again.
 pub const DISABLE_RESULT_CHECK_ENV: &str = "KEEL_TEST_DISABLE_RESULT_CHECK";
 
+/// `KEEL_TEST_DISABLE_ADOPTION_RENOTIFY=1`: a master that adopts a job does not announce the
+/// latest completed checkpoint again, so a checkpoint whose pointer the old leader wrote but
+/// never announced is committed by the tasks only with the next one.
+pub const DISABLE_ADOPTION_RENOTIFY_ENV: &str = "KEEL_TEST_DISABLE_ADOPTION_RENOTIFY";
+
+/// `KEEL_TEST_EXIT_AFTER_POINTER=<N>` (fault injection, not a switch): the dispatcher exits
+/// at once (status 137, no cleanup: like kill -9) right after its guarded pointer write of a
+/// checkpoint numbered N or more succeeded, before it tells the tasks. It places a leader
+/// crash in the window between a checkpoint's completion and its announcement.
+pub const EXIT_AFTER_POINTER_ENV: &str = "KEEL_TEST_EXIT_AFTER_POINTER";
+
+pub fn exit_after_pointer() -> Option<u64> {
+    static N: OnceLock<Option<u64>> = OnceLock::new();
+    *N.get_or_init(|| {
+        let n = std::env::var(EXIT_AFTER_POINTER_ENV).ok()?.parse().ok()?;
+        tracing::error!("{EXIT_AFTER_POINTER_ENV}={n}: this dispatcher exits after writing checkpoint {n}'s pointer (test-only fault)");
+        Some(n)
+    })
+}
+
+pub fn adoption_renotify_disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    read(&OFF, DISABLE_ADOPTION_RENOTIFY_ENV, "announcing the latest completed checkpoint on adoption")
+}
+
 fn read(cell: &'static OnceLock<bool>, name: &str, what: &str) -> bool {
     *cell.get_or_init(|| {
         let off = std::env::var(name).is_ok_and(|v| v == "1");

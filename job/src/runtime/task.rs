@@ -420,6 +420,11 @@ impl Subtask {
                 if let Err(reason) = self.sink.commit_upto(id).await {
                     return Some(Exit::Failed(reason));
                 }
+                tracing::debug!(
+                    target: "keel::events", event = "checkpoint_committed", job = %self.ctx.job_id,
+                    subtask = self.ctx.subtask, attempt = self.ctx.attempt, checkpoint = id,
+                    "sink parts up to this checkpoint committed"
+                );
                 if let Some(state) = &mut self.state {
                     state.completed(id);
                 }
