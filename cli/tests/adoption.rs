@@ -106,11 +106,19 @@ fn a_leader_dying_between_a_checkpoint_and_its_announcement_leaves_it_committed_
     );
     let new = c.wait_leader(&[1], T);
     assert!(new.epoch > leader.epoch);
-    wait_until(T, Duration::from_millis(100), "the new leader to adopt the job", || {
+    let adopted = wait_until(T, Duration::from_millis(100), "the new leader to adopt the job", || {
         let log = common::strip_ansi(&c.dispatchers[1].log_tail(4000));
-        log.lines().any(|l| l.contains("event=\"job_adopted\"") && l.contains(&id)).then_some(())
+        log.lines().find(|l| l.contains("event=\"job_adopted\"") && l.contains(&id)).map(str::to_string)
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    // The workers reported what the subtasks had done: checkpoint 3 acknowledged by all,
+    // committed only up to 2 (its announcement never came).
+    assert!(
+        adopted.contains(&format!("latest_checkpoint={AT}"))
+            && adopted.contains(&format!("last_acked={AT}"))
+            && adopted.contains(&format!("last_committed={}", AT - 1)),
+        "{adopted}"
+    );
     // Both subtasks commit their parts up to the checkpoint the old leader completed but never
     // announced.
     wait_until(T, Duration::from_millis(100), "both subtasks to commit checkpoint 3", || {

@@ -36,7 +36,7 @@ struct WorkerEntry {
     last_heartbeat_unix_ms: i64,
     client: WorkerClient<InternalChannel>,
     /// The subtasks it ran when it registered (job, attempt, subtask): candidates for adoption.
-    reported: Vec<(String, u64, u32)>,
+    reported: Vec<keel_proto::v1::RunningSubtask>,
 }
 
 /// Most running subtasks one registration may report (beyond it the registration is refused).
@@ -164,7 +164,7 @@ impl ResourceManager {
                 bad.job_id.chars().take(80).collect::<String>()
             )));
         }
-        let reported = running.iter().map(|r| (r.job_id.clone(), r.attempt, r.subtask)).collect();
+        let reported = running.to_vec();
         let endpoint = self
             .security
             .endpoint(address)
@@ -255,7 +255,25 @@ impl ResourceManager {
             .lock()
             .expect("rm lock")
             .values()
-            .flat_map(|w| w.reported.iter().filter(|(j, _, _)| j == job_id).map(|(_, a, i)| (w.id.clone(), *a, *i)))
+            .flat_map(|w| {
+                w.reported.iter().filter(|r| r.job_id == job_id).map(|r| (w.id.clone(), r.attempt, r.subtask))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The checkpoints the subtasks of `job_id` attempt `attempt` reported when their workers
+    /// registered: `(subtask, last acknowledged, last committed)`, sorted.
+    pub fn reported_checkpoints(&self, job_id: &str, attempt: u64) -> Vec<(u32, u64, u64)> {
+        let mut v: Vec<(u32, u64, u64)> = self
+            .inner
+            .lock()
+            .expect("rm lock")
+            .values()
+            .flat_map(|w| w.reported.iter())
+            .filter(|r| r.job_id == job_id && r.attempt == attempt)
+            .map(|r| (r.subtask, r.last_acked_checkpoint, r.last_committed_checkpoint))
             .collect();
         v.sort();
         v
@@ -268,7 +286,7 @@ impl ResourceManager {
             .lock()
             .expect("rm lock")
             .values()
-            .flat_map(|w| w.reported.iter().map(|(j, a, _)| (w.id.clone(), j.clone(), *a)))
+            .flat_map(|w| w.reported.iter().map(|r| (w.id.clone(), r.job_id.clone(), r.attempt)))
             .collect();
         v.sort();
         v.dedup();
@@ -497,7 +515,13 @@ mod tests {
     #[tokio::test]
     async fn reported_subtasks_are_bounded_checked_and_kept_per_job() {
         let (_tx, rm) = rm_at(5);
-        let sub = |job: &str, attempt, subtask| keel_proto::v1::RunningSubtask { job_id: job.into(), attempt, subtask };
+        let sub = |job: &str, attempt, subtask| keel_proto::v1::RunningSubtask {
+            job_id: job.into(),
+            attempt,
+            subtask,
+            last_acked_checkpoint: 7,
+            last_committed_checkpoint: 6 + u64::from(subtask),
+        };
         let too_many = vec![sub("j", 1, 0); MAX_REPORTED_SUBTASKS + 1];
         let e = rm.register("w1", "127.0.0.1:1", 1, LeaderEpoch(5), &too_many).unwrap_err();
         assert!(e.to_string().contains(&format!("at most {MAX_REPORTED_SUBTASKS}")), "{e}");
@@ -508,6 +532,8 @@ mod tests {
         rm.register("w2", "127.0.0.1:2", 2, LeaderEpoch(5), &[sub("j", 3, 0)]).unwrap();
         assert_eq!(rm.reported_subtasks("j"), vec![("w1".to_string(), 3, 1), ("w2".to_string(), 3, 0)]);
         assert_eq!(rm.reported_subtasks("none"), vec![]);
+        assert_eq!(rm.reported_checkpoints("j", 3), vec![(0, 7, 6), (1, 7, 7)]);
+        assert_eq!(rm.reported_checkpoints("j", 2), vec![]);
     }
 
     #[tokio::test]

@@ -385,12 +385,16 @@ impl TaskHost {
         let mut out: Vec<keel_proto::v1::RunningSubtask> = tasks
             .running
             .iter()
-            .map(|(k, t)| (k, t.attempt))
-            .chain(tasks.orphans.iter().map(|(k, o)| (k, o.task.attempt)))
-            .map(|((job_id, subtask), attempt)| keel_proto::v1::RunningSubtask {
+            .chain(tasks.orphans.iter().map(|(k, o)| (k, &o.task)))
+            .map(|((job_id, subtask), t)| keel_proto::v1::RunningSubtask {
                 job_id: job_id.clone(),
-                attempt,
+                attempt: t.attempt,
                 subtask: *subtask,
+                last_acked_checkpoint: t.metrics.last_acked_checkpoint.load(std::sync::atomic::Ordering::Relaxed),
+                last_committed_checkpoint: t
+                    .metrics
+                    .last_committed_checkpoint
+                    .load(std::sync::atomic::Ordering::Relaxed),
             })
             .collect();
         out.sort_by(|a, b| (&a.job_id, a.subtask).cmp(&(&b.job_id, b.subtask)));

@@ -654,6 +654,24 @@ impl JobMaster {
                 return None;
             }
         }
+        // The latest completed checkpoint, read before adopting: no subtask may report a
+        // checkpoint committed beyond it (its sink output would rest on a checkpoint that is
+        // not stored); such a job is restarted from what is stored instead.
+        let latest = match stores.checkpoints(fence.client(), self.job_id()).await {
+            Ok(pointers) => pointers.last().map(|p| p.checkpoint_id),
+            Err(e) => {
+                tracing::warn!(job = %self.job_id(), error = %e, "cannot read the latest checkpoint pointer; the next completed checkpoint commits its parts");
+                None
+            }
+        };
+        let reported = self.rm.reported_checkpoints(self.job_id(), attempt);
+        let acked = reported.iter().map(|r| r.1).max().unwrap_or(0);
+        let committed = reported.iter().map(|r| r.2).max().unwrap_or(0);
+        if let Some(why) = committed_beyond(latest, &reported) {
+            tracing::error!(job = %self.job_id(), attempt, "not adopted: {why}; restarting from what is stored");
+            self.cancel_reported(attempt).await;
+            return None;
+        }
         let mut lost_rx = self.rm.subscribe_lost();
         let mut per_worker: Vec<(String, Vec<u32>)> = Vec::new();
         for (i, w) in assignment.iter().enumerate() {
@@ -675,17 +693,11 @@ impl JobMaster {
         self.begin_attempt(attempt, assignment, "RUNNING");
         tracing::info!(
             target: "keel::events", event = "job_adopted", job = %self.job_id(), attempt, epoch = %self.epoch,
+            latest_checkpoint = latest.unwrap_or(0), last_acked = acked, last_committed = committed,
             "job adopted: its tasks kept running through the leader change"
         );
         // Announce the latest completed checkpoint again: the old leader may have written its
         // pointer without telling the tasks (they commit its sink parts now; again is a no-op).
-        let latest = match stores.checkpoints(fence.client(), self.job_id()).await {
-            Ok(pointers) => pointers.last().map(|p| p.checkpoint_id),
-            Err(e) => {
-                tracing::warn!(job = %self.job_id(), error = %e, "cannot read the latest checkpoint pointer; the next completed checkpoint commits its parts");
-                None
-            }
-        };
         if let Some(id) = latest.filter(|_| !super::test_switches::adoption_renotify_disabled()) {
             for (w, _) in &per_worker {
                 let n =
@@ -1382,6 +1394,16 @@ impl JobMaster {
     }
 }
 
+/// Why a job may not be adopted although all its subtasks run: one reports a checkpoint
+/// committed (its sink output visible) beyond the latest checkpoint stored. `reported` holds
+/// `(subtask, last acked, last committed)`; `None` when the stored pointers could not be read.
+fn committed_beyond(latest: Option<u64>, reported: &[(u32, u64, u64)]) -> Option<String> {
+    let latest = latest?;
+    reported.iter().find(|r| r.2 > latest).map(|r| {
+        format!("subtask {} reports checkpoint {} committed, beyond the latest stored checkpoint {latest}", r.0, r.2)
+    })
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -1543,4 +1565,25 @@ async fn write_savepoint(
     sp.write_blob("_metadata", BlobKind::Savepoint, &sp_meta.encode_to_vec()).await.map_err(|e| e.to_string())?;
     tracing::info!(target: "keel::events", event = "savepoint_written", job = %meta.job_id, checkpoint = meta.checkpoint_id, location = %sp.uri(), "savepoint written");
     Ok(sp.uri().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::committed_beyond;
+
+    #[test]
+    fn adoption_is_refused_when_a_subtask_committed_beyond_the_stored_checkpoints() {
+        // (subtask, last acked, last committed)
+        let fine = [(0, 4, 3), (1, 4, 3)];
+        assert_eq!(committed_beyond(Some(3), &fine), None);
+        assert_eq!(committed_beyond(Some(4), &fine), None, "acked beyond the latest is normal (in flight)");
+        let ahead = [(0, 5, 3), (1, 5, 5)];
+        let why = committed_beyond(Some(4), &ahead).expect("refused");
+        assert!(
+            why.contains("subtask 1") && why.contains("checkpoint 5") && why.contains("stored checkpoint 4"),
+            "{why}"
+        );
+        assert_eq!(committed_beyond(None, &ahead), None, "unknown pointers: nothing to compare with");
+        assert_eq!(committed_beyond(Some(0), &[(0, 0, 0)]), None);
+    }
 }

@@ -169,6 +169,10 @@ pub struct TaskMetrics {
     pub records_out: std::sync::atomic::AtomicU64,
     /// Time spent processing records and control messages (not waiting), in nanoseconds.
     pub busy_nanos: std::sync::atomic::AtomicU64,
+    /// The newest checkpoint this subtask acknowledged (0: none yet).
+    pub last_acked_checkpoint: std::sync::atomic::AtomicU64,
+    /// The newest checkpoint whose completion it was told, its sink parts committed (0: none).
+    pub last_committed_checkpoint: std::sync::atomic::AtomicU64,
 }
 
 /// Starts one subtask of `spec` on the current tokio runtime.

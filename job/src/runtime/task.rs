@@ -401,6 +401,7 @@ impl Subtask {
                         if snapshot.end_of_input {
                             self.end_acked.get_or_insert(id);
                         }
+                        self.metrics.last_acked_checkpoint.fetch_max(id, std::sync::atomic::Ordering::Relaxed);
                         self.send(SubtaskEvent::CheckpointAck { id, snapshot });
                         None
                     }
@@ -420,6 +421,7 @@ impl Subtask {
                 if let Err(reason) = self.sink.commit_upto(id).await {
                     return Some(Exit::Failed(reason));
                 }
+                self.metrics.last_committed_checkpoint.fetch_max(id, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(
                     target: "keel::events", event = "checkpoint_committed", job = %self.ctx.job_id,
                     subtask = self.ctx.subtask, attempt = self.ctx.attempt, checkpoint = id,
