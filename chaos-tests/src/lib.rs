@@ -94,6 +94,7 @@ pub mod history;
 pub mod ports;
 pub mod probe;
 pub mod process;
+pub mod progress;
 pub mod proxy;
 pub mod report;
 pub mod s3;

@@ -457,7 +457,8 @@ fn parse_ready(line: &str, role: Role) -> Result<serde_json::Value, String> {
 /// `high-availability.zookeeper.client.connection-timeout: 2000 ms`,
 /// `high-availability.zookeeper.client.retry-wait: 500 ms`, `heartbeat.interval: 200 ms`,
 /// `heartbeat.timeout: 2000 ms`, and `rest.admin.enabled: true` (drills and fault injection
-/// use `POST /admin/fault`, which is off by default; override it with `false` to test that).
+/// use `POST /admin/fault`, which is off by default; override it with `false` to test that),
+/// `metrics.reporter.prom.port: 0` (each worker's `/metrics` on a free port, in its ready line).
 ///
 /// Values are written as plain YAML scalars; a value that would not survive that (empty,
 /// containing `": "` or `" #"`, or with surrounding spaces) is double-quoted.
@@ -474,6 +475,7 @@ pub fn config_yaml(quorum: &str, cluster_id: &str, extra: &[(&str, &str)]) -> St
         ("heartbeat.interval".into(), "200 ms".into()),
         ("heartbeat.timeout".into(), "2000 ms".into()),
         ("rest.admin.enabled".into(), "true".into()),
+        ("metrics.reporter.prom.port".into(), "0".into()),
     ];
     for (k, v) in extra {
         match entries.iter_mut().find(|(key, _)| key == k) {
@@ -518,6 +520,7 @@ mod tests {
         assert!(lines.contains(&"high-availability.zookeeper.client.session-timeout: 2000 ms"));
         assert!(lines.contains(&"heartbeat.timeout: 2000 ms"));
         assert!(lines.contains(&"rest.admin.enabled: true"));
+        assert!(lines.contains(&"metrics.reporter.prom.port: 0"));
         assert!(lines.contains(&"state.dir: /tmp/x"));
         assert!(lines.contains(&"note: \"a: b\""));
         // Overridden in place: rest.port still comes before rpc.port.

@@ -156,6 +156,20 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
         }
     }
 
+    // The jobs' progress from the workers' own counters (their /metrics, about every 10 ms),
+    // from half a second before the fault: the processing gap.
+    let metrics: Vec<String> = workers.iter().filter_map(|w| w["metrics"].as_str().map(str::to_string)).collect();
+    let samplers: Vec<(String, chaos_tests::progress::Sampler)> = if metrics.is_empty() {
+        Vec::new()
+    } else {
+        jobs.iter()
+            .map(|j| (j.id.clone(), chaos_tests::progress::Sampler::start(metrics.clone(), j.id.clone())))
+            .collect()
+    };
+    if !samplers.is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // The fault.
     let fault_at = now_ms();
     let start = Instant::now();
@@ -253,6 +267,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut job_reports = Vec::new();
+    let mut last_running = fault_at;
     for j in &jobs {
         let mut running_at = None;
         let mut restored = None;
@@ -276,6 +291,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        last_running = last_running.max(running_at.unwrap_or(fault_at));
         job_reports.push(json!({
             "job": j.id,
             "running_again_ms": running_at.map(|t| t - fault_at),
@@ -286,6 +302,19 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
             "records_reprocessed": Value::Null,
         }));
     }
+    // A second of steady processing after the last job ran again, then the longest interval
+    // around the fault in which no subtask of the job processed a record.
+    if !samplers.is_empty() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let until = start + Duration::from_millis(u64::try_from(last_running - fault_at).unwrap_or(0) + 1000);
+        for r in &mut job_reports {
+            let gap = samplers.iter().find(|(id, _)| r["job"] == id.as_str()).and_then(|(_, s)| {
+                chaos_tests::progress::longest_gap(&s.snapshot(), start - Duration::from_millis(500), until)
+            });
+            r["processing_gap_ms"] = json!(gap.map(|g| g.as_millis() as u64));
+        }
+    }
+    drop(samplers);
     let report = json!({
         "drill": what,
         "cluster_id": view.cluster_id,
@@ -312,9 +341,13 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
         );
         println!("workers back at   {}   ({} worker(s))", ms(&report["workers_reregistered_ms"]), expect_workers.len());
         for j in report["jobs"].as_array().into_iter().flatten() {
+            let gap = j["processing_gap_ms"]
+                .as_u64()
+                .map(|g| format!("{g} ms"))
+                .unwrap_or_else(|| "not measured (no readable worker /metrics)".into());
             if j["outcome"] == "adopted" {
                 println!(
-                    "job {}  running again at {}, adopted by the new leader: its tasks kept running (nothing restored, nothing reprocessed)",
+                    "job {}  running again at {}, adopted by the new leader: its tasks kept running (nothing restored, nothing reprocessed); processing gap {gap}",
                     j["job"].as_str().unwrap_or(""),
                     ms(&j["running_again_ms"]),
                 );
@@ -328,6 +361,7 @@ pub async fn run(config: &Config, target: Target, opts: Options) -> anyhow::Resu
                 j["latest_checkpoint_before_fault"],
                 j["input_since_restored_checkpoint_ms"].as_i64().map(|m| format!("{m} ms")).unwrap_or_else(|| "-".into()),
             );
+            println!("      processing gap {gap}");
         }
         println!("(records reprocessed are not measured: tasks report no live record counts yet; the input window above bounds them)");
     }

@@ -64,6 +64,9 @@ fn drills_report_failovers_and_refuse_unsafe_ones() {
     // Both workers survive a leader kill: the new leader adopts the job's tasks.
     assert_eq!(job["outcome"], "adopted", "{r}");
     assert!(job["restored_from_checkpoint"].is_null(), "{r}");
+    // The processing gap, from the workers' own counters (their /metrics, registered with the
+    // leader and listed by GET /taskmanagers).
+    assert!(job["processing_gap_ms"].as_u64().is_some(), "{r}");
     let alive: Vec<usize> = (0..3).filter(|&i| c.dispatchers[i].id() != leader.id).collect();
     let second = c.wait_leader(&alive, T);
     c.wait_checkpoints(&id, 1, T);
@@ -95,6 +98,7 @@ fn drills_report_failovers_and_refuse_unsafe_ones() {
     let victim = running["subtasks"][0]["worker"].as_str().unwrap().to_string();
     let r = drill(&c, &["kill-worker", &victim]);
     assert!(r["jobs"][0]["running_again_ms"].as_i64().is_some(), "{r}");
+    assert!(r["jobs"][0]["processing_gap_ms"].as_u64().is_some(), "{r}");
     c.wait_job_state(&id, "RUNNING", T);
 
     // Graceful stop of the leader.

@@ -89,6 +89,7 @@ fn with_a_shared_secret_the_cluster_works_and_strangers_are_refused() {
                     slots: 8,
                     leader_epoch: leader.epoch,
                     running: vec![],
+                    metrics_address: String::new(),
                 })
                 .await
         })

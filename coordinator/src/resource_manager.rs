@@ -37,6 +37,8 @@ struct WorkerEntry {
     client: WorkerClient<InternalChannel>,
     /// The subtasks it ran when it registered (job, attempt, subtask): candidates for adoption.
     reported: Vec<keel_proto::v1::RunningSubtask>,
+    /// host:port of its `/metrics`, as it reported it (empty: none).
+    metrics: String,
 }
 
 /// Most running subtasks one registration may report (beyond it the registration is refused).
@@ -58,6 +60,8 @@ pub struct WorkerView {
     pub registered_at: i64,
     #[serde(rename = "leaderEpoch")]
     pub leader_epoch: LeaderEpoch,
+    /// host:port of its `GET /metrics` (`null` when it reported none).
+    pub metrics: Option<String>,
 }
 
 /// Why a registration was refused.
@@ -184,6 +188,7 @@ impl ResourceManager {
             last_heartbeat_unix_ms: now,
             client,
             reported,
+            metrics: String::new(),
         };
         let previous = self.inner.lock().expect("rm lock").insert(id.to_string(), entry);
         if previous.is_some() {
@@ -228,10 +233,22 @@ impl ResourceManager {
                 time_since_last_heartbeat: w.last_heartbeat_unix_ms,
                 registered_at: w.registered_at_unix_ms,
                 leader_epoch: w.epoch,
+                metrics: Some(w.metrics.clone()).filter(|m| !m.is_empty()),
             })
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
+    }
+
+    /// Records where a registered worker serves `/metrics` (outside input: kept only when it
+    /// is a socket address).
+    pub fn note_metrics_address(&self, id: &str, address: &str) {
+        if address.len() > 64 || address.parse::<std::net::SocketAddr>().is_err() {
+            return;
+        }
+        if let Some(w) = self.inner.lock().expect("rm lock").get_mut(id) {
+            w.metrics = address.to_string();
+        }
     }
 
     /// Registered workers and their slots, sorted by id.

@@ -24,12 +24,15 @@ impl Dispatcher for DispatcherService {
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
         let r = request.into_inner();
         match self.rm.register(&r.worker_id, &r.rpc_address, r.slots, LeaderEpoch(r.leader_epoch), &r.running) {
-            Ok(epoch) => Ok(Response::new(RegisterWorkerResponse {
-                epoch: epoch.0,
-                leader_id: self.id.clone(),
-                heartbeat_interval_ms: self.rm.heartbeat_interval().as_millis() as u64,
-                heartbeat_timeout_ms: self.rm.heartbeat_timeout().as_millis() as u64,
-            })),
+            Ok(epoch) => {
+                self.rm.note_metrics_address(&r.worker_id, &r.metrics_address);
+                Ok(Response::new(RegisterWorkerResponse {
+                    epoch: epoch.0,
+                    leader_id: self.id.clone(),
+                    heartbeat_interval_ms: self.rm.heartbeat_interval().as_millis() as u64,
+                    heartbeat_timeout_ms: self.rm.heartbeat_timeout().as_millis() as u64,
+                }))
+            }
             Err(e @ RegisterError::Invalid(_)) => Err(Status::invalid_argument(e.to_string())),
             Err(e) => Err(Status::failed_precondition(e.to_string())),
         }

@@ -98,6 +98,7 @@ async fn register(
         .map_err(|e| format!("leader address: {e}"))?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2));
+    let metrics_address = state.metrics_address.lock().expect("metrics address lock").clone();
     let channel = endpoint.connect().await.map_err(|e| format!("cannot reach leader at {}: {e}", leader.address))?;
     let reply = DispatcherClient::new(state.security.intercept(channel))
         .register_worker(RegisterWorkerRequest {
@@ -106,6 +107,7 @@ async fn register(
             slots: state.slots,
             leader_epoch: leader.epoch.0,
             running,
+            metrics_address,
         })
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?

@@ -117,6 +117,9 @@ pub async fn run_worker(config: Config, options: WorkerOptions, shutdown: Cancel
     let metrics_task = match crate::metrics::bind(metrics_host, config.metrics_prom_port).await {
         Ok(listener) => {
             metrics_addr = listener.local_addr().ok();
+            if let Some(a) = metrics_addr {
+                *state.metrics_address.lock().expect("metrics address lock") = a.to_string();
+            }
             let registry = crate::metrics::registry(state.clone(), host.clone());
             let read_token = config.rest_auth_token.clone().filter(|_| config.rest_auth_read);
             Some(tokio::spawn(crate::metrics::serve(listener, registry, state.clone(), read_token, tasks.clone())))

@@ -41,6 +41,8 @@ pub struct WorkerState {
     /// How this worker's calls to the leader are secured (`security.internal.*`,
     /// `security.ssl.internal.*`); plaintext unless [`WorkerState::with_security`].
     pub security: keel_proto::security::InternalSecurity,
+    /// host:port of this worker's `/metrics` once bound (sent with each registration).
+    pub metrics_address: Mutex<String>,
     /// Event counters for `/metrics` (refused commands by reason).
     pub counters: crate::metrics::WorkerCounters,
 }
@@ -57,6 +59,7 @@ impl WorkerState {
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             last_refusal: Mutex::new(String::new()),
+            metrics_address: Mutex::new(String::new()),
             security: keel_proto::security::InternalSecurity::plaintext(),
             counters: Default::default(),
         }
