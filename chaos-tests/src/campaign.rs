@@ -355,6 +355,8 @@ impl Cluster {
                 .map_err(|e| format!("rpc proxy for {name}: {e}"))?;
             extra.push(("rpc.port".into(), port.to_string()));
             extra.push(("rpc.advertised-address".into(), proxy.addr().to_string()));
+            // A fixed /metrics port, kept across restarts, for the campaign's progress sampler.
+            extra.push(("metrics.reporter.prom.port".into(), crate::ports::free_port().to_string()));
             Some(proxy)
         } else {
             None
@@ -870,6 +872,32 @@ fn wait_history(dir: &Path, timeout: Duration, ok: impl Fn(&History) -> bool) ->
 }
 
 /// Runs a campaign and writes its report.
+/// The processing gap of one fault (see [`crate::FailoverTiming::processing_gap_ms`]): the
+/// longest over the jobs it interrupted or that were adopted in its window. `from` pairs an
+/// instant with the unix ms it was taken at (history times are unix ms).
+fn processing_gap(
+    t: &crate::FailoverTiming,
+    progress: &[(String, Vec<crate::progress::Progress>)],
+    from: (Instant, i64),
+) -> Option<u64> {
+    let at = |unix_ms: i64| {
+        let d = unix_ms - from.1;
+        if d >= 0 {
+            from.0 + Duration::from_millis(d as u64)
+        } else {
+            from.0.checked_sub(Duration::from_millis(d.unsigned_abs())).unwrap_or(from.0)
+        }
+    };
+    let again = t.job_running_again_at?;
+    let jobs: Vec<&String> = t.jobs_interrupted.iter().chain(&t.jobs_adopted).collect();
+    progress
+        .iter()
+        .filter(|(j, _)| jobs.contains(&j))
+        .filter_map(|(_, samples)| crate::progress::longest_gap(samples, at(t.fault_at - 500), at(again + 1000)))
+        .max()
+        .map(|g| g.as_millis() as u64)
+}
+
 pub fn run(opts: CampaignOptions) -> Result<CampaignResult, String> {
     run_inner(opts, None, vec![])
 }
@@ -933,6 +961,12 @@ fn run_inner(
         return Err("the workload did not start running within 60 s".into());
     }
     c.watch_jobs = job_ids.clone();
+    // The counting jobs' progress from the workers' own counters: the processing gap per fault.
+    let metrics: Vec<String> =
+        c.workers.iter().filter_map(|w| w.proc.ready()["metrics"].as_str().map(str::to_string)).collect();
+    let sampled_from = (Instant::now(), crate::util::now_unix_ms());
+    let samplers: Vec<(String, crate::progress::Sampler)> =
+        job_ids.iter().map(|j| (j.clone(), crate::progress::Sampler::start(metrics.clone(), j.clone()))).collect();
     let mut cancelled = Vec::new();
     let mut acknowledged = job_ids.clone();
     let mut faults = 0;
@@ -1114,6 +1148,9 @@ fn run_inner(
             leftover_files.extend(crate::util::files_under(&dir));
         }
     }
+    let progress: Vec<(String, Vec<crate::progress::Progress>)> =
+        samplers.iter().map(|(j, s)| (j.clone(), s.snapshot())).collect();
+    drop(samplers);
     let history = History::load_dir(&opts.workdir)?;
     let mut verdicts: Vec<Verdict> = checker::history_verdicts(&history, 0);
     // The history itself: no malformed line, and every event kind a run must produce.
@@ -1176,7 +1213,11 @@ fn run_inner(
         })
         .collect();
     verdicts.push(Verdict::from_violations("jobs_finished_after_healing", unfinished));
-    let mut report = Report::new(opts.seed, started.elapsed(), &history, &verdicts).with_note(format!(
+    let mut report = Report::new(opts.seed, started.elapsed(), &history, &verdicts);
+    for t in &mut report.timings {
+        t.processing_gap_ms = processing_gap(t, &progress, sampled_from);
+    }
+    let mut report = report.with_note(format!(
         "nemeses: {}; faults injected: {faults}; s3: {}; break_fencing: {}; mechanism off: {}",
         opts.nemeses.iter().map(|n| n.name()).collect::<Vec<_>>().join(","),
         opts.s3,

@@ -27,7 +27,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -718,7 +717,7 @@ impl FaultLog {
     ///
     /// The write failed.
     pub fn write(&self, event: &str, fields: Value) -> io::Result<()> {
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let ts = crate::util::now_unix_ms();
         let mut line = Map::new();
         line.insert("ts_ms".into(), Value::from(ts));
         line.insert("process".into(), Value::from(HARNESS));

@@ -198,6 +198,9 @@ impl Report {
                     if !t.jobs_adopted.is_empty() {
                         running.push_str(&format!(" ({} adopted)", t.jobs_adopted.len()));
                     }
+                    if let Some(g) = t.processing_gap_ms {
+                        running.push_str(&format!(", gap {g} ms"));
+                    }
                     vec![
                         t.fault.clone(),
                         t.target.clone(),
@@ -327,6 +330,7 @@ impl Report {
                         (None, 0) => "not interrupted".into(),
                         (None, n) => format!("never ({n} jobs interrupted)"),
                     } + &if t.jobs_adopted.is_empty() { String::new() } else { format!(" ({} adopted)", t.jobs_adopted.len()) }
+                      + &t.processing_gap_ms.map_or(String::new(), |g| format!(", gap {g} ms"))
                 );
             }
             h.push_str("</table>\n");

@@ -215,6 +215,11 @@ pub fn files_under(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// Milliseconds since the Unix epoch (the clock of history events).
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

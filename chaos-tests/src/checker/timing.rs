@@ -32,6 +32,12 @@ pub struct FailoverTiming {
     pub job_running_again_at: Option<i64>,
     /// Jobs a new leader adopted in the window (`job_adopted`: their tasks ran on).
     pub jobs_adopted: Vec<String>,
+    /// The longest interval, from 0.5 s before the fault to 1 s after the interrupted jobs ran
+    /// again, in which no subtask of an interrupted job processed a record (from the workers'
+    /// counters, sampled by the campaign; not in the history, so `None` when computed from a
+    /// history alone or when a job never ran again).
+    #[serde(default)]
+    pub processing_gap_ms: Option<u64>,
 }
 
 impl FailoverTiming {
@@ -161,6 +167,7 @@ pub fn failover_times(history: &History) -> Vec<FailoverTiming> {
             jobs_interrupted,
             job_running_again_at,
             jobs_adopted,
+            processing_gap_ms: None,
         });
     }
     out
