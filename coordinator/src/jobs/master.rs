@@ -1,8 +1,9 @@
 //! One job master per job: scheduling, adoption of a recovered job's running tasks after a
 //! leader change ([`JobMaster::run`], `high-availability.adoption.timeout`), the runtime of
 //! the checkpoint coordinator (whose rules live in the pure engine [`super::checkpoint`]: this
-//! file carries out its commands), failover with the restart strategy, savepoints, and the end
-//! of the job (result dirty → cleanup → clean).
+//! file carries out its commands), failover (what follows each attempt is decided by the pure
+//! lifecycle engine [`super::lifecycle`]: restart strategy, suspension, final end), savepoints,
+//! and the end of the job (result dirty → cleanup → clean).
 //!
 //! Only the leader session of one epoch runs a master. Every durable step goes through the
 //! leader's fence; every command to a worker carries the epoch. A checkpoint completes in
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{CheckpointCoordinator, Command, Event, StoreOutcome};
+use super::lifecycle::{all_finished, JobState, Lifecycle, Next, Outcome, SubtaskState, Terminal};
 use super::slots::SlotPool;
 use super::{now_ms, JobError, JobSettings, JobView};
 use crate::resource_manager::ResourceManager;
@@ -188,20 +190,11 @@ pub struct JobMaster {
     // runtime
     attempt: u64,
     assignment: Vec<String>,
-    subtask_state: Vec<&'static str>,
+    subtask_state: Vec<SubtaskState>,
     /// The checkpoint coordinator of the current attempt (pure; see [`super::checkpoint`]).
     coord: CheckpointCoordinator,
     inflight: Option<Inflight>,
     restore: Option<RestorePoint>,
-}
-
-enum Outcome {
-    /// The job ended with this state and reason.
-    Ended(&'static str, String),
-    /// Restart after a failure (reason).
-    Failover(String),
-    /// The leader session ended (lost leadership): stop without touching anything.
-    SessionEnded,
 }
 
 /// Parses a stored job graph's spec, with the cluster's defaults for what it leaves out.
@@ -264,7 +257,8 @@ impl JobMaster {
         self.settings.checkpoints.as_ref()
     }
 
-    fn set_state(&self, state: &str) {
+    fn set_state(&self, state: JobState) {
+        let state = state.as_str();
         self.status.send_modify(|s| {
             if s.state != state {
                 tracing::info!(target: "keel::events", event = "job_state", job = %s.job_id, from = %s.state, to = state, "job state changed");
@@ -281,7 +275,7 @@ impl JobMaster {
             .map(|(i, w)| SubtaskView {
                 subtask: i as u32,
                 worker: w.clone(),
-                state: self.subtask_state.get(i).copied().unwrap_or("CREATED").to_string(),
+                state: self.subtask_state.get(i).copied().unwrap_or(SubtaskState::Created).as_str().to_string(),
             })
             .collect();
         self.status.send_modify(|s| s.subtasks = views);
@@ -293,7 +287,7 @@ impl JobMaster {
             Err(e) => {
                 let reason = format!("the stored job spec no longer parses: {e}");
                 tracing::error!(job = %self.job_id(), %reason);
-                self.end("FAILED", reason, &session).await;
+                self.end(Terminal::Failed, reason, &session).await;
                 return;
             }
         };
@@ -310,7 +304,7 @@ impl JobMaster {
                         Ok(point) => self.restore = Some(point),
                         Err(e) => {
                             self.end(
-                                "FAILED",
+                                Terminal::Failed,
                                 format!("cannot restore from savepoint {}: {e}", self.graph.restore_from),
                                 &session,
                             )
@@ -321,7 +315,7 @@ impl JobMaster {
                 }
             }
             Err(Some(reason)) => {
-                self.end("FAILED", reason, &session).await;
+                self.end(Terminal::Failed, reason, &session).await;
                 return;
             }
             Err(None) => {
@@ -332,14 +326,16 @@ impl JobMaster {
         if self.recovered {
             tracing::info!(job = %self.job_id(), restore = ?self.restore.as_ref().map(|r| r.checkpoint_id), "recovered job");
         }
-        let mut restarts: u32 = 0;
+        // What happens after each attempt is the lifecycle engine's decision (restart strategy,
+        // suspension, final end); this loop carries it out.
+        let mut lifecycle = Lifecycle::new(spec.restart_strategy);
         loop {
             let outcome = match adopted.take() {
                 Some(o) => o,
                 None => self.run_attempt(&spec, &session).await,
             };
-            match outcome {
-                Outcome::SessionEnded => {
+            match lifecycle.on_outcome(outcome) {
+                Next::ResumeAfterSuspension => {
                     // Either the leader session ended (superseded, stopped: the session token
                     // is cancelled) or this dispatcher was only suspended at this master's
                     // epoch (ZooKeeper connection lost for a moment). In the second case the
@@ -355,35 +351,25 @@ impl JobMaster {
                         "the leader acts again at the same epoch after a suspension; restarting the job from its latest checkpoint"
                     );
                     self.stop_tasks().await;
-                    self.set_state("RESTARTING");
+                    self.set_state(JobState::Restarting);
                     if !self.restore_or_end(&spec, &session).await {
                         return;
                     }
                 }
-                Outcome::Ended(state, reason) => {
+                Next::End(terminal, reason) => {
                     self.stop_tasks().await;
-                    self.end(state, reason, &session).await;
+                    self.end(terminal, reason, &session).await;
                     return;
                 }
-                Outcome::Failover(reason) => {
+                Next::Restart { restart, of, delay, reason } => {
                     self.stop_tasks().await;
-                    self.set_state("RESTARTING");
-                    restarts += 1;
+                    self.set_state(JobState::Restarting);
                     crate::metrics::job_events().restarted();
                     self.status.send_modify(|s| {
-                        s.restarts = restarts;
+                        s.restarts = restart;
                         s.failure = Some(reason.clone());
                     });
-                    let (attempts, delay) = match spec.restart_strategy {
-                        keel_job::RestartStrategy::FixedDelay { attempts, delay } => (attempts, delay),
-                        keel_job::RestartStrategy::None => (0, Duration::ZERO),
-                    };
-                    if restarts > attempts {
-                        let why = format!("{reason} (restart strategy exhausted after {} restart(s))", restarts - 1);
-                        self.end("FAILED", why, &session).await;
-                        return;
-                    }
-                    tracing::warn!(job = %self.job_id(), restart = restarts, of = attempts, %reason, "restarting job from its latest checkpoint");
+                    tracing::warn!(job = %self.job_id(), restart, of, %reason, "restarting job from its latest checkpoint");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = session.cancelled() => return,
@@ -421,7 +407,7 @@ impl JobMaster {
         match self.pick_restore(spec, session).await {
             Ok(()) => true,
             Err(Some(reason)) => {
-                self.end("FAILED", reason, session).await;
+                self.end(Terminal::Failed, reason, session).await;
                 false
             }
             Err(None) => false,
@@ -690,7 +676,7 @@ impl JobMaster {
             }
         }
         self.pool.assign(&self.graph.job_id, assignment.clone());
-        self.begin_attempt(attempt, assignment, "RUNNING");
+        self.begin_attempt(attempt, assignment, SubtaskState::Running);
         tracing::info!(
             target: "keel::events", event = "job_adopted", job = %self.job_id(), attempt, epoch = %self.epoch,
             latest_checkpoint = latest.unwrap_or(0), last_acked = acked, last_committed = committed,
@@ -710,7 +696,7 @@ impl JobMaster {
 
     /// Makes `attempt` on `assignment` (one worker per subtask) the current one, with a fresh
     /// checkpoint coordinator and every subtask in `state`.
-    fn begin_attempt(&mut self, attempt: u64, assignment: Vec<String>, state: &'static str) {
+    fn begin_attempt(&mut self, attempt: u64, assignment: Vec<String>, state: SubtaskState) {
         let p = assignment.len() as u32;
         self.attempt = attempt;
         self.assignment = assignment;
@@ -736,7 +722,7 @@ impl JobMaster {
     /// Allocates, deploys and runs one attempt until it ends, fails or the session ends.
     async fn run_attempt(&mut self, spec: &JobSpec, session: &CancellationToken) -> Outcome {
         let p = spec.parallelism;
-        self.set_state("SCHEDULING");
+        self.set_state(JobState::Scheduling);
         // Wait for slots (bounded only by cancellation; the REST API shows SCHEDULING).
         let mut lost_rx = self.rm.subscribe_lost();
         let mut waited_log = Instant::now();
@@ -772,7 +758,7 @@ impl JobMaster {
                 return o;
             }
         };
-        self.begin_attempt(attempt, assignment, "DEPLOYING");
+        self.begin_attempt(attempt, assignment, SubtaskState::Deploying);
         let restore = self.restore.clone();
         if let Some(r) = &restore {
             self.status.send_modify(|s| {
@@ -816,7 +802,7 @@ impl JobMaster {
         session: &CancellationToken,
         lost_rx: &mut tokio::sync::broadcast::Receiver<String>,
     ) -> Outcome {
-        self.set_state("RUNNING");
+        self.set_state(JobState::Running);
         let mut tick = tokio::time::interval(spec.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -877,12 +863,12 @@ impl JobMaster {
         // TEST-ONLY (KEEL_TEST_DISABLE_DURABLE_CANCEL): answer first, as before the fix.
         if super::test_switches::durable_cancel_disabled() {
             let _ = reply.send(Ok(()));
-            return Some(Outcome::Ended("CANCELED", reason));
+            return Some(Outcome::Ended(Terminal::Canceled, reason));
         }
-        match self.record_result("CANCELED", &reason, session, false).await {
+        match self.record_result(Terminal::Canceled, &reason, session, false).await {
             Ok(()) => {
                 let _ = reply.send(Ok(()));
-                Some(Outcome::Ended("CANCELED", reason))
+                Some(Outcome::Ended(Terminal::Canceled, reason))
             }
             Err(e) => {
                 tracing::warn!(job = %self.job_id(), error = %e, "cancel refused: its result could not be recorded");
@@ -898,7 +884,7 @@ impl JobMaster {
     /// run the job again); without it, one attempt (with the retries for an unknown outcome).
     async fn record_result(
         &self,
-        state: &str,
+        state: Terminal,
         reason: &str,
         session: &CancellationToken,
         wait: bool,
@@ -906,7 +892,7 @@ impl JobMaster {
         let record = JobResultRecord {
             format_version: keel_proto::FORMAT_VERSION,
             job_id: self.graph.job_id.clone(),
-            state: state.to_string(),
+            state: state.as_str().to_string(),
             reason: reason.to_string(),
             at_unix_ms: now_ms(),
             name: self.graph.name.clone(),
@@ -938,7 +924,7 @@ impl JobMaster {
             };
             match stores.put_result(&fence, &record).await {
                 Ok(()) => {
-                    tracing::info!(target: "keel::events", event = "job_result_recorded", job = %self.job_id(), state, "job result recorded (dirty)");
+                    tracing::info!(target: "keel::events", event = "job_result_recorded", job = %self.job_id(), state = state.as_str(), "job result recorded (dirty)");
                     return Ok(());
                 }
                 Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(JobError::Ha(e)),
@@ -1179,7 +1165,7 @@ impl JobMaster {
         let event = match r.kind? {
             task_report::Kind::Running(_) => {
                 if let Some(s) = self.subtask_state.get_mut(i) {
-                    *s = "RUNNING";
+                    *s = SubtaskState::Running;
                 }
                 self.publish_subtasks();
                 return None;
@@ -1189,11 +1175,11 @@ impl JobMaster {
             }
             task_report::Kind::Finished(_) => {
                 if let Some(s) = self.subtask_state.get_mut(i) {
-                    *s = "FINISHED";
+                    *s = SubtaskState::Finished;
                 }
                 self.publish_subtasks();
-                if self.subtask_state.iter().all(|s| *s == "FINISHED") {
-                    return Some(Outcome::Ended("FINISHED", String::new()));
+                if all_finished(&self.subtask_state) {
+                    return Some(Outcome::Ended(Terminal::Finished, String::new()));
                 }
                 // A checkpoint in flight will get no ack from it: its final snapshot stands in.
                 Event::Finished { attempt, subtask: r.subtask, end_of_input: self.final_snapshot(r.subtask) }
@@ -1358,8 +1344,9 @@ impl JobMaster {
     /// master's leadership lasts (waiting out a suspension, retrying temporary errors): a job
     /// whose end was decided never runs again. If leadership is lost first, the next leader
     /// decides (and finishes the cleanup of a dirty result).
-    async fn end(&mut self, state: &'static str, reason: String, session: &CancellationToken) {
-        self.set_state(state);
+    async fn end(&mut self, terminal: Terminal, reason: String, session: &CancellationToken) {
+        self.set_state(terminal.state());
+        let state = terminal.as_str();
         self.status.send_modify(|s| {
             s.end_time = now_ms();
             if !reason.is_empty() {
@@ -1372,12 +1359,12 @@ impl JobMaster {
         tracing::info!(target: "keel::events", event = "job_ended", job = %self.job_id(), state, %reason, "job ended");
         // TEST-ONLY (KEEL_TEST_DISABLE_DURABLE_CANCEL): the cancel's result is never written,
         // as when the leader was suspended or put_result failed before the fix.
-        if state == "CANCELED" && super::test_switches::durable_cancel_disabled() {
+        if terminal == Terminal::Canceled && super::test_switches::durable_cancel_disabled() {
             tracing::error!(job = %self.job_id(), "the cancel's result is not recorded (durable cancel is off)");
             self.status.send_modify(|s| s.cleaned = true);
             return;
         }
-        if let Err(e) = self.record_result(state, &reason, session, true).await {
+        if let Err(e) = self.record_result(terminal, &reason, session, true).await {
             tracing::error!(job = %self.job_id(), error = %e, "cannot write the job result; the job stays stored and the next leader decides");
             return;
         }

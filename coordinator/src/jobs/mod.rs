@@ -12,6 +12,7 @@
 //! masters keep their state but do not act.
 
 pub mod checkpoint;
+pub mod lifecycle;
 pub mod master;
 pub mod slots;
 mod test_switches;
