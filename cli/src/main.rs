@@ -325,6 +325,13 @@ fn load_as(args: &ConfArgs, process: keel_conf::Process) -> anyhow::Result<keel_
     Ok(loaded)
 }
 
+/// The configured `high-availability.type` (no warnings printed: the command loads again).
+fn loaded_ha_type(args: &ConfArgs) -> anyhow::Result<keel_conf::HaType> {
+    let file = config_file(args);
+    let loaded = keel_conf::load(file.as_deref(), &args.define).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(loaded.config.ha_type)
+}
+
 /// `--config FILE` and the `-D`s as given, for the children of `keel local` / `run-application`.
 fn child_args(args: &ConfArgs) -> Vec<String> {
     let mut out = Vec::new();
@@ -653,6 +660,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(w) => print!("{}", habits::workers_table(w)),
                     Err(e) => println!("\nworkers   unknown: {e}"),
                 }
+            }
+            Ok(())
+        }
+        Command::Ha { command: HaCommand::Inspect { json } }
+            if loaded_ha_type(&cli.conf)? == keel_conf::HaType::None =>
+        {
+            // high-availability.type none: the only dispatcher's local pointer tree.
+            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
+            let dir = loaded.config.local_pointers_dir();
+            let nodes = keel_ha::LocalMeta::read_snapshot(&dir).context("keel ha inspect")?;
+            let file = dir.join("pointers.bin").display().to_string();
+            let view = keel_ha::inspect::inspect_local(&nodes, &loaded.config.cluster_id, &file);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!(
+                    "cluster   {} (high-availability.type none: one dispatcher, no election; pointer tree {file})",
+                    view.cluster_id
+                );
+                for p in &view.problems {
+                    println!("problem   {p}");
+                }
+                print!("{}", inspect::znode_table(&view));
             }
             Ok(())
         }

@@ -92,6 +92,17 @@ fn one_dispatcher_without_zookeeper_runs_recovers_and_remembers_its_jobs() {
     common::assert_exactly_once(&sink, COUNT, KEYS);
     let deploys = count_in(&w, "event=\"task_deployed\"");
 
+    // keel ha inspect reads the tree while the dispatcher holds it: the job's result is there.
+    let out = std::process::Command::new(KEEL)
+        .args(["--config", d.config_path().to_str().unwrap(), "ha", "inspect", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = view["znodes"].as_array().unwrap().iter().filter_map(|z| z["path"].as_str()).collect();
+    assert!(paths.contains(&format!("/job-results/{id}").as_str()), "{view}");
+    assert_eq!(view["problems"], serde_json::json!([]), "{view}");
+
     // A second dispatcher on the same directory is refused, naming the lock.
     let err = KeelSpec::new(KEEL, Role::Dispatcher, config(free_port()), dir.path(), "d2")
         .spawn()
@@ -118,4 +129,10 @@ fn one_dispatcher_without_zookeeper_runs_recovers_and_remembers_its_jobs() {
     let err = d.restart().expect_err("a damaged pointer tree must stop the dispatcher");
     assert!(err.to_string().contains("pointers.bin") && err.to_string().contains("CRC-32"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), bytes, "the damaged file was rewritten");
+    let out = std::process::Command::new(KEEL)
+        .args(["--config", d.config_path().to_str().unwrap(), "ha", "inspect"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CRC-32"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -126,14 +126,7 @@ pub async fn inspect(client: &Client, cluster_id: &str, namespace: &str) -> Resu
     // Pointers recovery reads: an unreadable one is reported here by name (recovery skips
     // it for that job only and lists it as RECOVERY_BLOCKED).
     for z in &znodes {
-        let depth = z.path.matches('/').count();
-        let is_pointer = (depth == 2
-            && (z.path.starts_with(&format!("{}/", crate::stores::JOBGRAPHS))
-                || z.path.starts_with(&format!("{}/", crate::stores::JOB_RESULTS))))
-            || (depth == 4
-                && z.path.starts_with(&format!("{}/", crate::stores::JOBS))
-                && z.path.contains("/checkpoints/"));
-        if !is_pointer {
+        if !is_pointer(&z.path) {
             continue;
         }
         match client.get_data(&z.path).await {
@@ -154,6 +147,52 @@ pub async fn inspect(client: &Client, cluster_id: &str, namespace: &str) -> Resu
         contenders,
         znodes,
     })
+}
+
+/// Whether `path` holds a `BlobPointer` that recovery reads (a job graph, a result, a
+/// checkpoint).
+fn is_pointer(path: &str) -> bool {
+    let depth = path.matches('/').count();
+    (depth == 2
+        && (path.starts_with(&format!("{}/", crate::stores::JOBGRAPHS))
+            || path.starts_with(&format!("{}/", crate::stores::JOB_RESULTS))))
+        || (depth == 4 && path.starts_with(&format!("{}/", crate::stores::JOBS)) && path.contains("/checkpoints/"))
+}
+
+/// The view of a `high-availability.type: none` dispatcher's local pointer tree (see
+/// [`crate::local::LocalMeta::read_snapshot`]): every node, and every unreadable pointer named
+/// in `problems`. There is no election: no leader or contenders are listed. `namespace` names
+/// the file.
+pub fn inspect_local(
+    nodes: &[(String, Vec<u8>, zookeeper_client::Stat)],
+    cluster_id: &str,
+    namespace: &str,
+) -> ClusterView {
+    let mut problems = Vec::new();
+    let mut znodes = Vec::new();
+    for (path, data, stat) in nodes {
+        znodes.push(ZnodeView {
+            path: path.clone(),
+            ephemeral: false,
+            data_length: stat.data_length,
+            version: stat.version,
+            children: stat.num_children,
+            modified_unix_ms: stat.mtime,
+        });
+        if is_pointer(path) {
+            if let Err(e) = crate::stores::decode_pointer(path, data) {
+                problems.push(e.to_string());
+            }
+        }
+    }
+    ClusterView {
+        cluster_id: cluster_id.to_string(),
+        namespace: namespace.to_string(),
+        leader: None,
+        problems,
+        contenders: vec![],
+        znodes,
+    }
 }
 
 /// The ephemeral sequence number at the end of a latch node name (Curator sorts by it).

@@ -342,6 +342,33 @@ impl LocalMeta {
         Ok(LocalMeta { dir: dir.to_path_buf(), tree: Mutex::new(tree), _lock: lock })
     }
 
+    /// Reads the tree in `dir` without taking its lock (a running dispatcher holds it): every
+    /// node with its data and stat, sorted by path; empty when there is no file yet. For
+    /// `keel ha inspect`. The file is only ever replaced whole (rename), so a read sees one
+    /// complete version.
+    ///
+    /// # Errors
+    /// As [`LocalMeta::open`], except [`LocalMetaError::Locked`].
+    pub fn read_snapshot(dir: &Path) -> Result<Vec<(String, Vec<u8>, Stat)>, LocalMetaError> {
+        let file = dir.join(FILE);
+        let path = file.display().to_string();
+        let bytes = match std::fs::metadata(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(source) => return Err(LocalMetaError::Io { path, source }),
+            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+                return Err(LocalMetaError::Corrupt {
+                    path,
+                    offset: 0,
+                    problem: format!("{} bytes; at most {MAX_FILE_BYTES} expected", meta.len()),
+                })
+            }
+            Ok(_) => std::fs::read(&file).map_err(|source| LocalMetaError::Io { path: path.clone(), source })?,
+        };
+        let tree =
+            Tree::decode(&bytes).map_err(|(offset, problem)| LocalMetaError::Corrupt { path, offset, problem })?;
+        Ok(tree.nodes.iter().map(|(p, n)| (p.clone(), n.data.clone(), tree.stat(p, n))).collect())
+    }
+
     /// The directory holding `pointers.bin`.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -469,6 +496,19 @@ mod tests {
         std::fs::write(&file, b"garbage").unwrap();
         let err = LocalMeta::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("byte 0"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_reads_the_tree_while_it_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(LocalMeta::read_snapshot(dir.path()).unwrap().is_empty(), "no file yet");
+        let meta = LocalMeta::open(dir.path()).unwrap();
+        meta.create("/a", b"x").unwrap();
+        meta.create("/a/b", b"yz").unwrap();
+        let snap = LocalMeta::read_snapshot(dir.path()).unwrap();
+        let view: Vec<(&str, usize, i32)> =
+            snap.iter().map(|(p, d, s)| (p.as_str(), d.len(), s.num_children)).collect();
+        assert_eq!(view, vec![("/a", 1, 1), ("/a/b", 2, 0)]);
     }
 
     #[test]
