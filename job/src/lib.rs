@@ -168,8 +168,8 @@ pub use operators::{
 };
 pub use runtime::{
     attempt_fence_disabled, check_sink_parts, discard_checkpoints, discard_job, discard_sink_pending, final_part_path,
-    pending_part_path, read_state_manifest, spawn_subtask, CheckpointFilesError, Control, DiscardReport,
-    SubtaskContext, SubtaskEvent, SubtaskHandle, TaskMetrics,
+    pending_part_path, read_metadata, read_state_manifest, spawn_subtask, CheckpointFilesError, CheckpointStore,
+    Control, DiscardReport, SubtaskContext, SubtaskEvent, SubtaskHandle, TaskMetrics, Unusable,
 };
 pub use spec::{
     parse_job_spec, parse_job_spec_with, JobSpec, JobSpecError, Location, OperatorSpec, RestartStrategy, SinkSpec,

@@ -15,12 +15,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use keel_ha::{Fence, HaError, HaStores, LeaderEpoch};
-use keel_job::JobSpec;
+use keel_job::{CheckpointStore, JobSpec, Unusable};
 use keel_proto::v1::{
     leader_command, task_report, CancelTask, CheckpointMetadata, DeployTask, JobGraphRecord, JobResultRecord,
     NotifyCheckpoint, SubtaskSnapshot, TaskReport, TriggerCheckpoint,
 };
-use keel_storage::{BlobKind, StorageDir};
 use prost::Message;
 use serde::Serialize;
 use serde_json::json;
@@ -253,8 +252,9 @@ impl JobMaster {
         self.settings.ha_storage.clone().map(HaStores::new)
     }
 
-    fn checkpoints_dir(&self) -> Option<&StorageDir> {
-        self.settings.checkpoints.as_ref()
+    /// The job's checkpoint store (files, metadata, savepoints: [`keel_job::CheckpointStore`]).
+    fn checkpoint_store(&self) -> Option<CheckpointStore> {
+        self.settings.checkpoints.clone().map(|d| CheckpointStore::new(d, self.settings.storage_options.clone()))
     }
 
     fn set_state(&self, state: JobState) {
@@ -450,13 +450,14 @@ impl JobMaster {
     ) -> Result<Option<RestorePoint>, Option<String>> {
         let mut delay = Duration::from_millis(100);
         loop {
-            let (Some(stores), Some(fence), Some(dir)) = (self.stores(), self.fence(), self.checkpoints_dir()) else {
-                if self.stores().is_none() || self.checkpoints_dir().is_none() {
+            let (Some(stores), Some(fence), Some(store)) = (self.stores(), self.fence(), self.checkpoint_store())
+            else {
+                if self.stores().is_none() || self.settings.checkpoints.is_none() {
                     return Ok(self.restore.clone());
                 }
                 return Err(None);
             };
-            match self.find_restorable(&stores, &fence, dir, spec).await {
+            match self.find_restorable(&stores, &fence, &store, spec).await {
                 Ok(found) => return found.map_err(Some),
                 Err(unknown) => {
                     tracing::warn!(job = %self.job_id(), error = %unknown, retry_in = ?delay, "cannot decide which checkpoint to restore yet (outcome unknown); retrying");
@@ -476,7 +477,7 @@ impl JobMaster {
         &self,
         stores: &HaStores,
         fence: &Fence,
-        dir: &StorageDir,
+        store: &CheckpointStore,
         spec: &JobSpec,
     ) -> Result<Result<Option<RestorePoint>, String>, String> {
         let pointers = match stores.checkpoints(fence.client(), self.job_id()).await {
@@ -485,25 +486,12 @@ impl JobMaster {
         };
         let mut problems = Vec::new();
         for p in pointers.iter().rev() {
-            let checked = match read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await {
-                Ok(meta) => match check_manifests(dir, &meta).await {
-                    Ok(()) => match keel_job::check_sink_parts(
-                        spec,
-                        &self.settings.storage_options,
-                        self.job_id(),
-                        &meta.subtasks,
-                    )
-                    .await
-                    {
-                        Ok(()) => Ok(meta),
-                        Err(e) if e.is_temporary() || !definite_storage_error(&e) => {
-                            return Err(format!("checkpoint {}: sink parts: {e}", p.checkpoint_id))
-                        }
-                        Err(e) => Err(format!("checkpoint {}: sink part missing: {e}", p.checkpoint_id)),
-                    },
+            let checked = match store.read_metadata(&p.metadata_path).await {
+                Ok(meta) => match store.check_restorable(spec, self.job_id(), &meta).await {
+                    Ok(()) => Ok(meta),
                     Err(Unusable::Unknown(e)) => return Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
                     Err(Unusable::Definite(e)) => {
-                        Err(format!("checkpoint {} ({}): {e}", p.checkpoint_id, dir.location(&p.metadata_path)))
+                        Err(format!("checkpoint {} ({}): {e}", p.checkpoint_id, store.location(&p.metadata_path)))
                     }
                 },
                 Err(Unusable::Unknown(e)) => return Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
@@ -539,29 +527,10 @@ impl JobMaster {
     }
 
     async fn load_savepoint(&self, spec: &JobSpec) -> Result<RestorePoint, String> {
+        // Imported into this job's checkpoint directory, so tasks always restore from there.
+        let store = self.checkpoint_store().ok_or("no checkpoints directory configured")?;
         let uri = self.graph.restore_from.trim_end_matches('/');
-        let sp = StorageDir::open(uri, &self.settings.storage_options).map_err(|e| e.to_string())?;
-        let meta = read_metadata(&sp, "_metadata", BlobKind::Savepoint).await?;
-        if meta.parallelism != spec.parallelism {
-            return Err(format!(
-                "the savepoint has parallelism {}, the job spec {}; rescaling is not supported",
-                meta.parallelism, spec.parallelism
-            ));
-        }
-        // Copy the savepoint's state into this job's checkpoint directory, so tasks always
-        // restore from there.
-        let dir = self.checkpoints_dir().ok_or("no checkpoints directory configured")?;
-        let mut subtasks = Vec::new();
-        for s in &meta.subtasks {
-            let mut s = s.clone();
-            s.pending.clear(); // committed by the job that took the savepoint
-            if !s.state_manifest.is_empty() {
-                let prefix = format!("{}/restored/subtask-{}", self.job_id(), s.subtask);
-                s.state_manifest = copy_state(&sp, &s.state_manifest, dir, &prefix).await?;
-            }
-            subtasks.push(s);
-        }
-        let metadata = CheckpointMetadata { subtasks, ..meta };
+        let metadata = store.import_savepoint(uri, self.job_id(), spec.parallelism).await?;
         tracing::info!(job = %self.job_id(), savepoint = %uri, "restoring from savepoint");
         Ok(RestorePoint { checkpoint_id: metadata.checkpoint_id, path: format!("{uri}/_metadata"), metadata })
     }
@@ -1198,8 +1167,7 @@ impl JobMaster {
     /// Writes the metadata blob, then the guarded pointer (the commit point).
     /// `Err((reason, definitely_not_published))`.
     async fn publish(&mut self, id: u64, mut subtasks: Vec<SubtaskSnapshot>) -> Result<Committed, (String, bool)> {
-        let (Some(fence), Some(stores), Some(dir)) = (self.fence(), self.stores(), self.checkpoints_dir().cloned())
-        else {
+        let (Some(fence), Some(stores), Some(store)) = (self.fence(), self.stores(), self.checkpoint_store()) else {
             return Err(("leadership lost before publishing".into(), true));
         };
         subtasks.sort_by_key(|s| s.subtask);
@@ -1221,12 +1189,10 @@ impl JobMaster {
             subtasks,
             savepoint,
         };
-        let path = format!("{}/chk-{id}/{}.metadata", self.job_id(), keel_storage::unique_name("_metadata"));
-        let bytes = meta.encode_to_vec();
-        if let Err(e) = dir.write_blob(&path, BlobKind::CheckpointMetadata, &bytes).await {
-            let _ = dir.delete(&path).await;
-            return Err((format!("writing checkpoint metadata failed: {e}"), true));
-        }
+        let path = match store.write_metadata(self.job_id(), &meta).await {
+            Ok(path) => path,
+            Err(e) => return Err((format!("writing checkpoint metadata failed: {e}"), true)),
+        };
         // When the guarded pointer write is sent, after the blob upload (the history checker
         // orders it by this; storage latency must not widen its tolerance).
         let issued_ms = now_ms();
@@ -1241,7 +1207,7 @@ impl JobMaster {
             }
             Err(e @ HaError::LeadershipLost { .. }) => {
                 // Nothing became visible: the blob is garbage, the subtasks may drop their files.
-                let _ = dir.delete(&path).await;
+                store.delete_metadata(&path).await;
                 Err((format!("publishing checkpoint {id} failed: {e}"), true))
             }
             Err(e) => Err((format!("publishing checkpoint {id} has an unknown outcome: {e}"), false)),
@@ -1252,9 +1218,9 @@ impl JobMaster {
     /// commit); a savepoint is written; checkpoints beyond retention lose their files.
     async fn on_committed(&mut self, id: u64, c: Committed) {
         let Committed { meta, path, dropped } = c;
-        let Some(dir) = self.checkpoints_dir().cloned() else { return };
+        let Some(store) = self.checkpoint_store() else { return };
         self.restore = Some(RestorePoint { checkpoint_id: id, path: path.clone(), metadata: meta.clone() });
-        let external = dir.location(&path);
+        let external = store.location(&path);
         crate::metrics::job_events().checkpoint_completed(
             meta.triggered_unix_ms,
             meta.completed_unix_ms,
@@ -1279,7 +1245,10 @@ impl JobMaster {
         self.notify_all(id, true).await;
         if let Some(inflight) = self.inflight.take().filter(|p| p.id == id) {
             if let Some((target, reply)) = inflight.savepoint {
-                let r = write_savepoint(&dir, &meta, &target, &self.settings).await.map_err(JobError::Failed);
+                let r = store.write_savepoint(&meta, &target).await.map_err(JobError::Failed);
+                if let Ok(location) = &r {
+                    tracing::info!(target: "keel::events", event = "savepoint_written", job = %meta.job_id, checkpoint = meta.checkpoint_id, %location, "savepoint written");
+                }
                 let _ = reply.send(r);
             }
         }
@@ -1291,7 +1260,7 @@ impl JobMaster {
         let (Some(stores), Some(fence)) = (self.stores(), self.fence()) else { return };
         // Delete only what is certainly unused: every retained checkpoint's metadata must
         // read back, and this dispatcher must still lead; otherwise the files stay.
-        let retained = match self.retained_metadata(&stores, &fence, &dir).await {
+        let retained = match self.retained_metadata(&stores, &fence, &store).await {
             Ok(r) if self.can_act() => r,
             Ok(_) => return,
             Err(e) => {
@@ -1300,9 +1269,9 @@ impl JobMaster {
             }
         };
         for d in dropped {
-            match read_metadata(&dir, &d.metadata_path, BlobKind::CheckpointMetadata).await {
+            match store.read_metadata(&d.metadata_path).await {
                 Ok(old) => {
-                    if let Err(e) = keel_job::discard_checkpoints(&dir, self.job_id(), &[old], &retained).await {
+                    if let Err(e) = store.discard(self.job_id(), &[old], &retained).await {
                         tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "could not delete a dropped checkpoint's files");
                     }
                 }
@@ -1310,7 +1279,7 @@ impl JobMaster {
                     tracing::warn!(job = %self.job_id(), checkpoint = d.checkpoint_id, error = %e, "dropped checkpoint's metadata unreadable; its files stay")
                 }
             }
-            let _ = dir.delete(&d.metadata_path).await;
+            store.delete_metadata(&d.metadata_path).await;
         }
     }
 
@@ -1318,11 +1287,11 @@ impl JobMaster {
         &self,
         stores: &HaStores,
         fence: &Fence,
-        dir: &StorageDir,
+        store: &CheckpointStore,
     ) -> Result<Vec<CheckpointMetadata>, String> {
         let mut out = Vec::new();
         for p in stores.checkpoints(fence.client(), self.job_id()).await.map_err(|e| e.to_string())? {
-            out.push(read_metadata(dir, &p.metadata_path, BlobKind::CheckpointMetadata).await?);
+            out.push(store.read_metadata(&p.metadata_path).await?);
         }
         Ok(out)
     }
@@ -1410,148 +1379,14 @@ pub async fn cleanup(stores: &HaStores, fence: &Fence, settings: &JobSettings, j
     }
     stores.remove_job(fence, job_id).await?;
     if let Some(dir) = &settings.checkpoints {
-        keel_job::discard_job(dir, job_id)
+        CheckpointStore::new(dir.clone(), settings.storage_options.clone())
+            .discard_job(job_id)
             .await
             .map_err(|e| JobError::Failed(format!("deleting checkpoint files: {e}")))?;
     }
     stores.mark_result_clean(fence, job_id).await?;
     tracing::info!(target: "keel::events", event = "job_cleaned", job = %job_id, "job cleaned up");
     Ok(())
-}
-
-/// Why a checkpoint could not be used: definitely (missing, corrupt) or for a reason that may
-/// pass (the answer is unknown).
-#[derive(Debug)]
-enum Unusable {
-    Definite(String),
-    Unknown(String),
-}
-
-impl std::fmt::Display for Unusable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unusable::Definite(s) | Unusable::Unknown(s) => f.write_str(s),
-        }
-    }
-}
-
-impl From<Unusable> for String {
-    fn from(u: Unusable) -> String {
-        u.to_string()
-    }
-}
-
-/// Whether a storage error is a definite answer about the data (it is missing or corrupt),
-/// rather than a failure to get an answer.
-fn definite(e: &keel_storage::StorageError) -> bool {
-    use keel_storage::StorageError as E;
-    matches!(e, E::NotFound { .. } | E::CorruptBlob { .. } | E::InvalidPath { .. })
-}
-
-fn definite_storage_error(e: &keel_job::CheckpointFilesError) -> bool {
-    match e {
-        keel_job::CheckpointFilesError::Storage(s) => definite(s),
-        _ => true,
-    }
-}
-
-fn classify(e: keel_storage::StorageError) -> Unusable {
-    if definite(&e) {
-        Unusable::Definite(e.to_string())
-    } else {
-        Unusable::Unknown(e.to_string())
-    }
-}
-
-async fn read_metadata(dir: &StorageDir, path: &str, kind: BlobKind) -> Result<CheckpointMetadata, Unusable> {
-    let bytes = dir.read_blob(path, kind).await.map_err(classify)?;
-    let meta = CheckpointMetadata::decode(bytes.as_slice())
-        .map_err(|e| Unusable::Definite(format!("{}: not checkpoint metadata ({e})", dir.location(path))))?;
-    if meta.format_version != keel_proto::FORMAT_VERSION {
-        return Err(Unusable::Definite(format!(
-            "{}: metadata format version {} (expected {})",
-            dir.location(path),
-            meta.format_version,
-            keel_proto::FORMAT_VERSION
-        )));
-    }
-    if meta.subtasks.len() != meta.parallelism as usize {
-        return Err(Unusable::Definite(format!(
-            "{}: {} subtask snapshots for parallelism {}",
-            dir.location(path),
-            meta.subtasks.len(),
-            meta.parallelism
-        )));
-    }
-    Ok(meta)
-}
-
-/// Every subtask's state manifest must read back, and every file it lists must exist, before
-/// a checkpoint is chosen for recovery.
-async fn check_manifests(dir: &StorageDir, meta: &CheckpointMetadata) -> Result<(), Unusable> {
-    for s in &meta.subtasks {
-        if !s.state_manifest.is_empty() {
-            let m = keel_job::read_state_manifest(dir, &s.state_manifest).await.map_err(|e| {
-                if definite_storage_error(&e) {
-                    Unusable::Definite(e.to_string())
-                } else {
-                    Unusable::Unknown(e.to_string())
-                }
-            })?;
-            for f in &m.files {
-                if !dir.exists(&f.remote_path).await.map_err(classify)? {
-                    return Err(Unusable::Definite(format!(
-                        "subtask {} state file {} listed in {} is missing",
-                        s.subtask,
-                        dir.location(&f.remote_path),
-                        dir.location(&s.state_manifest)
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Copies one subtask's state (manifest + files) from `from` to `to` under `prefix`; returns
-/// the new manifest path.
-async fn copy_state(from: &StorageDir, manifest_path: &str, to: &StorageDir, prefix: &str) -> Result<String, String> {
-    let mut manifest = keel_job::read_state_manifest(from, manifest_path).await.map_err(|e| e.to_string())?;
-    for f in manifest.files.iter_mut() {
-        let bytes = from.read(&f.remote_path).await.map_err(|e| e.to_string())?;
-        let dest = format!("{prefix}/{}", f.name);
-        to.write_once(&dest, &bytes).await.map_err(|e| e.to_string())?;
-        f.remote_path = dest;
-        f.shared = false;
-    }
-    let dest = format!("{prefix}/{}", keel_storage::unique_name("manifest"));
-    to.write_blob(&dest, BlobKind::StateManifest, &manifest.encode()).await.map_err(|e| e.to_string())?;
-    Ok(dest)
-}
-
-/// A savepoint is self-contained: the checkpoint's state files copied under the target
-/// directory plus a `_metadata` blob (kind Savepoint). Returns the savepoint's URI.
-async fn write_savepoint(
-    dir: &StorageDir,
-    meta: &CheckpointMetadata,
-    target: &str,
-    settings: &JobSettings,
-) -> Result<String, String> {
-    let name = format!("savepoint-{}-{}", &meta.job_id[..meta.job_id.len().min(8)], meta.checkpoint_id);
-    let root = format!("{}/{name}", target.trim_end_matches('/'));
-    let sp = StorageDir::open(&root, &settings.storage_options).map_err(|e| e.to_string())?;
-    let mut subtasks = Vec::new();
-    for s in &meta.subtasks {
-        let mut s = s.clone();
-        if !s.state_manifest.is_empty() {
-            s.state_manifest = copy_state(dir, &s.state_manifest, &sp, &format!("subtask-{}", s.subtask)).await?;
-        }
-        subtasks.push(s);
-    }
-    let sp_meta = CheckpointMetadata { subtasks, savepoint: true, ..meta.clone() };
-    sp.write_blob("_metadata", BlobKind::Savepoint, &sp_meta.encode_to_vec()).await.map_err(|e| e.to_string())?;
-    tracing::info!(target: "keel::events", event = "savepoint_written", job = %meta.job_id, checkpoint = meta.checkpoint_id, location = %sp.uri(), "savepoint written");
-    Ok(sp.uri().to_string())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod discard;
 mod layout;
 mod sink;
 mod state;
+mod store;
 mod task;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use tokio::task::JoinHandle;
 pub use self::discard::{discard_checkpoints, discard_job, discard_sink_pending, DiscardReport};
 pub use self::layout::{final_part_path, pending_part_path};
 pub use self::sink::check_sink_parts;
+pub use self::store::{read_metadata, CheckpointStore, Unusable};
 
 /// Test-only: `KEEL_TEST_DISABLE_ATTEMPT_FENCE=1` turns attempt fencing off (sinks delete
 /// every attempt's pending parts, workers start stale attempts), so tests can be shown to
