@@ -1059,8 +1059,7 @@ impl JobMaster {
                             committed = Some(c);
                             StoreOutcome::Committed
                         }
-                        Err((reason, true)) => StoreOutcome::NotPublished(reason),
-                        Err((reason, false)) => StoreOutcome::Unknown(reason),
+                        Err(not_committed) => not_committed,
                     };
                     lost |= !self.can_act();
                     queue.extend(self.coord.on(Event::Published { id, outcome }));
@@ -1165,10 +1164,11 @@ impl JobMaster {
     }
 
     /// Writes the metadata blob, then the guarded pointer (the commit point).
-    /// `Err((reason, definitely_not_published))`.
-    async fn publish(&mut self, id: u64, mut subtasks: Vec<SubtaskSnapshot>) -> Result<Committed, (String, bool)> {
+    /// `Err` is the store outcome when not committed: [`StoreOutcome::NotPublished`] (definitely
+    /// not visible) or [`StoreOutcome::Unknown`].
+    async fn publish(&mut self, id: u64, mut subtasks: Vec<SubtaskSnapshot>) -> Result<Committed, StoreOutcome> {
         let (Some(fence), Some(stores), Some(store)) = (self.fence(), self.stores(), self.checkpoint_store()) else {
-            return Err(("leadership lost before publishing".into(), true));
+            return Err(StoreOutcome::NotPublished("leadership lost before publishing".into()));
         };
         subtasks.sort_by_key(|s| s.subtask);
         let (triggered, savepoint) = self
@@ -1191,7 +1191,7 @@ impl JobMaster {
         };
         let path = match store.write_metadata(self.job_id(), &meta).await {
             Ok(path) => path,
-            Err(e) => return Err((format!("writing checkpoint metadata failed: {e}"), true)),
+            Err(e) => return Err(StoreOutcome::NotPublished(format!("writing checkpoint metadata failed: {e}"))),
         };
         // When the guarded pointer write is sent, after the blob upload (the history checker
         // orders it by this; storage latency must not widen its tolerance).
@@ -1208,9 +1208,9 @@ impl JobMaster {
             Err(e @ HaError::LeadershipLost { .. }) => {
                 // Nothing became visible: the blob is garbage, the subtasks may drop their files.
                 store.delete_metadata(&path).await;
-                Err((format!("publishing checkpoint {id} failed: {e}"), true))
+                Err(StoreOutcome::NotPublished(format!("publishing checkpoint {id} failed: {e}")))
             }
-            Err(e) => Err((format!("publishing checkpoint {id} has an unknown outcome: {e}"), false)),
+            Err(e) => Err(StoreOutcome::Unknown(format!("publishing checkpoint {id} has an unknown outcome: {e}"))),
         }
     }
 
