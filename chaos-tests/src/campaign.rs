@@ -53,6 +53,7 @@ pub enum Nemesis {
     ZkLossDuringRecovery,
     StorageErrorDuringRecovery,
     TermWorker,
+    KillLeaderAfterPointer,
 }
 
 impl Nemesis {
@@ -79,6 +80,7 @@ impl Nemesis {
         Nemesis::ZkLossDuringRecovery,
         Nemesis::StorageErrorDuringRecovery,
         Nemesis::TermWorker,
+        Nemesis::KillLeaderAfterPointer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +107,7 @@ impl Nemesis {
             Nemesis::ZkLossDuringRecovery => "zk-loss-during-recovery",
             Nemesis::StorageErrorDuringRecovery => "storage-error-during-recovery",
             Nemesis::TermWorker => "term-worker",
+            Nemesis::KillLeaderAfterPointer => "kill-leader-after-pointer",
         }
     }
 
@@ -382,8 +385,17 @@ impl Cluster {
         if let Some(b) = self.broken {
             spec = spec.with_env(b.env(), "1");
         }
+        if role == Role::Dispatcher {
+            // kill-leader-after-pointer's trigger (test-only fault injection).
+            spec = spec.with_env("KEEL_TEST_EXIT_AFTER_POINTER_FILE", self.exit_trigger(name).display().to_string());
+        }
         let proc = spec.spawn().map_err(|e| format!("{name}: {e}"))?;
         Ok(Member { name: name.to_string(), proc, mesh, rpc_proxy })
+    }
+
+    /// The trigger file of `kill-leader-after-pointer` for dispatcher `name`.
+    fn exit_trigger(&self, name: &str) -> PathBuf {
+        self.opts.workdir.join(format!("{name}.exit-after-pointer"))
     }
 
     fn ha_leader(&self, i: usize) -> Option<Value> {
@@ -537,6 +549,32 @@ impl Cluster {
                 }
                 self.faults.end(id).map_err(|e| e.to_string())?;
                 Ok(format!("{} {name}", n.name()))
+            }
+            Nemesis::KillLeaderAfterPointer => {
+                // The leader exits right after its next checkpoint pointer write, before it
+                // tells the tasks (the adoption window: the new leader must announce it).
+                let Some(t) = leader else { return Ok(format!("{}: skipped (no leader)", n.name())) };
+                let name = self.dispatchers[t].name.clone();
+                let trigger = self.exit_trigger(&name);
+                let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
+                std::fs::write(&trigger, b"").map_err(|e| format!("{}: {e}", trigger.display()))?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let p = &mut self.dispatchers[t].proc;
+                while p.is_running() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let fired = !p.is_running();
+                let _ = std::fs::remove_file(&trigger);
+                if fired {
+                    std::thread::sleep(hold);
+                    p.restart().map_err(|e| e.to_string())?;
+                }
+                self.faults.end(id).map_err(|e| e.to_string())?;
+                Ok(if fired {
+                    format!("{} {name} (exited right after a checkpoint pointer write)", n.name())
+                } else {
+                    format!("{}: skipped ({name} completed no checkpoint within 10 s)", n.name())
+                })
             }
             Nemesis::KillWorker | Nemesis::PauseWorker => {
                 let w = rng.range(0, self.workers.len() as u64 - 1) as usize;
@@ -856,6 +894,7 @@ fn is_leader_fault(n: Nemesis) -> bool {
             | Nemesis::CorruptEntry
             | Nemesis::ZkLossDuringRecovery
             | Nemesis::StorageErrorDuringRecovery
+            | Nemesis::KillLeaderAfterPointer
     )
 }
 

@@ -1199,7 +1199,7 @@ impl JobMaster {
         match stores.add_checkpoint(&fence, self.job_id(), id, &path, self.settings.num_retained).await {
             Ok(dropped) => {
                 tracing::info!(target: "keel::events", event = "checkpoint_completed", job = %self.job_id(), checkpoint = id, epoch = %self.epoch, issued_ms, "checkpoint completed");
-                if super::test_switches::exit_after_pointer().is_some_and(|n| id >= n) {
+                if super::test_switches::exit_after_pointer_now(id) {
                     tracing::error!(job = %self.job_id(), checkpoint = id, "test-only fault: exiting between the pointer write and the announcement");
                     std::process::exit(137);
                 }

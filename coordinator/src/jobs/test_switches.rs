@@ -33,6 +33,24 @@ pub const DISABLE_ADOPTION_RENOTIFY_ENV: &str = "KEEL_TEST_DISABLE_ADOPTION_RENO
 /// crash in the window between a checkpoint's completion and its announcement.
 pub const EXIT_AFTER_POINTER_ENV: &str = "KEEL_TEST_EXIT_AFTER_POINTER";
 
+/// `KEEL_TEST_EXIT_AFTER_POINTER_FILE=<path>` (fault injection for the chaos campaigns'
+/// `kill-leader-after-pointer`): while the file exists, the next successful checkpoint pointer
+/// write makes the dispatcher delete the file and exit as for [`EXIT_AFTER_POINTER_ENV`].
+pub const EXIT_AFTER_POINTER_FILE_ENV: &str = "KEEL_TEST_EXIT_AFTER_POINTER_FILE";
+
+/// Whether to exit now, right after the pointer of checkpoint `id` was written (see
+/// [`EXIT_AFTER_POINTER_ENV`] and [`EXIT_AFTER_POINTER_FILE_ENV`]); a trigger file is consumed.
+pub fn exit_after_pointer_now(id: u64) -> bool {
+    static FILE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    if exit_after_pointer().is_some_and(|n| id >= n) {
+        return true;
+    }
+    let file = FILE.get_or_init(|| {
+        std::env::var_os(EXIT_AFTER_POINTER_FILE_ENV).filter(|v| !v.is_empty()).map(std::path::PathBuf::from)
+    });
+    file.as_ref().is_some_and(|f| std::fs::remove_file(f).is_ok())
+}
+
 pub fn exit_after_pointer() -> Option<u64> {
     static N: OnceLock<Option<u64>> = OnceLock::new();
     *N.get_or_init(|| {
