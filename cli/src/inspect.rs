@@ -12,7 +12,7 @@ use serde_json::json;
 pub async fn read(config: &Config) -> anyhow::Result<ClusterView> {
     if config.ha_type != HaType::Zookeeper {
         anyhow::bail!(
-            "high-availability.type is {}: there is nothing in ZooKeeper to read; set high-availability.type: zookeeper and high-availability.zookeeper.quorum",
+            "high-availability.type is {}: there is nothing in ZooKeeper to read (one dispatcher, no election; `keel ha inspect` lists its local pointer tree); for a highly available cluster set high-availability.type: zookeeper and high-availability.zookeeper.quorum",
             config.ha_type
         );
     }
