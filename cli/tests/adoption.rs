@@ -142,6 +142,57 @@ fn a_leader_dying_between_a_checkpoint_and_its_announcement_leaves_it_committed_
     assert_exactly_once(&sink);
 }
 
+/// The leader dies after every subtask acknowledged checkpoint 3 but before its pointer write
+/// (test-only fault `KEEL_TEST_EXIT_BEFORE_POINTER`): checkpoint 3 never completes. The new
+/// leader adopts the job (the workers report 3 acknowledged, 2 the latest stored) and aborts
+/// checkpoint 3, so the tasks delete the state they uploaded for it at once, while the job
+/// runs on; checkpoint 2's files stay. (Without the abort they stayed until the job ended.)
+#[test]
+fn a_checkpoint_the_dead_leader_never_completed_is_aborted_by_the_new_one() {
+    const AT: u64 = 3;
+    let mut c = Cluster::start("it-adopt-abort", 0, 0, &[]);
+    c.add_dispatcher_env("d0", &[("KEEL_TEST_EXIT_BEFORE_POINTER", &AT.to_string())]);
+    let leader = c.wait_leader(&[0], T);
+    c.add_dispatcher("d1");
+    c.add_worker("w0");
+    c.add_worker("w1");
+    c.wait_workers_follow(&leader, T);
+    // Long enough to outlast the test: it is cancelled at the end.
+    let sink = c.dir.path().join("out");
+    let spec = counting_job(&sink).replace(&format!("count: {COUNT}"), "count: 10000000");
+    let id = c.submit(&spec);
+    c.wait_job_state(&id, "RUNNING", T);
+    wait_until(T, Duration::from_millis(50), "the leader to exit before checkpoint 3's pointer", || {
+        (!c.dispatchers[0].is_running()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let uploaded = |chk: u64| -> Vec<String> {
+        common::files_under(&c.checkpoints_path().join(&id).join(format!("chk-{chk}")))
+            .into_iter()
+            .filter(|f| f.contains("subtask-"))
+            .collect()
+    };
+    assert!(!uploaded(AT).is_empty(), "the subtasks uploaded state for checkpoint {AT} before the leader died");
+    let new = c.wait_leader(&[1], T);
+    let adopted = wait_until(T, Duration::from_millis(100), "the new leader to adopt the job", || {
+        let log = common::strip_ansi(&c.dispatchers[new.index].log_tail(4000));
+        log.lines().find(|l| l.contains("event=\"job_adopted\"") && l.contains(&id)).map(str::to_string)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(
+        adopted.contains(&format!("latest_checkpoint={}", AT - 1)) && adopted.contains(&format!("last_acked={AT}")),
+        "{adopted}"
+    );
+    wait_until(T, Duration::from_millis(50), "checkpoint 3's uploaded state to be deleted", || {
+        uploaded(AT).is_empty().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", uploaded(AT), c.logs()));
+    let job = c.job(&id).expect("the job");
+    assert_eq!(job["state"], "RUNNING", "deleted by the abort, not by the job's end: {job}");
+    assert!(!uploaded(AT - 1).is_empty(), "checkpoint {}'s files stay", AT - 1);
+    assert!(c.keel(&["cancel", &id]).status.success());
+}
+
 /// Nothing to adopt (a subtask's worker died with the leader): the new leader restarts the job
 /// from its latest checkpoint, and cancels the surviving orphan at once instead of letting it
 /// run until its adoption timeout.

@@ -612,11 +612,11 @@ impl JobMaster {
         // The latest completed checkpoint, read before adopting: no subtask may report a
         // checkpoint committed beyond it (its sink output would rest on a checkpoint that is
         // not stored); such a job is restarted from what is stored instead.
-        let latest = match stores.checkpoints(fence.client(), self.job_id()).await {
-            Ok(pointers) => pointers.last().map(|p| p.checkpoint_id),
+        let (latest, pointers_read) = match stores.checkpoints(fence.client(), self.job_id()).await {
+            Ok(pointers) => (pointers.last().map(|p| p.checkpoint_id), true),
             Err(e) => {
                 tracing::warn!(job = %self.job_id(), error = %e, "cannot read the latest checkpoint pointer; the next completed checkpoint commits its parts");
-                None
+                (None, false)
             }
         };
         let reported = self.rm.reported_checkpoints(self.job_id(), attempt);
@@ -659,6 +659,25 @@ impl JobMaster {
                     NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt, checkpoint_id: id, complete: true };
                 let _ = self.rm.send(self.epoch, w, leader_command::Kind::NotifyCheckpoint(n)).await;
             }
+        }
+        // Checkpoints the tasks acknowledged that the old leader never completed (no pointer:
+        // read after this master holds the latch, so none can appear later) are aborted: the
+        // tasks delete what they uploaded for them. Their sink parts stay pending and are
+        // committed with the next completed checkpoint, which covers them.
+        let never = if pointers_read { never_completed(latest, acked) } else { vec![] };
+        for id in &never {
+            for (w, _) in &per_worker {
+                let n = NotifyCheckpoint {
+                    job_id: self.graph.job_id.clone(),
+                    attempt,
+                    checkpoint_id: *id,
+                    complete: false,
+                };
+                let _ = self.rm.send(self.epoch, w, leader_command::Kind::NotifyCheckpoint(n)).await;
+            }
+        }
+        if !never.is_empty() {
+            tracing::info!(job = %self.job_id(), attempt, aborted = ?never, "checkpoints the old leader never completed are aborted");
         }
         Some(self.supervise(spec, session, &mut lost_rx).await)
     }
@@ -1193,6 +1212,10 @@ impl JobMaster {
             Ok(path) => path,
             Err(e) => return Err(StoreOutcome::NotPublished(format!("writing checkpoint metadata failed: {e}"))),
         };
+        if super::test_switches::exit_before_pointer_now(id) {
+            tracing::error!(job = %self.job_id(), checkpoint = id, "test-only fault: exiting before the pointer write");
+            std::process::exit(137);
+        }
         // When the guarded pointer write is sent, after the blob upload (the history checker
         // orders it by this; storage latency must not widen its tolerance).
         let issued_ms = now_ms();
@@ -1360,6 +1383,14 @@ fn committed_beyond(latest: Option<u64>, reported: &[(u32, u64, u64)]) -> Option
     })
 }
 
+/// The checkpoints acknowledged (up to `acked`) but never completed when `latest` is the newest
+/// stored one: `latest + 1 ..= acked`, at most the last 16 (older ones' files go when the job
+/// ends).
+fn never_completed(latest: Option<u64>, acked: u64) -> Vec<u64> {
+    let first = latest.map_or(1, |l| l + 1).max(acked.saturating_sub(15));
+    (first..=acked).collect()
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -1391,7 +1422,16 @@ pub async fn cleanup(stores: &HaStores, fence: &Fence, settings: &JobSettings, j
 
 #[cfg(test)]
 mod tests {
-    use super::committed_beyond;
+    use super::{committed_beyond, never_completed};
+
+    #[test]
+    fn checkpoints_acked_beyond_the_latest_stored_one_are_the_ones_never_completed() {
+        assert_eq!(never_completed(Some(3), 3), Vec::<u64>::new());
+        assert_eq!(never_completed(Some(3), 5), vec![4, 5]);
+        assert_eq!(never_completed(None, 2), vec![1, 2], "nothing stored: every acknowledged one");
+        assert_eq!(never_completed(Some(7), 0), Vec::<u64>::new());
+        assert_eq!(never_completed(Some(1), 100), (85..=100).collect::<Vec<u64>>(), "bounded to the last 16");
+    }
 
     #[test]
     fn adoption_is_refused_when_a_subtask_committed_beyond_the_stored_checkpoints() {

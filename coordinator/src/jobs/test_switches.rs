@@ -51,6 +51,16 @@ pub fn exit_after_pointer_now(id: u64) -> bool {
     file.as_ref().is_some_and(|f| std::fs::remove_file(f).is_ok())
 }
 
+/// `KEEL_TEST_EXIT_BEFORE_POINTER=<N>` (fault injection): the dispatcher exits (137) right
+/// before its guarded pointer write of a checkpoint numbered N or more, after every subtask
+/// acknowledged it and its metadata blob was written: a checkpoint that never completes.
+pub const EXIT_BEFORE_POINTER_ENV: &str = "KEEL_TEST_EXIT_BEFORE_POINTER";
+
+pub fn exit_before_pointer_now(id: u64) -> bool {
+    static N: OnceLock<Option<u64>> = OnceLock::new();
+    N.get_or_init(|| std::env::var(EXIT_BEFORE_POINTER_ENV).ok()?.parse().ok()).is_some_and(|n| id >= n)
+}
+
 pub fn exit_after_pointer() -> Option<u64> {
     static N: OnceLock<Option<u64>> = OnceLock::new();
     *N.get_or_init(|| {
