@@ -54,6 +54,7 @@ pub enum Nemesis {
     StorageErrorDuringRecovery,
     TermWorker,
     KillLeaderAfterPointer,
+    KillLeaderBeforePointer,
 }
 
 impl Nemesis {
@@ -81,6 +82,7 @@ impl Nemesis {
         Nemesis::StorageErrorDuringRecovery,
         Nemesis::TermWorker,
         Nemesis::KillLeaderAfterPointer,
+        Nemesis::KillLeaderBeforePointer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +110,7 @@ impl Nemesis {
             Nemesis::StorageErrorDuringRecovery => "storage-error-during-recovery",
             Nemesis::TermWorker => "term-worker",
             Nemesis::KillLeaderAfterPointer => "kill-leader-after-pointer",
+            Nemesis::KillLeaderBeforePointer => "kill-leader-before-pointer",
         }
     }
 
@@ -388,6 +391,8 @@ impl Cluster {
         if role == Role::Dispatcher {
             // kill-leader-after-pointer's trigger (test-only fault injection).
             spec = spec.with_env("KEEL_TEST_EXIT_AFTER_POINTER_FILE", self.exit_trigger(name).display().to_string());
+            spec = spec
+                .with_env("KEEL_TEST_EXIT_BEFORE_POINTER_FILE", self.exit_before_trigger(name).display().to_string());
         }
         let proc = spec.spawn().map_err(|e| format!("{name}: {e}"))?;
         Ok(Member { name: name.to_string(), proc, mesh, rpc_proxy })
@@ -396,6 +401,11 @@ impl Cluster {
     /// The trigger file of `kill-leader-after-pointer` for dispatcher `name`.
     fn exit_trigger(&self, name: &str) -> PathBuf {
         self.opts.workdir.join(format!("{name}.exit-after-pointer"))
+    }
+
+    /// The trigger file of `kill-leader-before-pointer` for dispatcher `name`.
+    fn exit_before_trigger(&self, name: &str) -> PathBuf {
+        self.opts.workdir.join(format!("{name}.exit-before-pointer"))
     }
 
     fn ha_leader(&self, i: usize) -> Option<Value> {
@@ -550,12 +560,14 @@ impl Cluster {
                 self.faults.end(id).map_err(|e| e.to_string())?;
                 Ok(format!("{} {name}", n.name()))
             }
-            Nemesis::KillLeaderAfterPointer => {
+            Nemesis::KillLeaderAfterPointer | Nemesis::KillLeaderBeforePointer => {
                 // The leader exits right after its next checkpoint pointer write, before it
-                // tells the tasks (the adoption window: the new leader must announce it).
+                // tells the tasks (the new leader must announce it), or right before it, after
+                // every acknowledgement (the new leader must abort it).
                 let Some(t) = leader else { return Ok(format!("{}: skipped (no leader)", n.name())) };
                 let name = self.dispatchers[t].name.clone();
-                let trigger = self.exit_trigger(&name);
+                let after = n == Nemesis::KillLeaderAfterPointer;
+                let trigger = if after { self.exit_trigger(&name) } else { self.exit_before_trigger(&name) };
                 let id = self.faults.start(n.name(), &name).map_err(|e| e.to_string())?;
                 std::fs::write(&trigger, b"").map_err(|e| format!("{}: {e}", trigger.display()))?;
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -571,7 +583,8 @@ impl Cluster {
                 }
                 self.faults.end(id).map_err(|e| e.to_string())?;
                 Ok(if fired {
-                    format!("{} {name} (exited right after a checkpoint pointer write)", n.name())
+                    let when = if after { "right after" } else { "right before" };
+                    format!("{} {name} (exited {when} a checkpoint pointer write)", n.name())
                 } else {
                     format!("{}: skipped ({name} completed no checkpoint within 10 s)", n.name())
                 })
@@ -895,6 +908,7 @@ fn is_leader_fault(n: Nemesis) -> bool {
             | Nemesis::ZkLossDuringRecovery
             | Nemesis::StorageErrorDuringRecovery
             | Nemesis::KillLeaderAfterPointer
+            | Nemesis::KillLeaderBeforePointer
     )
 }
 

@@ -105,16 +105,28 @@ fn campaign_process_faults() {
     assert!(r.report.summary_table().contains(", gap "), "{}", r.report.summary_table());
 }
 
-/// Task adoption's narrowest window, at random points: the leader exits right after a
-/// checkpoint's pointer write, before announcing it (`kill-leader-after-pointer`), mixed with
-/// plain kills and SIGTERMs of the leader. Every verdict holds (exactly-once above all), the
-/// window fault fired at least once, and a job was adopted after it.
+/// Task adoption's narrowest windows, at random points: the leader exits right after a
+/// checkpoint's pointer write, before announcing it (`kill-leader-after-pointer`), or right
+/// before it, after every acknowledgement (`kill-leader-before-pointer`), mixed with plain
+/// kills and SIGTERMs of the leader. Every verdict holds (exactly-once above all), a window
+/// fault fired (the leader changed) and a job was adopted after it.
 #[test]
 fn campaign_adoption_windows() {
-    let r = run(16, 30, &[Nemesis::KillLeaderAfterPointer, Nemesis::KillLeader, Nemesis::TermLeader], false, false);
+    let r = run(
+        16,
+        30,
+        &[Nemesis::KillLeaderAfterPointer, Nemesis::KillLeaderBeforePointer, Nemesis::KillLeader, Nemesis::TermLeader],
+        false,
+        false,
+    );
     assert!(r.report.ok(), "not a PASS:\n{}", r.report.summary_table());
-    let windows: Vec<_> = r.report.timings.iter().filter(|t| t.fault == "kill-leader-after-pointer").collect();
-    assert!(!windows.is_empty(), "the window fault never fired:\n{}", r.report.summary_table());
+    let windows: Vec<_> = r
+        .report
+        .timings
+        .iter()
+        .filter(|t| t.fault.starts_with("kill-leader-") && t.fault.ends_with("-pointer") && t.new_epoch.is_some())
+        .collect();
+    assert!(!windows.is_empty(), "no window fault fired:\n{}", r.report.summary_table());
     assert!(
         windows.iter().any(|t| !t.jobs_adopted.is_empty()),
         "no job was adopted after a leader died in the window:\n{}",

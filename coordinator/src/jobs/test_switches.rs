@@ -56,9 +56,21 @@ pub fn exit_after_pointer_now(id: u64) -> bool {
 /// acknowledged it and its metadata blob was written: a checkpoint that never completes.
 pub const EXIT_BEFORE_POINTER_ENV: &str = "KEEL_TEST_EXIT_BEFORE_POINTER";
 
+/// `KEEL_TEST_EXIT_BEFORE_POINTER_FILE=<path>` (the chaos campaigns' `kill-leader-before-pointer`):
+/// while the file exists, the dispatcher deletes it and exits as for [`EXIT_BEFORE_POINTER_ENV`]
+/// at its next pointer write.
+pub const EXIT_BEFORE_POINTER_FILE_ENV: &str = "KEEL_TEST_EXIT_BEFORE_POINTER_FILE";
+
 pub fn exit_before_pointer_now(id: u64) -> bool {
     static N: OnceLock<Option<u64>> = OnceLock::new();
-    N.get_or_init(|| std::env::var(EXIT_BEFORE_POINTER_ENV).ok()?.parse().ok()).is_some_and(|n| id >= n)
+    static FILE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    if N.get_or_init(|| std::env::var(EXIT_BEFORE_POINTER_ENV).ok()?.parse().ok()).is_some_and(|n| id >= n) {
+        return true;
+    }
+    let file = FILE.get_or_init(|| {
+        std::env::var_os(EXIT_BEFORE_POINTER_FILE_ENV).filter(|v| !v.is_empty()).map(std::path::PathBuf::from)
+    });
+    file.as_ref().is_some_and(|f| std::fs::remove_file(f).is_ok())
 }
 
 pub fn exit_after_pointer() -> Option<u64> {
