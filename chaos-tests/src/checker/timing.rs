@@ -34,8 +34,9 @@ pub struct FailoverTiming {
     pub jobs_adopted: Vec<String>,
     /// The longest interval, from 0.5 s before the fault to 1 s after the interrupted jobs ran
     /// again, in which no subtask of an interrupted job processed a record (from the workers'
-    /// counters, sampled by the campaign; not in the history, so `None` when computed from a
-    /// history alone or when a job never ran again).
+    /// counters, sampled by the campaign for its two counting jobs; not in the history, so
+    /// `None` when computed from a history alone, when a job never ran again, or when only a
+    /// churn job was interrupted).
     #[serde(default)]
     pub processing_gap_ms: Option<u64>,
 }
