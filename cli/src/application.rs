@@ -55,6 +55,10 @@ pub struct Supervisor {
     plan: Plan,
     exe: PathBuf,
     procs: Vec<Proc>,
+    /// The dispatcher's RPC port from its first ready line: workers are pointed at it
+    /// (`jobmanager.rpc.port`, how workers find the dispatcher without ZooKeeper), and a
+    /// restarted dispatcher binds it again, so `jobmanager.rpc.port: 0` works.
+    rpc_port: Option<u16>,
 }
 
 impl Supervisor {
@@ -63,13 +67,18 @@ impl Supervisor {
         std::fs::create_dir_all(&plan.log_dir)
             .with_context(|| format!("cannot create the log directory {}", plan.log_dir.display()))?;
         let exe = std::env::current_exe().context("cannot find the keel binary")?;
-        let mut s = Supervisor { plan, exe, procs: Vec::new() };
+        let mut s = Supervisor { plan, exe, procs: Vec::new(), rpc_port: None };
         let names: Vec<(String, &'static str)> = std::iter::once(("dispatcher".to_string(), "dispatcher"))
             .chain((0..s.plan.workers).map(|i| (format!("worker-{i}"), "worker")))
             .collect();
         for (name, role) in names {
             match s.spawn(&name, role).await {
-                Ok((child, ready)) => s.procs.push(Proc { name, role, child, starts: 1, ready }),
+                Ok((child, ready)) => {
+                    if role == "dispatcher" {
+                        s.rpc_port = ready["rpc"].as_str().and_then(|a| a.rsplit(':').next()?.parse().ok());
+                    }
+                    s.procs.push(Proc { name, role, child, starts: 1, ready })
+                }
                 Err(e) => {
                     s.stop().await;
                     return Err(e);
@@ -105,8 +114,11 @@ impl Supervisor {
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
         let mut cmd = Command::new(&self.exe);
-        cmd.args(&self.plan.args)
-            .arg(role)
+        cmd.args(&self.plan.args);
+        if let Some(port) = self.rpc_port {
+            cmd.args(["-D".to_string(), format!("jobmanager.rpc.port={port}")]);
+        }
+        cmd.arg(role)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

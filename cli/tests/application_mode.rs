@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use chaos_tests::{free_port, http_get_json, wait_until};
+use chaos_tests::{http_get_json, wait_until};
 use common::KEEL;
 
 const T: Duration = Duration::from_secs(90);
@@ -38,9 +38,8 @@ impl Supervisor {
         std::fs::write(
             &cfg,
             format!(
-                "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
+                "high-availability.type: none\njobmanager.rpc.port: 0\nrest.port: 0\nrpc.port: 0\n\
                  heartbeat.interval: 200 ms\nheartbeat.timeout: 2 s\nio.tmp.dirs: {}\nmetrics.reporter.prom.port: 0\n{}",
-                free_port(),
                 dir.join("tmp").display(),
                 extra.join("\n")
             ),
@@ -77,11 +76,19 @@ impl Supervisor {
             return l.clone();
         }
         while Instant::now() < deadline {
-            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
-                self.seen.push(line.clone());
-                if line.contains(needle) {
-                    return line;
+            match self.stderr.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
                 }
+                // Every line read and the process gone: the line will never come.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!("no line with {needle:?}; the process ended ({status:?}):\n{}", self.seen.join("\n"));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
         panic!("no line with {needle:?} within {T:?}; output so far:\n{}", self.seen.join("\n"));
