@@ -42,6 +42,31 @@ pub struct Plan {
     pub log_dir: PathBuf,
 }
 
+impl Plan {
+    /// The children's arguments (`args`, then `-D` for each of `overrides`), `workers`
+    /// workers, `application-attempts` starts each, logs in `log_dir` or
+    /// `<first io.tmp.dirs entry>/<default_dir>`.
+    pub fn new(
+        config: &keel_conf::Config,
+        mut args: Vec<String>,
+        overrides: &[String],
+        workers: u32,
+        log_dir: Option<PathBuf>,
+        default_dir: &str,
+    ) -> Plan {
+        for d in overrides {
+            args.extend(["-D".to_string(), d.clone()]);
+        }
+        let tmp = config.io_tmp_dirs.first().cloned().unwrap_or_else(|| "/tmp".into());
+        Plan {
+            args,
+            workers: workers as usize,
+            attempts: config.application_attempts,
+            log_dir: log_dir.unwrap_or_else(|| PathBuf::from(tmp).join(default_dir)),
+        }
+    }
+}
+
 struct Proc {
     name: String,
     role: &'static str,
@@ -221,11 +246,9 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A job id for an application: 32 hex digits.
+/// A job id for an application: 32 hex digits (a random UUID).
 pub fn new_job_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let mix = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
-    format!("{:016x}{:016x}", nanos as u64, mix.rotate_left(17).wrapping_mul(0xff51_afd7_ed55_8ccd))
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn is_ended(state: &str) -> bool {
@@ -328,9 +351,7 @@ pub async fn run_local(mut sup: Supervisor, shutdown: CancellationToken) -> anyh
 mod tests {
     #[test]
     fn job_ids_are_valid_and_differ() {
-        let a = super::new_job_id();
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        let b = super::new_job_id();
+        let (a, b) = (super::new_job_id(), super::new_job_id());
         assert_eq!(a.len(), 32);
         assert!(keel_ha::stores::validate_job_id(&a).is_ok());
         assert_ne!(a, b);

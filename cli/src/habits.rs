@@ -73,11 +73,8 @@ pub fn with_parallelism(spec: &str, parallelism: u32) -> anyhow::Result<String> 
 /// # Errors
 /// The spec's error, as the dispatcher would report it, naming `file`.
 pub fn check_spec(config: &keel_conf::Config, file: &Path, text: &str) -> anyhow::Result<String> {
-    let defaults = keel_job::JobDefaults::from_config(config);
-    let registry = keel_job::OperatorRegistry::new();
     let origin = file.display().to_string();
-    let spec = keel_job::parse_job_spec_with_defaults(text, &origin, &registry, &defaults)
-        .map_err(|e| anyhow::anyhow!("invalid job spec: {e}"))?;
+    let spec = parse_spec(config, file, text)?;
     Ok(format!(
         "{origin}: OK: job '{}', parallelism {}, checkpoint interval {:?}, {} operator(s){}",
         spec.name,
@@ -88,13 +85,17 @@ pub fn check_spec(config: &keel_conf::Config, file: &Path, text: &str) -> anyhow
     ))
 }
 
-/// The parallelism of a spec, checked offline as [`check_spec`] does.
-pub fn spec_parallelism(config: &keel_conf::Config, file: &Path, text: &str) -> anyhow::Result<u32> {
+/// A spec parsed offline: built-in operators, this configuration's defaults; errors name `file`.
+fn parse_spec(config: &keel_conf::Config, file: &Path, text: &str) -> anyhow::Result<keel_job::JobSpec> {
     let defaults = keel_job::JobDefaults::from_config(config);
     let registry = keel_job::OperatorRegistry::new();
-    let spec = keel_job::parse_job_spec_with_defaults(text, &file.display().to_string(), &registry, &defaults)
-        .map_err(|e| anyhow::anyhow!("invalid job spec: {e}"))?;
-    Ok(spec.parallelism)
+    keel_job::parse_job_spec_with_defaults(text, &file.display().to_string(), &registry, &defaults)
+        .map_err(|e| anyhow::anyhow!("invalid job spec: {e}"))
+}
+
+/// The parallelism of a spec, checked offline as [`check_spec`] does.
+pub fn spec_parallelism(config: &keel_conf::Config, file: &Path, text: &str) -> anyhow::Result<u32> {
+    Ok(parse_spec(config, file, text)?.parallelism)
 }
 
 /// Whether a job in `state` is still running or about to (`keel list -r`).

@@ -325,13 +325,6 @@ fn load_as(args: &ConfArgs, process: keel_conf::Process) -> anyhow::Result<keel_
     Ok(loaded)
 }
 
-/// The configured `high-availability.type` (no warnings printed: the command loads again).
-fn loaded_ha_type(args: &ConfArgs) -> anyhow::Result<keel_conf::HaType> {
-    let file = config_file(args);
-    let loaded = keel_conf::load(file.as_deref(), &args.define).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(loaded.config.ha_type)
-}
-
 /// `--config FILE` and the `-D`s as given, for the children of `keel local` / `run-application`.
 fn child_args(args: &ConfArgs) -> Vec<String> {
     let mut out = Vec::new();
@@ -428,15 +421,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Local { workers, log_dir } => {
             let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
-            let tmp = loaded.config.io_tmp_dirs.first().cloned().unwrap_or_else(|| "/tmp".into());
-            let mut args = child_args(&cli.conf);
-            args.extend(["-D".to_string(), "high-availability.type=none".to_string()]);
-            let plan = application::Plan {
-                args,
-                workers: workers as usize,
-                attempts: loaded.config.application_attempts,
-                log_dir: log_dir.unwrap_or_else(|| PathBuf::from(tmp).join("keel-local")),
-            };
+            let plan = application::Plan::new(
+                &loaded.config,
+                child_args(&cli.conf),
+                &["high-availability.type=none".to_string()],
+                workers,
+                log_dir,
+                "keel-local",
+            );
             let shutdown = shutdown_on_signals();
             let sup = application::Supervisor::start(plan).await?;
             eprintln!(
@@ -459,21 +451,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let parallelism = habits::spec_parallelism(&loaded.config, &spec, &text)?;
             let job_id = job_id.unwrap_or_else(application::new_job_id);
             keel_ha::stores::validate_job_id(&job_id).map_err(|e| anyhow::anyhow!("--job-id: {e}"))?;
-            let tmp = loaded.config.io_tmp_dirs.first().cloned().unwrap_or_else(|| "/tmp".into());
             let slots = loaded.config.taskmanager_slots.max(parallelism.div_ceil(workers));
-            let mut args = child_args(&cli.conf);
-            for d in [
+            let overrides = [
                 format!("high-availability.cluster-id=/application-{job_id}"),
                 format!("taskmanager.numberOfTaskSlots={slots}"),
-            ] {
-                args.extend(["-D".to_string(), d]);
-            }
-            let plan = application::Plan {
-                args,
-                workers: workers as usize,
-                attempts: loaded.config.application_attempts,
-                log_dir: log_dir.unwrap_or_else(|| PathBuf::from(tmp).join(format!("keel-application-{job_id}"))),
-            };
+            ];
+            let dir = format!("keel-application-{job_id}");
+            let plan =
+                application::Plan::new(&loaded.config, child_args(&cli.conf), &overrides, workers, log_dir, &dir);
             let shutdown = shutdown_on_signals();
             let sup = application::Supervisor::start(plan).await?;
             eprintln!(
@@ -663,31 +648,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Ha { command: HaCommand::Inspect { json } }
-            if loaded_ha_type(&cli.conf)? == keel_conf::HaType::None =>
-        {
-            // high-availability.type none: the only dispatcher's local pointer tree.
-            let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
-            let dir = loaded.config.local_pointers_dir();
-            let nodes = keel_ha::LocalMeta::read_snapshot(&dir).context("keel ha inspect")?;
-            let file = dir.join("pointers.bin").display().to_string();
-            let view = keel_ha::inspect::inspect_local(&nodes, &loaded.config.cluster_id, &file);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
-            } else {
-                println!(
-                    "cluster   {} (high-availability.type none: one dispatcher, no election; pointer tree {file})",
-                    view.cluster_id
-                );
-                for p in &view.problems {
-                    println!("problem   {p}");
-                }
-                print!("{}", inspect::znode_table(&view));
-            }
-            Ok(())
-        }
         Command::Ha { command: HaCommand::Inspect { json } } => {
             let loaded = load_as(&cli.conf, keel_conf::Process::Client)?;
+            if loaded.config.ha_type == keel_conf::HaType::None {
+                // One dispatcher, no election: its local pointer tree.
+                let dir = loaded.config.local_pointers_dir();
+                let nodes = keel_ha::LocalMeta::read_snapshot(&dir).context("keel ha inspect")?;
+                let file = dir.join("pointers.bin").display().to_string();
+                let view = keel_ha::inspect::inspect_local(&nodes, &loaded.config.cluster_id, &file);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&view)?);
+                } else {
+                    println!(
+                        "cluster   {} (high-availability.type none: one dispatcher, no election; pointer tree {file})",
+                        view.cluster_id
+                    );
+                    for p in &view.problems {
+                        println!("problem   {p}");
+                    }
+                    print!("{}", inspect::znode_table(&view));
+                }
+                return Ok(());
+            }
             let view = inspect::read(&loaded.config).await.context("keel ha inspect")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
