@@ -149,8 +149,6 @@ fn wait_checkpoints(rest: &str, id: &str, n: u64) {
 /// (start 2 of 2), the restarted dispatcher recovers the job, it finishes exactly once, and the
 /// cluster stops by itself (exit 0, no child left).
 #[test]
-#[ignore = "flaky (about 1 run in 8 under CI load): after the restart the job sometimes does not \
-            finish within 90 s; root cause not found yet. Run with --ignored"]
 fn an_application_survives_its_dispatcher_and_stops_when_the_job_ends() {
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("out");

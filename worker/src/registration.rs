@@ -62,8 +62,14 @@ pub async fn follow_leader(
                         warned_silent = Some(silent);
                     }
                 }
+                // Commands that arrive between the leader's answer and the switch below are
+                // refused (the leader retries) instead of being admitted and then undone.
+                host.begin_registration();
                 match register(&state, &leader, host.adoptable()).await {
                     Ok(registration) => {
+                        if let Some(delay) = registration_switch_delay() {
+                            tokio::time::sleep(delay).await;
+                        }
                         last_error = None;
                         warned_silent = None;
                         // Atomic with deploys; what ran here is cancelled, or orphaned for the
@@ -71,6 +77,7 @@ pub async fn follow_leader(
                         host.register(registration, "registered anew");
                     }
                     Err(e) => {
+                        host.registration_failed();
                         if last_error.as_deref() != Some(e.as_str()) {
                             tracing::warn!(leader = %leader.leader_id, epoch = %leader.epoch, error = %e, "registration failed; retrying");
                         }
@@ -85,6 +92,18 @@ pub async fn follow_leader(
             _ = cancel.cancelled() => return,
         }
     }
+}
+
+/// `KEEL_TEST_DELAY_REGISTRATION_SWITCH_MS=<n>` (fault injection, test-only): the worker waits
+/// n ms between the leader's answer to a registration and recording it, widening the window in
+/// which the leader's first commands can arrive before the switch.
+fn registration_switch_delay() -> Option<Duration> {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        let ms: u64 = std::env::var("KEEL_TEST_DELAY_REGISTRATION_SWITCH_MS").ok()?.parse().ok()?;
+        tracing::error!("KEEL_TEST_DELAY_REGISTRATION_SWITCH_MS={ms}: registrations are recorded {ms} ms after the answer (test-only fault)");
+        Some(Duration::from_millis(ms))
+    })
 }
 
 async fn register(
