@@ -136,3 +136,103 @@ fn one_dispatcher_without_zookeeper_runs_recovers_and_remembers_its_jobs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CRC-32"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A none-mode dispatcher and one worker (`worker_env` set on it) running the counting job,
+/// after two completed checkpoints the dispatcher is killed with -9 and started again. The
+/// configuration's `heartbeat.timeout` is 5 s (the worker registers again after that silence;
+/// the restarted dispatcher retries a command refused as "register first" for as long).
+struct Restarted {
+    _dir: tempfile::TempDir,
+    d: KeelProcess,
+    w: KeelProcess,
+    id: String,
+    sink: std::path::PathBuf,
+}
+
+fn run_and_restart(worker_env: &[(&str, &str)], dispatcher_env: &[(&str, &str)]) -> Restarted {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
+         heartbeat.interval: 200 ms\nheartbeat.timeout: 5 s\ntaskmanager.numberOfTaskSlots: 2\nio.tmp.dirs: {}\n",
+        free_port(),
+        dir.path().join("tmp").display()
+    );
+    let mut d = KeelSpec::new(KEEL, Role::Dispatcher, cfg.clone(), dir.path(), "d");
+    for (k, v) in dispatcher_env {
+        d = d.with_env(*k, *v);
+    }
+    let mut d = d.spawn().unwrap();
+    let mut w = KeelSpec::new(KEEL, Role::Worker, cfg, dir.path(), "w");
+    for (k, v) in worker_env {
+        w = w.with_env(*k, *v);
+    }
+    let w = w.spawn().unwrap();
+    let sink = dir.path().join("out");
+    let spec = dir.path().join("job.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: local-counts\nparallelism: 2\ncheckpoint-interval: 300 ms\npipeline:\n  - source: {{ type: sequence, count: {COUNT}, keys: {KEYS}, rate: 400 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    let rest = d.rest_addr().unwrap();
+    let out = std::process::Command::new(KEEL)
+        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keel run: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log_tail(40));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    wait_state(&d, &id, "RUNNING");
+    wait_until(T, Duration::from_millis(100), "two completed checkpoints", || {
+        let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
+        (v["counts"]["completed"].as_u64().unwrap_or(0) >= 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log_tail(60)));
+    d.kill9();
+    d.restart().expect("restart the dispatcher");
+    Restarted { _dir: dir, d, w, id, sink }
+}
+
+/// The CI failure of 2026-12-07: a restarted none-mode dispatcher (the same epoch, 1) adopted
+/// the job's subtasks in the moment between answering the worker's registration and the worker
+/// recording it; the adoption was admitted under the old registration and the switch then
+/// orphaned the subtasks, so the job stayed RUNNING with nothing running. The worker here
+/// waits 2 s before recording each registration (test-only fault) so the adoption always lands
+/// in that window: it must be refused until the switch, retried, and then adopt the subtasks
+/// (nothing redeployed), and the job must finish exactly once. Fails with
+/// `KEEL_TEST_DISABLE_REGISTRATION_GATE=1` on the worker (no adoption; a redeploy).
+#[test]
+fn an_adoption_sent_before_the_worker_recorded_its_registration_waits_for_it() {
+    let r = run_and_restart(&[("KEEL_TEST_DELAY_REGISTRATION_SWITCH_MS", "2000")], &[]);
+    wait_state(&r.d, &r.id, "FINISHED");
+    common::assert_exactly_once(&r.sink, COUNT, KEYS);
+    assert_eq!(
+        (count_in(&r.w, "event=\"task_adopted\""), count_in(&r.w, "event=\"task_deployed\"")),
+        (2, 2),
+        "(adopted, deployed): both subtasks adopted by the restarted dispatcher, none deployed again\n{}",
+        r.w.log_tail(80)
+    );
+}
+
+/// The safety net behind the test above: a subtask that is gone from its worker without a
+/// report (here: adopted, then orphaned by the registration switch, with the registration gate
+/// switched off) is denied by its worker at every checkpoint trigger; after three denials in a
+/// row the job master declares it missing and fails the job over, and the job finishes exactly
+/// once instead of staying RUNNING forever. Fails with
+/// `KEEL_TEST_DISABLE_MISSING_SUBTASK_FAILOVER=1` on the dispatcher (times out RUNNING).
+#[test]
+fn a_subtask_gone_without_a_report_is_failed_over() {
+    let r = run_and_restart(
+        &[("KEEL_TEST_DELAY_REGISTRATION_SWITCH_MS", "2000"), ("KEEL_TEST_DISABLE_REGISTRATION_GATE", "1")],
+        &[],
+    );
+    wait_state(&r.d, &r.id, "FINISHED");
+    common::assert_exactly_once(&r.sink, COUNT, KEYS);
+    assert!(
+        count_in(&r.d, "event=\"subtask_missing\"") >= 1,
+        "the master declared a subtask missing\n{}",
+        r.d.log_tail(60)
+    );
+}

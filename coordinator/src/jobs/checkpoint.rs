@@ -16,9 +16,19 @@
 //! * the store's answer is [`StoreOutcome::Committed`] (pointer written: notify complete,
 //!   sinks commit), [`StoreOutcome::NotPublished`] (definitely invisible: notify aborted, the
 //!   subtasks may delete what they uploaded) or [`StoreOutcome::Unknown`] (the pointer may be
-//!   in ZooKeeper: tell nobody to delete anything — a later recovery may restore it).
+//!   in ZooKeeper: tell nobody to delete anything — a later recovery may restore it);
+//! * a worker that answers a trigger with "no subtask of this attempt runs here" aborts the
+//!   checkpoint; after [`MISSING_AFTER`] such answers in a row for the same (not finished)
+//!   subtask, with no acknowledgement from it in between, the subtask is declared missing
+//!   ([`Command::SubtaskMissing`]: the runtime fails the attempt over). The job would
+//!   otherwise stay RUNNING forever on a subtask that is gone without a report (one answer is
+//!   not enough: a subtask that just finished refuses the trigger before its report arrives).
 
 use std::collections::BTreeMap;
+
+/// How many triggers in a row a subtask's worker must deny running it before the subtask is
+/// declared missing.
+pub const MISSING_AFTER: u32 = 3;
 
 use keel_proto::v1::SubtaskSnapshot;
 
@@ -51,6 +61,10 @@ pub enum Event {
     Abort { reason: String },
     /// The store answered the [`Command::Publish`] of checkpoint `id`.
     Published { id: u64, outcome: StoreOutcome },
+    /// Sending the trigger of checkpoint `id` to subtask `subtask` failed; `not_running`: its
+    /// worker answered that no subtask of this attempt runs there (otherwise: unreachable,
+    /// refused for another reason).
+    TriggerRefused { id: u64, subtask: u32, not_running: bool, reason: String },
 }
 
 /// What the runtime must do.
@@ -67,6 +81,9 @@ pub enum Command {
     NotifyAborted { id: u64, reason: String },
     /// The checkpoint failed with an unknown outcome: record it, delete nothing.
     FailedUnknown { id: u64, reason: String },
+    /// Subtask `subtask` is not running where it was deployed or adopted (its worker denied
+    /// it [`MISSING_AFTER`] times in a row): fail the attempt over.
+    SubtaskMissing { subtask: u32, reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,11 +110,13 @@ pub struct CheckpointCoordinator {
     pending: Option<Pending>,
     /// End-of-input snapshots of finished subtasks.
     finished: BTreeMap<u32, Option<SubtaskSnapshot>>,
+    /// Per subtask, triggers its worker denied running it since its last acknowledgement.
+    denied: BTreeMap<u32, u32>,
 }
 
 impl CheckpointCoordinator {
     pub fn new(attempt: u64, parallelism: u32) -> Self {
-        Self { attempt, parallelism, pending: None, finished: BTreeMap::new() }
+        Self { attempt, parallelism, pending: None, finished: BTreeMap::new(), denied: BTreeMap::new() }
     }
 
     /// The checkpoint in flight, if any.
@@ -143,6 +162,8 @@ impl CheckpointCoordinator {
                 if attempt != self.attempt || subtask >= self.parallelism {
                     return vec![];
                 }
+                // It runs: whatever its worker denied before is over.
+                self.denied.remove(&subtask);
                 match self.pending.as_mut() {
                     Some(p) if p.id == id && p.phase == Phase::Collecting => {
                         p.acks.insert(subtask, snapshot);
@@ -173,7 +194,35 @@ impl CheckpointCoordinator {
                     }
                 }
                 self.finished.insert(subtask, end_of_input);
+                self.denied.remove(&subtask);
                 self.publish_if_complete()
+            }
+            Event::TriggerRefused { id, subtask, not_running, reason } => {
+                let mut out = match &self.pending {
+                    Some(p) if p.id == id && p.phase == Phase::Collecting => {
+                        self.pending = None;
+                        vec![Command::NotifyAborted {
+                            id,
+                            reason: format!("triggering subtask {subtask} failed: {reason}"),
+                        }]
+                    }
+                    _ => vec![],
+                };
+                if not_running && subtask < self.parallelism && !self.finished.contains_key(&subtask) {
+                    let n = self.denied.entry(subtask).or_insert(0);
+                    *n += 1;
+                    if *n >= MISSING_AFTER {
+                        out.push(Command::SubtaskMissing {
+                            subtask,
+                            reason: format!(
+                                "subtask {subtask} of attempt {} is not running on its worker ({n} checkpoint \
+                                 triggers in a row denied: {reason})",
+                                self.attempt
+                            ),
+                        });
+                    }
+                }
+                out
             }
             Event::Expired { id } => match &self.pending {
                 Some(p) if p.id == id && p.phase == Phase::Collecting => {
@@ -360,5 +409,51 @@ mod tests {
         assert_eq!(c.on(ack(7, 0, 1)), vec![], "subtask 1 has no snapshot to stand in");
         assert_eq!(c.on(Event::Finished { attempt: 6, subtask: 0, end_of_input: None }), vec![], "stale attempt");
         assert!(!c.is_finished(0));
+    }
+
+    /// A worker denying a subtask once aborts the checkpoint; three denials in a row with no
+    /// acknowledgement between declare it missing; an acknowledgement or a finish resets the
+    /// count; other refusals (unreachable) never count.
+    #[test]
+    fn a_subtask_its_worker_denies_three_times_in_a_row_is_missing() {
+        let mut c = coordinator();
+        let refused = |id, subtask, not_running| Event::TriggerRefused {
+            id,
+            subtask,
+            not_running,
+            reason: "no subtask runs here".into(),
+        };
+        c.on(Event::Triggered { id: 1, savepoint: false });
+        assert_eq!(
+            c.on(refused(1, 0, true)),
+            vec![Command::NotifyAborted { id: 1, reason: "triggering subtask 0 failed: no subtask runs here".into() }]
+        );
+        c.on(Event::Triggered { id: 2, savepoint: false });
+        assert_eq!(c.on(refused(2, 0, true)).len(), 1, "two denials: only the abort");
+        // An acknowledgement in between: it runs, the count starts again.
+        c.on(Event::Triggered { id: 3, savepoint: false });
+        c.on(ack(7, 0, 3));
+        c.on(Event::Expired { id: 3 });
+        for id in 4..6 {
+            c.on(Event::Triggered { id, savepoint: false });
+            assert_eq!(c.on(refused(id, 0, true)).len(), 1, "checkpoint {id}");
+        }
+        // Unreachable is not a denial.
+        c.on(Event::Triggered { id: 6, savepoint: false });
+        assert_eq!(c.on(refused(6, 0, false)).len(), 1);
+        c.on(Event::Triggered { id: 7, savepoint: false });
+        let out = c.on(refused(7, 0, true));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            matches!(&out[1], Command::SubtaskMissing { subtask: 0, reason } if reason.contains("3 checkpoint triggers in a row")),
+            "{out:?}"
+        );
+        // A finished subtask is never missing (its worker dropped it after the finish).
+        let mut c = coordinator();
+        c.on(Event::Finished { attempt: 7, subtask: 1, end_of_input: None });
+        for id in 1..10 {
+            c.on(Event::Triggered { id, savepoint: false });
+            assert!(c.on(refused(id, 1, true)).iter().all(|x| !matches!(x, Command::SubtaskMissing { .. })));
+        }
     }
 }

@@ -1066,8 +1066,12 @@ impl JobMaster {
                         if let Err(status) =
                             self.rm.send(self.epoch, &worker, leader_command::Kind::TriggerCheckpoint(cmd)).await
                         {
-                            let reason = format!("triggering subtask {i} on {worker} failed: {}", status.message());
-                            queue.extend(self.coord.on(Event::Abort { reason }));
+                            // NOT_FOUND: the worker (or the resource manager) says no subtask
+                            // of this attempt runs there.
+                            let not_running = status.code() == tonic::Code::NotFound
+                                && !super::test_switches::missing_subtask_failover_disabled();
+                            let reason = format!("on {worker}: {}", status.message());
+                            queue.extend(self.coord.on(Event::TriggerRefused { id, subtask: i, not_running, reason }));
                             break;
                         }
                     }
@@ -1091,6 +1095,10 @@ impl JobMaster {
                     tracing::warn!(target: "keel::events", event = "checkpoint_aborted", job = %self.job_id(), checkpoint = id, reason = %reason, "checkpoint aborted");
                     self.checkpoint_failed(id, &reason);
                     self.notify_all(id, false).await;
+                }
+                Command::SubtaskMissing { subtask, reason } => {
+                    tracing::warn!(target: "keel::events", event = "subtask_missing", job = %self.job_id(), subtask, %reason, "a subtask is gone without a report; failing over");
+                    return Err(Outcome::Failover(reason));
                 }
                 Command::FailedUnknown { id, reason } => {
                     // The pointer may be in ZooKeeper: keep every file it could reference (at

@@ -111,3 +111,13 @@ pub fn result_check_disabled() -> bool {
     static OFF: OnceLock<bool> = OnceLock::new();
     read(&OFF, DISABLE_RESULT_CHECK_ENV, "the result-store check in recovery (finished jobs may run again)")
 }
+
+/// `KEEL_TEST_DISABLE_MISSING_SUBTASK_FAILOVER=1`: a worker answering a checkpoint trigger with
+/// "no subtask of this attempt runs here" only aborts that checkpoint; the subtask is never
+/// declared missing, so a job whose subtask vanished without a report stays RUNNING forever.
+pub const DISABLE_MISSING_SUBTASK_FAILOVER_ENV: &str = "KEEL_TEST_DISABLE_MISSING_SUBTASK_FAILOVER";
+
+pub fn missing_subtask_failover_disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    read(&OFF, DISABLE_MISSING_SUBTASK_FAILOVER_ENV, "failing over a subtask its worker denies running")
+}
