@@ -33,6 +33,9 @@ pub fn wait_until<T>(
     }
 }
 
+/// The largest HTTP response [`http_request_json`] reads (head and body): 16 MiB.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
 /// `GET http://{addr}{path}` and parse the body as JSON.
 ///
 /// See [`http_request_json`] for the details and errors.
@@ -53,7 +56,8 @@ pub fn http_get_json(addr: &str, path: &str, timeout: Duration) -> Result<(u16, 
 /// # Errors
 ///
 /// A message naming the method, address and path when connecting, writing or reading fails,
-/// the deadline passes, or the response is not valid HTTP/1.x.
+/// the deadline passes, the response is larger than [`MAX_RESPONSE_BYTES`], or it is not valid
+/// HTTP/1.x.
 pub fn http_request_json(
     method: &str,
     addr: &str,
@@ -103,7 +107,16 @@ pub fn http_request_json(
                     .map_err(|e| format!("{what}: {e}"))?
                     .ok_or_else(|| format!("{what}: connection closed mid-response"));
             }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                // The address may come from a stranger (a worker's registered metrics
+                // address): a response never grows without bound.
+                if buf.len() > MAX_RESPONSE_BYTES {
+                    return Err(format!(
+                        "{what}: response larger than {MAX_RESPONSE_BYTES} bytes (the limit); not read further"
+                    ));
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("{what}: read: {e}")),
         }
@@ -224,6 +237,28 @@ pub fn now_unix_ms() -> i64 {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    /// A server that answers with an endless body (a stranger's metrics address) is read up
+    /// to the limit only, with an error naming it.
+    #[test]
+    fn an_endless_response_is_cut_at_the_limit() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+            let block = vec![b'x'; 1 << 16];
+            // Bounded: at most 64 MiB, stopped when the client hangs up.
+            for _ in 0..1024 {
+                if s.write_all(&block).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = http_get_json(&addr, "/metrics", Duration::from_secs(60)).unwrap_err();
+        assert!(err.contains("larger than 16777216 bytes"), "{err}");
+        server.join().unwrap();
+    }
 
     #[test]
     fn wait_until_returns_value_or_names_what_it_waited_for() {
