@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::adoption;
 use super::checkpoint::{CheckpointCoordinator, Command, Event, StoreOutcome};
 use super::lifecycle::{all_finished, JobState, Lifecycle, Next, Outcome, SubtaskState, Terminal};
 use super::slots::SlotPool;
@@ -553,89 +554,46 @@ impl JobMaster {
         if !self.recovered || self.settings.adoption_timeout.is_zero() {
             return None;
         }
-        let p = spec.parallelism;
+        // The rules are the adoption engine's ([`super::adoption`]); this gathers the facts and
+        // carries its answers out.
         // The recovery started masters once enough slots had registered (recovery.worker-wait);
         // give the workers that ran the job a short while (at most 2 s) to register too.
         let give_up = Instant::now() + self.settings.recovery_worker_wait.min(Duration::from_secs(2));
         let (attempt, assignment) = loop {
-            let reported = self.rm.reported_subtasks(self.job_id());
-            // Nothing reported yet: the workers that run it may not have registered yet (the
-            // recovery waited only for enough slots); wait as for a partial report.
-            let Some(newest) = reported.iter().map(|(_, a, _)| *a).max() else {
-                if Instant::now() >= give_up || session.is_cancelled() {
+            let gave_up = Instant::now() >= give_up || session.is_cancelled();
+            match adoption::candidate(spec.parallelism, &self.rm.reported_subtasks(self.job_id()), gave_up) {
+                adoption::Candidate::Found { attempt, assignment } => break (attempt, assignment),
+                adoption::Candidate::Nothing => return None,
+                adoption::Candidate::Refused { attempt, why } => {
+                    tracing::info!(job = %self.job_id(), attempt, "not adopted: {why}");
+                    self.cancel_reported(attempt).await;
                     return None;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let mut by_subtask: Vec<Option<String>> = vec![None; p as usize];
-            let mut clash = false;
-            for (w, a, i) in &reported {
-                if *a != newest {
-                    continue;
-                }
-                match by_subtask.get_mut(*i as usize) {
-                    Some(slot @ None) => *slot = Some(w.clone()),
-                    _ => clash = true,
-                }
+                adoption::Candidate::Wait => tokio::time::sleep(Duration::from_millis(50)).await,
             }
-            if clash {
-                tracing::warn!(job = %self.job_id(), attempt = newest, "not adopted: subtasks reported twice or out of range");
-                self.cancel_reported(newest).await;
-                return None;
-            }
-            if let Some(all) = by_subtask.iter().cloned().collect::<Option<Vec<String>>>() {
-                break (newest, all);
-            }
-            if Instant::now() >= give_up || session.is_cancelled() {
-                tracing::info!(job = %self.job_id(), attempt = newest, "not adopted: not every subtask is still running");
-                self.cancel_reported(newest).await;
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        // Only the newest attempt ever taken may be adopted.
         let (Some(fence), Some(stores)) = (self.fence(), self.stores()) else { return None };
-        match stores.last_attempt(fence.client(), self.job_id()).await {
-            Ok(Some(last)) if last == attempt => {}
-            Ok(last) => {
-                tracing::info!(job = %self.job_id(), attempt, ?last, "not adopted: a newer attempt was taken");
-                self.cancel_reported(attempt).await;
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(job = %self.job_id(), attempt, error = %e, "not adopted: cannot read the attempt counter");
-                self.cancel_reported(attempt).await;
-                return None;
-            }
-        }
-        // The latest completed checkpoint, read before adopting: no subtask may report a
-        // checkpoint committed beyond it (its sink output would rest on a checkpoint that is
-        // not stored); such a job is restarted from what is stored instead.
-        let (latest, pointers_read) = match stores.checkpoints(fence.client(), self.job_id()).await {
-            Ok(pointers) => (pointers.last().map(|p| p.checkpoint_id), true),
+        // Read after this master's leader holds the latch: the counter and the pointers.
+        let last_attempt = stores.last_attempt(fence.client(), self.job_id()).await.map_err(|e| e.to_string());
+        let stored = match stores.checkpoints(fence.client(), self.job_id()).await {
+            Ok(pointers) => adoption::Stored::Latest(pointers.last().map(|p| p.checkpoint_id)),
             Err(e) => {
                 tracing::warn!(job = %self.job_id(), error = %e, "cannot read the latest checkpoint pointer; the next completed checkpoint commits its parts");
-                (None, false)
+                adoption::Stored::Unread
             }
         };
-        let reported = self.rm.reported_checkpoints(self.job_id(), attempt);
-        let acked = reported.iter().map(|r| r.1).max().unwrap_or(0);
-        let committed = reported.iter().map(|r| r.2).max().unwrap_or(0);
-        if let Some(why) = committed_beyond(latest, &reported) {
-            tracing::error!(job = %self.job_id(), attempt, "not adopted: {why}; restarting from what is stored");
-            self.cancel_reported(attempt).await;
-            return None;
-        }
-        let mut lost_rx = self.rm.subscribe_lost();
-        let mut per_worker: Vec<(String, Vec<u32>)> = Vec::new();
-        for (i, w) in assignment.iter().enumerate() {
-            match per_worker.iter_mut().find(|(x, _)| x == w) {
-                Some((_, v)) => v.push(i as u32),
-                None => per_worker.push((w.clone(), vec![i as u32])),
+        let facts =
+            adoption::Facts { last_attempt, stored, checkpoints: self.rm.reported_checkpoints(self.job_id(), attempt) };
+        let plan = match adoption::decide(attempt, assignment, &facts) {
+            Ok(plan) => plan,
+            Err(why) => {
+                tracing::warn!(job = %self.job_id(), attempt, "not adopted: {why}; restarting from what is stored");
+                self.cancel_reported(attempt).await;
+                return None;
             }
-        }
-        for (w, subtasks) in &per_worker {
+        };
+        let mut lost_rx = self.rm.subscribe_lost();
+        for (w, subtasks) in &plan.per_worker {
             let cmd =
                 keel_proto::v1::AdoptTasks { job_id: self.graph.job_id.clone(), attempt, subtasks: subtasks.clone() };
             if let Err(status) = self.send_when_ready(w, leader_command::Kind::Adopt(cmd), session).await {
@@ -644,42 +602,37 @@ impl JobMaster {
                 return None;
             }
         }
-        self.pool.assign(&self.graph.job_id, assignment.clone());
-        self.begin_attempt(attempt, assignment, SubtaskState::Running);
+        self.pool.assign(&self.graph.job_id, plan.assignment.clone());
+        self.begin_attempt(attempt, plan.assignment.clone(), SubtaskState::Running);
         tracing::info!(
             target: "keel::events", event = "job_adopted", job = %self.job_id(), attempt, epoch = %self.epoch,
-            latest_checkpoint = latest.unwrap_or(0), last_acked = acked, last_committed = committed,
+            latest_checkpoint = plan.announce.unwrap_or(0), last_acked = plan.acked, last_committed = plan.committed,
             "job adopted: its tasks kept running through the leader change"
         );
         // Announce the latest completed checkpoint again: the old leader may have written its
         // pointer without telling the tasks (they commit its sink parts now; again is a no-op).
-        if let Some(id) = latest.filter(|_| !super::test_switches::adoption_renotify_disabled()) {
-            for (w, _) in &per_worker {
-                let n =
-                    NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt, checkpoint_id: id, complete: true };
-                let _ = self.rm.send(self.epoch, w, leader_command::Kind::NotifyCheckpoint(n)).await;
-            }
+        if let Some(id) = plan.announce.filter(|_| !super::test_switches::adoption_renotify_disabled()) {
+            self.notify_workers(&plan.per_worker, attempt, id, true).await;
         }
-        // Checkpoints the tasks acknowledged that the old leader never completed (no pointer:
-        // read after this master holds the latch, so none can appear later) are aborted: the
-        // tasks delete what they uploaded for them. Their sink parts stay pending and are
+        // Checkpoints the tasks acknowledged that the old leader never completed are aborted:
+        // the tasks delete what they uploaded for them. Their sink parts stay pending and are
         // committed with the next completed checkpoint, which covers them.
-        let never = if pointers_read { never_completed(latest, acked) } else { vec![] };
-        for id in &never {
-            for (w, _) in &per_worker {
-                let n = NotifyCheckpoint {
-                    job_id: self.graph.job_id.clone(),
-                    attempt,
-                    checkpoint_id: *id,
-                    complete: false,
-                };
-                let _ = self.rm.send(self.epoch, w, leader_command::Kind::NotifyCheckpoint(n)).await;
-            }
+        for id in &plan.abort {
+            self.notify_workers(&plan.per_worker, attempt, *id, false).await;
         }
-        if !never.is_empty() {
-            tracing::info!(job = %self.job_id(), attempt, aborted = ?never, "checkpoints the old leader never completed are aborted");
+        if !plan.abort.is_empty() {
+            tracing::info!(job = %self.job_id(), attempt, aborted = ?plan.abort, "checkpoints the old leader never completed are aborted");
         }
         Some(self.supervise(spec, session, &mut lost_rx).await)
+    }
+
+    /// Tells each worker's subtasks of `attempt` that checkpoint `id` completed or was aborted
+    /// (best effort: a subtask that misses it learns with the next one).
+    async fn notify_workers(&self, per_worker: &[(String, Vec<u32>)], attempt: u64, id: u64, complete: bool) {
+        for (w, _) in per_worker {
+            let n = NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt, checkpoint_id: id, complete };
+            let _ = self.rm.send(self.epoch, w, leader_command::Kind::NotifyCheckpoint(n)).await;
+        }
     }
 
     /// Makes `attempt` on `assignment` (one worker per subtask) the current one, with a fresh
@@ -1381,24 +1334,6 @@ impl JobMaster {
     }
 }
 
-/// Why a job may not be adopted although all its subtasks run: one reports a checkpoint
-/// committed (its sink output visible) beyond the latest checkpoint stored. `reported` holds
-/// `(subtask, last acked, last committed)`; `None` when the stored pointers could not be read.
-fn committed_beyond(latest: Option<u64>, reported: &[(u32, u64, u64)]) -> Option<String> {
-    let latest = latest?;
-    reported.iter().find(|r| r.2 > latest).map(|r| {
-        format!("subtask {} reports checkpoint {} committed, beyond the latest stored checkpoint {latest}", r.0, r.2)
-    })
-}
-
-/// The checkpoints acknowledged (up to `acked`) but never completed when `latest` is the newest
-/// stored one: `latest + 1 ..= acked`, at most the last 16 (older ones' files go when the job
-/// ends).
-fn never_completed(latest: Option<u64>, acked: u64) -> Vec<u64> {
-    let first = latest.map_or(1, |l| l + 1).max(acked.saturating_sub(15));
-    (first..=acked).collect()
-}
-
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -1426,34 +1361,4 @@ pub async fn cleanup(stores: &HaStores, fence: &Fence, settings: &JobSettings, j
     stores.mark_result_clean(fence, job_id).await?;
     tracing::info!(target: "keel::events", event = "job_cleaned", job = %job_id, "job cleaned up");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{committed_beyond, never_completed};
-
-    #[test]
-    fn checkpoints_acked_beyond_the_latest_stored_one_are_the_ones_never_completed() {
-        assert_eq!(never_completed(Some(3), 3), Vec::<u64>::new());
-        assert_eq!(never_completed(Some(3), 5), vec![4, 5]);
-        assert_eq!(never_completed(None, 2), vec![1, 2], "nothing stored: every acknowledged one");
-        assert_eq!(never_completed(Some(7), 0), Vec::<u64>::new());
-        assert_eq!(never_completed(Some(1), 100), (85..=100).collect::<Vec<u64>>(), "bounded to the last 16");
-    }
-
-    #[test]
-    fn adoption_is_refused_when_a_subtask_committed_beyond_the_stored_checkpoints() {
-        // (subtask, last acked, last committed)
-        let fine = [(0, 4, 3), (1, 4, 3)];
-        assert_eq!(committed_beyond(Some(3), &fine), None);
-        assert_eq!(committed_beyond(Some(4), &fine), None, "acked beyond the latest is normal (in flight)");
-        let ahead = [(0, 5, 3), (1, 5, 5)];
-        let why = committed_beyond(Some(4), &ahead).expect("refused");
-        assert!(
-            why.contains("subtask 1") && why.contains("checkpoint 5") && why.contains("stored checkpoint 4"),
-            "{why}"
-        );
-        assert_eq!(committed_beyond(None, &ahead), None, "unknown pointers: nothing to compare with");
-        assert_eq!(committed_beyond(Some(0), &[(0, 0, 0)]), None);
-    }
 }

@@ -11,6 +11,7 @@
 //! master stops at once (they hold the fence of epoch E only). While the role is suspended the
 //! masters keep their state but do not act.
 
+pub mod adoption;
 pub mod checkpoint;
 pub mod lifecycle;
 pub mod master;
