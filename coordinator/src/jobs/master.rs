@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::adoption;
 use super::checkpoint::{CheckpointCoordinator, Command, Event, StoreOutcome};
 use super::lifecycle::{all_finished, JobState, Lifecycle, Next, Outcome, SubtaskState, Terminal};
+use super::restore;
 use super::slots::SlotPool;
 use super::{now_ms, JobError, JobSettings, JobView};
 use crate::resource_manager::ResourceManager;
@@ -473,7 +474,8 @@ impl JobMaster {
     }
 
     /// One pass of [`Self::latest_restorable`]: `Err(unknown)` when no definite answer could be
-    /// had; `Ok(Err(reason))` when every retained checkpoint is definitely unusable.
+    /// had; `Ok(Err(reason))` when every retained checkpoint is definitely unusable. The rules
+    /// are the restore search's ([`super::restore`]); this reads and checks what it asks for.
     async fn find_restorable(
         &self,
         stores: &HaStores,
@@ -481,49 +483,57 @@ impl JobMaster {
         store: &CheckpointStore,
         spec: &JobSpec,
     ) -> Result<Result<Option<RestorePoint>, String>, String> {
-        let pointers = match stores.checkpoints(fence.client(), self.job_id()).await {
-            Ok(p) => p,
-            Err(e) => return Err(format!("cannot list checkpoints: {e}")),
-        };
-        let mut problems = Vec::new();
-        for p in pointers.iter().rev() {
-            let checked = match store.read_metadata(&p.metadata_path).await {
+        let pointers = stores.checkpoints(fence.client(), self.job_id()).await;
+        let ids = pointers.as_ref().map(|p| p.iter().map(|p| p.checkpoint_id).collect()).map_err(|e| e.to_string());
+        let pointers = pointers.unwrap_or_default();
+        let (mut search, mut step) = restore::RestoreSearch::start(ids);
+        let mut usable = None;
+        loop {
+            let id = match step {
+                restore::Step::Check(id) => id,
+                restore::Step::Done(decision) => {
+                    return match decision {
+                        restore::Decision::From { id, skipped } => {
+                            // The search ends on the check that found it usable: the last one.
+                            let Some((checked, path, meta)) = usable.filter(|u: &(u64, _, _)| u.0 == id) else {
+                                return Err(format!("checkpoint {id} was chosen but not read"));
+                            };
+                            if !skipped.is_empty() {
+                                tracing::error!(
+                                    job = %self.job_id(), using = id, ?skipped,
+                                    "newer checkpoints are unusable; falling back to an older retained one \
+                                     (output a file sink committed after checkpoint {id} will be produced again)"
+                                );
+                            }
+                            Ok(Ok(Some(RestorePoint { checkpoint_id: checked, path, metadata: meta })))
+                        }
+                        restore::Decision::Nothing => Ok(Ok(None)),
+                        restore::Decision::AllUnusable(reason) => Ok(Err(reason)),
+                        restore::Decision::Retry(unknown) => Err(unknown),
+                    };
+                }
+            };
+            let Some(p) = pointers.iter().find(|p| p.checkpoint_id == id) else {
+                return Err(format!("checkpoint {id} is not in the pointer list"));
+            };
+            let check = match store.read_metadata(&p.metadata_path).await {
                 Ok(meta) => match store.check_restorable(spec, self.job_id(), &meta).await {
-                    Ok(()) => Ok(meta),
-                    Err(Unusable::Unknown(e)) => return Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
+                    Ok(()) => {
+                        usable = Some((id, p.metadata_path.clone(), meta));
+                        restore::Check::Usable
+                    }
+                    Err(Unusable::Unknown(e)) => restore::Check::Unknown(e.to_string()),
                     Err(Unusable::Definite(e)) => {
-                        Err(format!("checkpoint {} ({}): {e}", p.checkpoint_id, store.location(&p.metadata_path)))
+                        restore::Check::Unusable(format!("{} ({})", e, store.location(&p.metadata_path)))
                     }
                 },
-                Err(Unusable::Unknown(e)) => return Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
-                Err(Unusable::Definite(e)) => Err(format!("checkpoint {}: {e}", p.checkpoint_id)),
+                Err(Unusable::Unknown(e)) => restore::Check::Unknown(e.to_string()),
+                Err(Unusable::Definite(e)) => restore::Check::Unusable(e.to_string()),
             };
-            match checked {
-                Ok(meta) => {
-                    if !problems.is_empty() {
-                        tracing::error!(
-                            job = %self.job_id(), using = p.checkpoint_id, skipped = ?problems,
-                            "newer checkpoints are unusable; falling back to an older retained one \
-                             (output a file sink committed after checkpoint {} will be produced again)",
-                            p.checkpoint_id
-                        );
-                    }
-                    return Ok(Ok(Some(RestorePoint {
-                        checkpoint_id: p.checkpoint_id,
-                        path: p.metadata_path.clone(),
-                        metadata: meta,
-                    })));
-                }
-                Err(problem) => {
-                    tracing::error!(job = %self.job_id(), %problem, "checkpoint unusable");
-                    problems.push(problem);
-                }
+            if let restore::Check::Unusable(problem) = &check {
+                tracing::error!(job = %self.job_id(), checkpoint = id, %problem, "checkpoint unusable");
             }
-        }
-        if pointers.is_empty() {
-            Ok(Ok(None))
-        } else {
-            Ok(Err(format!("no usable checkpoint to recover from: {}", problems.join("; "))))
+            step = search.on(id, check);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod adoption;
 pub mod checkpoint;
 pub mod lifecycle;
 pub mod master;
+pub mod restore;
 pub mod slots;
 mod test_switches;
 
