@@ -15,6 +15,7 @@ pub mod adoption;
 pub mod checkpoint;
 pub mod lifecycle;
 pub mod master;
+pub mod recovery;
 pub mod restore;
 pub mod slots;
 mod test_switches;
@@ -137,6 +138,16 @@ fn unknown_or(e: HaError, job_id: &str, client_chosen: bool) -> JobError {
         JobError::OutcomeUnknown(format!("job {job_id} may or may not be stored ({e}); {how}"))
     } else {
         JobError::Ha(e)
+    }
+}
+
+/// An HA read's answer as the recovery rules see it.
+fn classify<T>(r: Result<T, HaError>) -> recovery::Read<T> {
+    match r {
+        Ok(v) => recovery::Read::Ok(v),
+        Err(HaError::LeadershipLost { .. } | HaError::SessionExpired) => recovery::Read::Lost,
+        Err(e) if definite(&e) => recovery::Read::Definite(e.to_string()),
+        Err(e) => recovery::Read::Unknown(e.to_string()),
     }
 }
 
@@ -366,30 +377,32 @@ impl JobManager {
         HaStores::ensure_layout(fence.client()).await?;
         let mut complete = true;
         let consult_results = !test_switches::result_check_disabled();
+        // The rules per entry are the recovery module's ([`recovery`]); this reads and acts.
         // Results still dirty: finish their cleanup first (a finished job is never run again).
         let result_ids = if consult_results { stores.result_ids(fence.client()).await? } else { Vec::new() };
         for id in result_ids {
-            match stores.result(fence.client(), &id).await {
-                Ok(Some((record, keel_ha::ResultStatus::Dirty))) => {
-                    tracing::info!(job = %id, state = %record.state, "finishing the cleanup of an ended job");
+            let raw = stores.result(fence.client(), &id).await;
+            // TEST-ONLY (KEEL_TEST_DISABLE_PER_JOB_RECOVERY): the first bad entry aborts.
+            let raw = match raw {
+                Err(e) if definite(&e) && test_switches::per_job_recovery_disabled() => return Err(e),
+                raw => raw,
+            };
+            let state = raw.as_ref().ok().and_then(|r| r.as_ref()).map(|(record, _)| record.state.clone());
+            match recovery::on_result(&classify(raw.map(|r| r.map(|(_, s)| s == keel_ha::ResultStatus::Dirty)))) {
+                recovery::Action::Proceed => {
+                    tracing::info!(job = %id, state = %state.unwrap_or_default(), "finishing the cleanup of an ended job");
                     if let Err(e) = master::cleanup(&stores, &fence, &self.inner.settings, &id).await {
                         tracing::error!(job = %id, error = %e, "cleanup failed; retried");
                         complete = false;
                     }
                 }
-                Ok(_) => {}
-                // TEST-ONLY (KEEL_TEST_DISABLE_PER_JOB_RECOVERY): the first bad entry aborts.
-                Err(e) if definite(&e) && test_switches::per_job_recovery_disabled() => return Err(e),
-                Err(e) if definite(&e) => {
-                    // Reported below if a job graph goes with it; a lone garbage result
-                    // entry only keeps its id from being reused.
-                    tracing::error!(job = %id, error = %e, "unreadable job result entry");
-                }
-                Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "cannot read a job result yet; retried");
+                recovery::Action::Skip => {}
+                recovery::Action::Blocked(m) | recovery::Action::Logged(m) => tracing::error!(job = %id, "{m}"),
+                recovery::Action::Retry(m) => {
+                    tracing::warn!(job = %id, "{m}; retried");
                     complete = false;
                 }
+                recovery::Action::Abort => return Err(HaError::SessionExpired),
             }
         }
         let mut recovered = Vec::new();
@@ -398,40 +411,34 @@ impl JobManager {
                 continue;
             }
             let result = if consult_results { stores.result(fence.client(), &id).await } else { Ok(None) };
-            match result {
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-                Err(e) if definite(&e) => {
-                    // It may have ended: never run it without knowing. Reported, retried
-                    // (an operator may repair or remove the entry).
-                    self.set_problem(
-                        &id,
-                        Some(format!("its result entry is unreadable, so it may have ended; not recovered: {e}")),
-                    );
-                    complete = false;
-                    continue;
+            let action =
+                recovery::on_job_result(&classify(result.map(|r| r.map(|(_, s)| s == keel_ha::ResultStatus::Dirty))));
+            let action = match action {
+                recovery::Action::Proceed => {
+                    let graph = classify(stores.get_job_graph(fence.client(), &id).await);
+                    match (recovery::on_graph(&graph), graph) {
+                        (recovery::Action::Proceed, recovery::Read::Ok(graph)) => {
+                            recovered.push(graph);
+                            continue;
+                        }
+                        (action, _) => action,
+                    }
                 }
-                Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "cannot read the job's result entry yet; retried");
-                    complete = false;
-                    continue;
-                }
-            }
-            match stores.get_job_graph(fence.client(), &id).await {
-                Ok(graph) => recovered.push(graph),
-                Err(e) if definite(&e) => {
-                    self.set_problem(
-                        &id,
-                        Some(format!("cannot load a stored job graph; not recovered (data kept): {e}")),
-                    );
+                action => action,
+            };
+            match action {
+                recovery::Action::Proceed | recovery::Action::Skip => {}
+                recovery::Action::Blocked(problem) => {
+                    // Reported, retried (an operator may repair or remove the entry).
+                    self.set_problem(&id, Some(problem));
                     complete = false;
                 }
-                Err(e @ (HaError::LeadershipLost { .. } | HaError::SessionExpired)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "cannot load the job graph yet; retried");
+                recovery::Action::Logged(m) => tracing::error!(job = %id, "{m}"),
+                recovery::Action::Retry(m) => {
+                    tracing::warn!(job = %id, "{m}; retried");
                     complete = false;
                 }
+                recovery::Action::Abort => return Err(HaError::SessionExpired),
             }
         }
         if !recovered.is_empty() && first {
