@@ -28,8 +28,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::adoption;
-use super::checkpoint::{CheckpointCoordinator, Command, Event, StoreOutcome};
-use super::lifecycle::{all_finished, JobState, Lifecycle, Next, Outcome, SubtaskState, Terminal};
+use super::attempt::{Attempt, Reaction, Report};
+use super::checkpoint::{Command, Event, StoreOutcome};
+use super::lifecycle::{JobState, Lifecycle, Next, Outcome, SubtaskState, Terminal};
 use super::restore;
 use super::slots::SlotPool;
 use super::{now_ms, JobError, JobSettings, JobView};
@@ -189,11 +190,8 @@ pub struct JobMaster {
     rx: mpsc::UnboundedReceiver<JobMsg>,
     recovered: bool,
     // runtime
-    attempt: u64,
-    assignment: Vec<String>,
-    subtask_state: Vec<SubtaskState>,
-    /// The checkpoint coordinator of the current attempt (pure; see [`super::checkpoint`]).
-    coord: CheckpointCoordinator,
+    /// The current attempt (pure: see [`super::attempt`]), with its checkpoint coordinator.
+    cur: Attempt,
     inflight: Option<Inflight>,
     restore: Option<RestorePoint>,
 }
@@ -224,10 +222,7 @@ impl JobMaster {
             status,
             rx,
             recovered,
-            attempt: 0,
-            assignment: vec![],
-            subtask_state: vec![],
-            coord: CheckpointCoordinator::new(0, 0),
+            cur: Attempt::none(),
             inflight: None,
             restore: None,
         }
@@ -271,13 +266,14 @@ impl JobMaster {
 
     fn publish_subtasks(&self) {
         let views: Vec<SubtaskView> = self
-            .assignment
+            .cur
+            .assignment()
             .iter()
             .enumerate()
             .map(|(i, w)| SubtaskView {
                 subtask: i as u32,
                 worker: w.clone(),
-                state: self.subtask_state.get(i).copied().unwrap_or(SubtaskState::Created).as_str().to_string(),
+                state: self.cur.states().get(i).copied().unwrap_or(SubtaskState::Created).as_str().to_string(),
             })
             .collect();
         self.status.send_modify(|s| s.subtasks = views);
@@ -648,11 +644,7 @@ impl JobMaster {
     /// Makes `attempt` on `assignment` (one worker per subtask) the current one, with a fresh
     /// checkpoint coordinator and every subtask in `state`.
     fn begin_attempt(&mut self, attempt: u64, assignment: Vec<String>, state: SubtaskState) {
-        let p = assignment.len() as u32;
-        self.attempt = attempt;
-        self.assignment = assignment;
-        self.subtask_state = vec![state; p as usize];
-        self.coord = CheckpointCoordinator::new(attempt, p);
+        self.cur = Attempt::new(attempt, assignment, state);
         self.inflight = None;
         self.status.send_modify(|s| s.attempt = attempt);
         self.publish_subtasks();
@@ -731,7 +723,7 @@ impl JobMaster {
                 restore: snapshot,
                 restore_checkpoint_id: restore.as_ref().map(|r| r.checkpoint_id).unwrap_or(0),
             };
-            let worker = self.assignment[i as usize].clone();
+            let worker = self.cur.assignment()[i as usize].clone();
             if let Err(status) = self.deploy(&worker, deploy, session).await {
                 if !self.can_act() {
                     return Outcome::SessionEnded;
@@ -758,10 +750,10 @@ impl JobMaster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
-            let deadline = self.inflight.as_ref().filter(|_| !self.coord.publishing()).map(|p| p.deadline);
+            let deadline = self.inflight.as_ref().filter(|_| !self.cur.coord.publishing()).map(|p| p.deadline);
             tokio::select! {
                 _ = tick.tick() => {
-                    if self.coord.can_trigger() && self.can_act() {
+                    if self.cur.coord.can_trigger() && self.can_act() {
                         if let Err(o) = self.trigger(None).await { return o; }
                     }
                 }
@@ -770,10 +762,8 @@ impl JobMaster {
                     if let Err(o) = self.apply(Event::Expired { id }).await { return o; }
                 }
                 lost = lost_rx.recv() => {
-                    if let Ok(worker) = lost {
-                        if self.assignment.contains(&worker) {
-                            return Outcome::Failover(format!("worker {worker} was lost"));
-                        }
+                    if let Some(o) = lost.ok().and_then(|worker| self.cur.on_worker_lost(&worker)) {
+                        return o;
                     }
                 }
                 msg = self.rx.recv() => match msg {
@@ -790,9 +780,6 @@ impl JobMaster {
                         if let Err(o) = self.trigger(Some((target, reply))).await { return o; }
                     }
                     Some(JobMsg::Report(r)) => {
-                        if r.attempt != self.attempt {
-                            continue;
-                        }
                         if let Some(o) = self.on_report(r).await { return o; }
                     }
                 },
@@ -967,7 +954,7 @@ impl JobMaster {
             }
             return Ok(());
         };
-        if !self.coord.can_trigger() {
+        if !self.cur.coord.can_trigger() {
             if let Some((_, reply)) = savepoint {
                 let _ = reply.send(Err(JobError::Failed("another checkpoint is being published; retry".into())));
             }
@@ -1013,17 +1000,23 @@ impl JobMaster {
     /// Feeds an event to the checkpoint coordinator and carries out what it commands (a
     /// publish's answer is fed back in turn).
     async fn apply(&mut self, event: Event) -> Result<(), Outcome> {
-        let mut queue: VecDeque<Command> = self.coord.on(event).into();
+        let commands = self.cur.coord.on(event);
+        self.run_commands(commands).await
+    }
+
+    /// Carries out the checkpoint coordinator's commands (and those they lead to), in order.
+    async fn run_commands(&mut self, commands: Vec<Command>) -> Result<(), Outcome> {
+        let mut queue: VecDeque<Command> = commands.into();
         let mut committed: Option<Committed> = None;
         let mut lost = false;
         while let Some(command) = queue.pop_front() {
             match command {
                 Command::Trigger { id, subtasks } => {
                     for i in subtasks {
-                        let Some(worker) = self.assignment.get(i as usize).cloned() else { continue };
+                        let Some(worker) = self.cur.worker(i).map(str::to_string) else { continue };
                         let cmd = TriggerCheckpoint {
                             job_id: self.graph.job_id.clone(),
-                            attempt: self.attempt,
+                            attempt: self.cur.number(),
                             checkpoint_id: id,
                         };
                         if let Err(status) =
@@ -1034,7 +1027,12 @@ impl JobMaster {
                             let not_running = status.code() == tonic::Code::NotFound
                                 && !super::test_switches::missing_subtask_failover_disabled();
                             let reason = format!("on {worker}: {}", status.message());
-                            queue.extend(self.coord.on(Event::TriggerRefused { id, subtask: i, not_running, reason }));
+                            queue.extend(self.cur.coord.on(Event::TriggerRefused {
+                                id,
+                                subtask: i,
+                                not_running,
+                                reason,
+                            }));
                             break;
                         }
                     }
@@ -1048,7 +1046,7 @@ impl JobMaster {
                         Err(not_committed) => not_committed,
                     };
                     lost |= !self.can_act();
-                    queue.extend(self.coord.on(Event::Published { id, outcome }));
+                    queue.extend(self.cur.coord.on(Event::Published { id, outcome }));
                 }
                 Command::NotifyComplete { id } => {
                     let Some(c) = committed.take() else { continue };
@@ -1105,12 +1103,16 @@ impl JobMaster {
     }
 
     async fn notify_all(&self, checkpoint_id: u64, complete: bool) {
-        for (i, worker) in self.assignment.iter().enumerate() {
-            if self.coord.is_finished(i as u32) {
+        for (i, worker) in self.cur.assignment().iter().enumerate() {
+            if self.cur.coord.is_finished(i as u32) {
                 continue;
             }
-            let cmd =
-                NotifyCheckpoint { job_id: self.graph.job_id.clone(), attempt: self.attempt, checkpoint_id, complete };
+            let cmd = NotifyCheckpoint {
+                job_id: self.graph.job_id.clone(),
+                attempt: self.cur.number(),
+                checkpoint_id,
+                complete,
+            };
             if let Err(status) = self.rm.send(self.epoch, worker, leader_command::Kind::NotifyCheckpoint(cmd)).await {
                 tracing::warn!(job = %self.job_id(), checkpoint_id, worker = %worker, %status, "checkpoint notification not delivered (the sink commits again on restore)");
             }
@@ -1118,39 +1120,31 @@ impl JobMaster {
     }
 
     async fn on_report(&mut self, r: TaskReport) -> Option<Outcome> {
-        let i = r.subtask as usize;
-        let attempt = r.attempt;
-        let event = match r.kind? {
-            task_report::Kind::Running(_) => {
-                if let Some(s) = self.subtask_state.get_mut(i) {
-                    *s = SubtaskState::Running;
-                }
-                self.publish_subtasks();
-                return None;
-            }
-            task_report::Kind::Failed(f) => {
-                return Some(Outcome::Failover(format!("subtask {i} failed on worker {}: {}", r.worker_id, f.reason)));
-            }
-            task_report::Kind::Finished(_) => {
-                if let Some(s) = self.subtask_state.get_mut(i) {
-                    *s = SubtaskState::Finished;
-                }
-                self.publish_subtasks();
-                if all_finished(&self.subtask_state) {
-                    return Some(Outcome::Ended(Terminal::Finished, String::new()));
-                }
-                // A checkpoint in flight will get no ack from it: its final snapshot stands in.
-                Event::Finished { attempt, subtask: r.subtask, end_of_input: self.final_snapshot(r.subtask) }
-            }
-            task_report::Kind::CheckpointDeclined(d) => {
-                Event::Declined { attempt, subtask: r.subtask, id: d.checkpoint_id, reason: d.reason }
-            }
-            task_report::Kind::CheckpointAck(ack) => {
-                let snapshot = ack.snapshot?;
-                Event::Ack { attempt, subtask: r.subtask, id: ack.checkpoint_id, snapshot }
-            }
+        let report = match r.kind? {
+            task_report::Kind::Running(_) => Report::Running,
+            task_report::Kind::Failed(f) => Report::Failed(f.reason),
+            task_report::Kind::Finished(_) => Report::Finished { end_of_input: self.final_snapshot(r.subtask) },
+            task_report::Kind::CheckpointDeclined(d) => Report::Declined { id: d.checkpoint_id, reason: d.reason },
+            task_report::Kind::CheckpointAck(ack) => Report::Ack { id: ack.checkpoint_id, snapshot: ack.snapshot? },
         };
-        self.apply(event).await.err()
+        match self.cur.on_report(&r.worker_id, r.attempt, r.subtask, report) {
+            Reaction::Ignored(why) => {
+                tracing::debug!(job = %self.job_id(), worker = %r.worker_id, "task report ignored: {why}");
+                None
+            }
+            Reaction::End(outcome) => {
+                if matches!(outcome, Outcome::Ended(..)) {
+                    self.publish_subtasks();
+                }
+                Some(outcome)
+            }
+            Reaction::Go { states_changed, commands } => {
+                if states_changed {
+                    self.publish_subtasks();
+                }
+                self.run_commands(commands).await.err()
+            }
+        }
     }
 
     /// Writes the metadata blob, then the guarded pointer (the commit point).
@@ -1171,11 +1165,11 @@ impl JobMaster {
             format_version: keel_proto::FORMAT_VERSION,
             job_id: self.graph.job_id.clone(),
             checkpoint_id: id,
-            attempt: self.attempt,
+            attempt: self.cur.number(),
             epoch: self.epoch.0,
             triggered_unix_ms: triggered,
             completed_unix_ms: now_ms(),
-            parallelism: self.assignment.len() as u32,
+            parallelism: self.cur.assignment().len() as u32,
             subtasks,
             savepoint,
         };
@@ -1294,10 +1288,10 @@ impl JobMaster {
     /// older attempts and older epochs on their own).
     async fn stop_tasks(&mut self) {
         let _ = self.apply(Event::Abort { reason: "the attempt ended".into() }).await;
-        let mut workers = self.assignment.clone();
+        let mut workers = self.cur.assignment().to_vec();
         workers.dedup();
         for w in workers {
-            let cmd = CancelTask { job_id: self.graph.job_id.clone(), attempt: self.attempt };
+            let cmd = CancelTask { job_id: self.graph.job_id.clone(), attempt: self.cur.number() };
             let _ = self.rm.send(self.epoch, &w, leader_command::Kind::Cancel(cmd)).await;
         }
         self.pool.release(&self.graph.job_id);

@@ -12,6 +12,7 @@
 //! masters keep their state but do not act.
 
 pub mod adoption;
+pub mod attempt;
 pub mod checkpoint;
 pub mod lifecycle;
 pub mod master;
