@@ -55,29 +55,7 @@ fn one_dispatcher_without_zookeeper_runs_recovers_and_remembers_its_jobs() {
         d.log_tail(50)
     );
 
-    let sink = dir.path().join("out");
-    let spec = dir.path().join("job.yaml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: local-counts\nparallelism: 2\ncheckpoint-interval: 300 ms\npipeline:\n  - source: {{ type: sequence, count: {COUNT}, keys: {KEYS}, rate: 400 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
-            sink.display()
-        ),
-    )
-    .unwrap();
-    let rest = d.rest_addr().unwrap();
-    let out = std::process::Command::new(KEEL)
-        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "keel run: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log_tail(40));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    wait_state(&d, &id, "RUNNING");
-    wait_until(T, Duration::from_millis(100), "two completed checkpoints", || {
-        let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
-        (v["counts"]["completed"].as_u64().unwrap_or(0) >= 2).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", d.log_tail(60)));
+    let (id, sink) = submit_and_checkpoint(&d, dir.path());
     assert!(tmp.join("keel-ha/default/pointers/pointers.bin").is_file(), "the pointer tree is under io.tmp.dirs");
 
     // The only dispatcher dies mid-job and comes back on the same directory: the job is
@@ -137,6 +115,35 @@ fn one_dispatcher_without_zookeeper_runs_recovers_and_remembers_its_jobs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("CRC-32"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Submits the counting job (parallelism 2, its file sink under `dir`) with `keel run -m` to
+/// `d` and waits until it runs and has two completed checkpoints: (job id, sink directory).
+fn submit_and_checkpoint(d: &KeelProcess, dir: &Path) -> (String, std::path::PathBuf) {
+    let sink = dir.join("out");
+    let spec = dir.join("job.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: local-counts\nparallelism: 2\ncheckpoint-interval: 300 ms\npipeline:\n  - source: {{ type: sequence, count: {COUNT}, keys: {KEYS}, rate: 400 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    let rest = d.rest_addr().unwrap();
+    let out = std::process::Command::new(KEEL)
+        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keel run: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log_tail(40));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    wait_state(d, &id, "RUNNING");
+    wait_until(T, Duration::from_millis(100), "two completed checkpoints", || {
+        let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
+        (v["counts"]["completed"].as_u64().unwrap_or(0) >= 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log_tail(60)));
+    (id, sink)
+}
+
 /// A none-mode dispatcher and one worker (`worker_env` set on it) running the counting job,
 /// after two completed checkpoints the dispatcher is killed with -9 and started again. The
 /// configuration's `heartbeat.timeout` is 5 s (the worker registers again after that silence;
@@ -167,29 +174,7 @@ fn run_and_restart(worker_env: &[(&str, &str)], dispatcher_env: &[(&str, &str)])
         w = w.with_env(*k, *v);
     }
     let w = w.spawn().unwrap();
-    let sink = dir.path().join("out");
-    let spec = dir.path().join("job.yaml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: local-counts\nparallelism: 2\ncheckpoint-interval: 300 ms\npipeline:\n  - source: {{ type: sequence, count: {COUNT}, keys: {KEYS}, rate: 400 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
-            sink.display()
-        ),
-    )
-    .unwrap();
-    let rest = d.rest_addr().unwrap();
-    let out = std::process::Command::new(KEEL)
-        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "keel run: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log_tail(40));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    wait_state(&d, &id, "RUNNING");
-    wait_until(T, Duration::from_millis(100), "two completed checkpoints", || {
-        let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
-        (v["counts"]["completed"].as_u64().unwrap_or(0) >= 2).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", d.log_tail(60)));
+    let (id, sink) = submit_and_checkpoint(&d, dir.path());
     d.kill9();
     d.restart().expect("restart the dispatcher");
     Restarted { _dir: dir, d, w, id, sink }

@@ -604,11 +604,16 @@ mod tests {
     use crate::state::Registration;
 
     fn host(dir: &std::path::Path) -> Arc<TaskHost> {
+        host_adopting(dir, Duration::ZERO)
+    }
+
+    /// A host whose orphans wait `adoption_timeout` for adoption.
+    fn host_adopting(dir: &std::path::Path, adoption_timeout: Duration) -> Arc<TaskHost> {
         let worker = Arc::new(WorkerState::new("w1".into(), "127.0.0.1:1".into(), 4));
         let settings = HostSettings {
             storage_options: StorageOptions::default(),
             state: StateOptions::new(&dir.join("tmp")).with_local_dir(dir.join("local")),
-            adoption_timeout: Duration::ZERO,
+            adoption_timeout,
         };
         Arc::new(TaskHost::new(worker, settings, Arc::new(OperatorRegistry::default())))
     }
@@ -671,13 +676,7 @@ mod tests {
     #[tokio::test]
     async fn orphans_are_listed_adopted_all_or_nothing_and_cancelled_after_the_timeout() {
         let dir = tempfile::tempdir().unwrap();
-        let worker = Arc::new(WorkerState::new("w1".into(), "127.0.0.1:1".into(), 4));
-        let settings = HostSettings {
-            storage_options: StorageOptions::default(),
-            state: StateOptions::new(&dir.path().join("tmp")).with_local_dir(dir.path().join("local")),
-            adoption_timeout: Duration::from_millis(300),
-        };
-        let host = Arc::new(TaskHost::new(worker, settings, Arc::new(OperatorRegistry::default())));
+        let host = host_adopting(dir.path(), Duration::from_millis(300));
         let adopt =
             |attempt, subtasks: Vec<u32>| keel_proto::v1::AdoptTasks { job_id: "job-1".into(), attempt, subtasks };
         host.register(registration(7), "test");
@@ -735,13 +734,7 @@ mod tests {
     #[tokio::test]
     async fn commands_wait_while_a_registration_is_in_flight() {
         let dir = tempfile::tempdir().unwrap();
-        let worker = Arc::new(WorkerState::new("w1".into(), "127.0.0.1:1".into(), 4));
-        let settings = HostSettings {
-            storage_options: StorageOptions::default(),
-            state: StateOptions::new(&dir.path().join("tmp")).with_local_dir(dir.path().join("local")),
-            adoption_timeout: Duration::from_secs(60),
-        };
-        let host = Arc::new(TaskHost::new(worker, settings, Arc::new(OperatorRegistry::default())));
+        let host = host_adopting(dir.path(), Duration::from_secs(60));
         let adopt = keel_proto::v1::AdoptTasks { job_id: "job-1".into(), attempt: 3, subtasks: vec![0] };
         let e = LeaderEpoch(1);
         host.register(registration(1), "test");
