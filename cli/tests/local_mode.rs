@@ -221,3 +221,46 @@ fn a_subtask_gone_without_a_report_is_failed_over() {
         r.d.log_tail(60)
     );
 }
+
+/// Four subtasks on one worker: every checkpoint completes. Before the fix the leader sent one
+/// trigger per subtask, the worker passed each to all four, and each subtask declined the
+/// repeats, aborting the checkpoint (measured: 9 of 11 aborted in 15 s). Now the leader sends
+/// one trigger per worker and a subtask ignores a repeated trigger (each fix alone keeps this
+/// test green; the unit tests `each_worker_gets_one_checkpoint_command` and
+/// `a_repeated_trigger_is_answered_once_and_an_older_one_declined` pin each one).
+#[test]
+fn subtasks_sharing_a_worker_complete_every_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
+         taskmanager.numberOfTaskSlots: 4\nio.tmp.dirs: {}\n",
+        free_port(),
+        dir.path().join("tmp").display()
+    );
+    let d = KeelProcess::spawn(Path::new(KEEL), Role::Dispatcher, &cfg, &[], dir.path(), "d").unwrap();
+    let _w = KeelProcess::spawn(Path::new(KEEL), Role::Worker, &cfg, &[], dir.path(), "w").unwrap();
+    let spec = dir.path().join("job.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: shared\nparallelism: 4\ncheckpoint-interval: 200 ms\npipeline:\n  - source: {{ type: sequence, keys: 8, rate: 200 }}\n  - count: {{}}\n  - sink: {{ type: file, path: file://{} }}\n",
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let rest = d.rest_addr().unwrap();
+    let out = std::process::Command::new(KEEL)
+        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keel run: {}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let counts = || {
+        let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
+        Some((v["counts"]["completed"].as_u64()?, v["counts"]["failed"].as_u64()?))
+    };
+    wait_until(T, Duration::from_millis(100), "ten completed checkpoints", || counts().filter(|c| c.0 >= 10))
+        .unwrap_or_else(|e| panic!("{e}\nlast counts (completed, failed): {:?}\n{}", counts(), d.log_tail(40)));
+    let (completed, failed) = counts().unwrap();
+    assert_eq!(failed, 0, "{completed} completed, {failed} failed:\n{}", d.log_tail(40));
+}

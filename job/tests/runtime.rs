@@ -314,6 +314,35 @@ async fn bounded_count_job_runs_to_finished_with_every_pair_exactly_once() {
     assert!(!env.root.join("tmp/keel-state/job-1-subtask-0").exists());
 }
 
+/// A trigger delivered twice is answered once (the second is ignored, not declined: a
+/// decline would abort a checkpoint the subtask acknowledged); a trigger older than the last
+/// one is declined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_trigger_is_answered_once_and_an_older_one_declined() {
+    let env = Env::new(BackendKind::HashMap, false, false);
+    let spec = count_job(&env.out_uri(), 1_000_000, 4, Some(200));
+    let attempt = Attempt::start(&env, &spec, 1, None).await.unwrap();
+    let mut handles = attempt.handles;
+    let h = &mut handles[0];
+    for id in [1, 1, 2] {
+        h.control.send(Control::TriggerCheckpoint { id }).unwrap();
+    }
+    h.control.send(Control::TriggerCheckpoint { id: 1 }).unwrap();
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(match next_event(h).await {
+            SubtaskEvent::CheckpointAck { id, .. } => format!("ack {id}"),
+            SubtaskEvent::CheckpointDeclined { id, .. } => format!("declined {id}"),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(events, ["ack 1", "ack 2", "declined 1"]);
+    for h in handles {
+        let _ = h.control.send(Control::Cancel);
+        timeout(WAIT, h.join).await.unwrap().unwrap();
+    }
+}
+
 /// Runs attempt 1 with `completed_before_crash` normally completed checkpoints, then takes
 /// one more checkpoint that is acknowledged but never notified, and crashes. When
 /// `last_completed` is true, the coordinator had completed that checkpoint (its notification

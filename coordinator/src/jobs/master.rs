@@ -1012,8 +1012,8 @@ impl JobMaster {
         while let Some(command) = queue.pop_front() {
             match command {
                 Command::Trigger { id, subtasks } => {
-                    for i in subtasks {
-                        let Some(worker) = self.cur.worker(i).map(str::to_string) else { continue };
+                    // One trigger per worker: it reaches every subtask of the attempt there.
+                    for (worker, i) in self.cur.workers_of(subtasks) {
                         let cmd = TriggerCheckpoint {
                             job_id: self.graph.job_id.clone(),
                             attempt: self.cur.number(),
@@ -1103,17 +1103,15 @@ impl JobMaster {
     }
 
     async fn notify_all(&self, checkpoint_id: u64, complete: bool) {
-        for (i, worker) in self.cur.assignment().iter().enumerate() {
-            if self.cur.coord.is_finished(i as u32) {
-                continue;
-            }
+        let running = (0..self.cur.assignment().len() as u32).filter(|i| !self.cur.coord.is_finished(*i));
+        for (worker, _) in self.cur.workers_of(running) {
             let cmd = NotifyCheckpoint {
                 job_id: self.graph.job_id.clone(),
                 attempt: self.cur.number(),
                 checkpoint_id,
                 complete,
             };
-            if let Err(status) = self.rm.send(self.epoch, worker, leader_command::Kind::NotifyCheckpoint(cmd)).await {
+            if let Err(status) = self.rm.send(self.epoch, &worker, leader_command::Kind::NotifyCheckpoint(cmd)).await {
                 tracing::warn!(job = %self.job_id(), checkpoint_id, worker = %worker, %status, "checkpoint notification not delivered (the sink commits again on restore)");
             }
         }

@@ -387,7 +387,13 @@ impl Subtask {
         match msg {
             Control::Cancel => Some(Exit::Cancelled),
             Control::TriggerCheckpoint { id } => {
-                if let Some(last) = self.last_triggered.filter(|last| id <= *last) {
+                // The same checkpoint again (a duplicate delivery): answered already, ignored.
+                // Declining it would abort a checkpoint this subtask acknowledged.
+                if self.last_triggered == Some(id) {
+                    tracing::debug!(job = %self.ctx.job_id, subtask = self.ctx.subtask, checkpoint = id, "checkpoint triggered again; ignored");
+                    return None;
+                }
+                if let Some(last) = self.last_triggered.filter(|last| id < *last) {
                     self.send(SubtaskEvent::CheckpointDeclined {
                         id,
                         reason: format!("checkpoint {id} is not newer than checkpoint {last}, triggered before"),
