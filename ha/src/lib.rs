@@ -40,6 +40,7 @@ pub mod local;
 pub mod paths;
 pub mod retrieval;
 pub mod session;
+pub mod sim_zk;
 pub mod stores;
 mod types;
 
