@@ -80,6 +80,21 @@ pub fn candidate(parallelism: u32, reported: &[Reported], gave_up: bool) -> Cand
     }
 }
 
+/// What to cancel when a job is not adopted: each reporting worker, once, with the newest
+/// attempt *it* reported (its subtasks up to that attempt stop, and no older one may start
+/// there). Never another worker's attempt: a report naming a forged, far-future attempt would
+/// otherwise cancel every worker's subtasks of the job and fence all its future attempts there.
+pub fn cancels(reported: &[Reported]) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for (w, a, _) in reported {
+        match out.iter_mut().find(|(x, _)| x == w) {
+            Some((_, newest)) => *newest = (*newest).max(*a),
+            None => out.push((w.clone(), *a)),
+        }
+    }
+    out
+}
+
 /// The stored checkpoint pointers as this leader read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -196,6 +211,17 @@ mod tests {
         assert!(
             matches!(candidate(2, &beyond, false), Candidate::Refused { attempt: 5, why } if why.contains("out of range"))
         );
+    }
+
+    #[test]
+    fn each_worker_is_cancelled_up_to_its_own_attempt_only() {
+        let reported = [r("w1", 5, 0), r("w1", 4, 1), r("w2", 5, 1), r("w9", u64::MAX, 0)];
+        assert_eq!(
+            cancels(&reported),
+            vec![("w1".to_string(), 5), ("w2".to_string(), 5), ("w9".to_string(), u64::MAX)],
+            "the forged attempt of w9 reaches w9 alone"
+        );
+        assert!(cancels(&[]).is_empty());
     }
 
     #[test]

@@ -572,7 +572,7 @@ impl JobMaster {
                 adoption::Candidate::Nothing => return None,
                 adoption::Candidate::Refused { attempt, why } => {
                     tracing::info!(job = %self.job_id(), attempt, "not adopted: {why}");
-                    self.cancel_reported(attempt).await;
+                    self.cancel_reported().await;
                     return None;
                 }
                 adoption::Candidate::Wait => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -594,7 +594,7 @@ impl JobMaster {
             Ok(plan) => plan,
             Err(why) => {
                 tracing::warn!(job = %self.job_id(), attempt, "not adopted: {why}; restarting from what is stored");
-                self.cancel_reported(attempt).await;
+                self.cancel_reported().await;
                 return None;
             }
         };
@@ -604,7 +604,7 @@ impl JobMaster {
                 keel_proto::v1::AdoptTasks { job_id: self.graph.job_id.clone(), attempt, subtasks: subtasks.clone() };
             if let Err(status) = self.send_when_ready(w, leader_command::Kind::Adopt(cmd), session).await {
                 tracing::info!(job = %self.job_id(), attempt, worker = %w, status = %status.message(), "not adopted: a worker refused");
-                self.cancel_reported(attempt).await;
+                self.cancel_reported().await;
                 return None;
             }
         }
@@ -650,13 +650,11 @@ impl JobMaster {
         self.publish_subtasks();
     }
 
-    /// Cancels, on every worker that reported them, the subtasks of `attempt` (up to it) that
-    /// were not adopted, so they stop before their adoption timeout.
-    async fn cancel_reported(&self, attempt: u64) {
-        let mut workers: Vec<String> =
-            self.rm.reported_subtasks(self.job_id()).into_iter().map(|(w, _, _)| w).collect();
-        workers.dedup();
-        for w in workers {
+    /// Cancels, on every worker that reported subtasks of this job, what it reported (up to the
+    /// newest attempt it reported itself: [`adoption::cancels`]) and was not adopted, so they
+    /// stop before their adoption timeout.
+    async fn cancel_reported(&self) {
+        for (w, attempt) in adoption::cancels(&self.rm.reported_subtasks(self.job_id())) {
             let cmd = CancelTask { job_id: self.graph.job_id.clone(), attempt };
             let _ = self.rm.send(self.epoch, &w, leader_command::Kind::Cancel(cmd)).await;
         }
