@@ -314,6 +314,49 @@ async fn bounded_count_job_runs_to_finished_with_every_pair_exactly_once() {
     assert!(!env.root.join("tmp/keel-state/job-1-subtask-0").exists());
 }
 
+/// A subtask whose operator panics (a custom operator's bug) fails with a report naming the
+/// panic, as any failed subtask does; before, its events channel simply closed and the leader
+/// waited forever on a subtask that was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_operator_fails_its_subtask_naming_the_panic() {
+    struct Boom;
+    impl keel_job::Operator for Boom {
+        fn process(
+            &mut self,
+            record: keel_job::Record,
+            _ctx: &mut keel_job::OperatorContext<'_>,
+        ) -> Result<(), keel_job::OperatorError> {
+            if record.seq >= 3 {
+                panic!("boom at record {}", record.seq);
+            }
+            Ok(())
+        }
+
+        fn is_stateful(&self) -> bool {
+            false
+        }
+    }
+    let mut registry = OperatorRegistry::new();
+    registry.register("boom", |_| Ok(Box::new(Boom) as Box<dyn keel_job::Operator>)).unwrap();
+    let registry = Arc::new(registry);
+    let env = Env::new(BackendKind::HashMap, false, false);
+    let spec = keel_job::parse_job_spec_with(
+        "name: b\npipeline:\n  - source: { type: sequence, count: 100 }\n  - boom: {}\n  - sink: { type: discard }\n",
+        "b.yaml",
+        &registry,
+    )
+    .unwrap();
+    let mut h = spawn_subtask(Arc::new(spec), env.ctx(1, 0, 1, &registry), None);
+    assert_eq!(next_event(&mut h).await, SubtaskEvent::Running);
+    match next_event(&mut h).await {
+        SubtaskEvent::Failed { reason } => {
+            assert!(reason.contains("panicked") && reason.contains("boom at record 3"), "{reason}")
+        }
+        other => panic!("expected Failed naming the panic, got {other:?}"),
+    }
+    timeout(WAIT, h.join).await.unwrap().unwrap();
+}
+
 /// A trigger delivered twice is answered once (the second is ignored, not declined: a
 /// decline would abort a checkpoint the subtask acknowledged); a trigger older than the last
 /// one is declined.

@@ -195,10 +195,30 @@ pub struct TaskMetrics {
 ///
 /// Only one subtask of a given job and index may run per state local directory at a time:
 /// a new attempt waits (up to 10 s) for the previous attempt's state to be released.
+///
+/// A subtask that panics (a custom operator's bug, say) fails with
+/// [`SubtaskEvent::Failed`] naming the panic, like any other failure: without it the events
+/// channel would just close, and the leader would wait on a subtask that is gone.
 pub fn spawn_subtask(spec: Arc<JobSpec>, ctx: SubtaskContext, restore: Option<SubtaskSnapshot>) -> SubtaskHandle {
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let metrics = Arc::new(TaskMetrics::default());
-    let join = tokio::spawn(task::run(spec, ctx, restore, control_rx, events_tx, metrics.clone()));
+    let on_panic = events_tx.clone();
+    let what = format!("subtask {} of job {} (attempt {})", ctx.subtask, ctx.job_id, ctx.attempt);
+    let inner = tokio::spawn(task::run(spec, ctx, restore, control_rx, events_tx, metrics.clone()));
+    let join = tokio::spawn(async move {
+        let Err(e) = inner.await else { return };
+        if !e.is_panic() {
+            return;
+        }
+        let payload = e.into_panic();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        tracing::error!(%what, panic = %message, "subtask panicked");
+        let _ = on_panic.send(SubtaskEvent::Failed { reason: format!("{what} panicked: {message}") });
+    });
     SubtaskHandle { control: control_tx, events: events_rx, join, metrics }
 }
