@@ -264,3 +264,35 @@ fn subtasks_sharing_a_worker_complete_every_checkpoint() {
     let (completed, failed) = counts().unwrap();
     assert_eq!(failed, 0, "{completed} completed, {failed} failed:\n{}", d.log_tail(40));
 }
+
+/// One of two subtasks on a worker vanishes without a report (test-only fault
+/// `KEEL_TEST_VANISH_SUBTASK_FILE`: cancelled and unbound, as if its last report was lost),
+/// while the other runs on. The worker's answer to each trigger lists the subtasks it reached;
+/// after three triggers that did not reach the vanished one, the leader declares it missing
+/// and fails the job over, and the job finishes exactly once. Before, the trigger reached the
+/// other subtask, nothing was denied, and every checkpoint waited for an acknowledgement that
+/// could never come: the job stayed RUNNING forever. Fails with
+/// `KEEL_TEST_DISABLE_MISSING_SUBTASK_FAILOVER=1` (times out RUNNING).
+#[test]
+fn a_subtask_gone_from_a_shared_worker_is_failed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
+         heartbeat.interval: 200 ms\nheartbeat.timeout: 5 s\ntaskmanager.numberOfTaskSlots: 2\nio.tmp.dirs: {}\n",
+        free_port(),
+        dir.path().join("tmp").display()
+    );
+    let vanish = dir.path().join("vanish");
+    let d = KeelProcess::spawn(Path::new(KEEL), Role::Dispatcher, &cfg, &[], dir.path(), "d").unwrap();
+    let w = KeelSpec::new(KEEL, Role::Worker, cfg, dir.path(), "w")
+        .with_env("KEEL_TEST_VANISH_SUBTASK_FILE", vanish.to_str().unwrap())
+        .spawn()
+        .unwrap();
+    let (id, sink) = submit_and_checkpoint(&d, dir.path());
+    std::fs::write(&vanish, b"").unwrap();
+    wait_state(&d, &id, "FINISHED");
+    common::assert_exactly_once(&sink, COUNT, KEYS);
+    assert!(!vanish.exists(), "the fault fired");
+    assert_eq!(count_in(&w, "a subtask vanishes without a report"), 1, "{}", w.log_tail(40));
+    assert!(count_in(&d, "event=\"subtask_missing\"") >= 1, "{}", d.log_tail(60));
+}

@@ -143,7 +143,16 @@ impl Worker for WorkerService {
             }
             Some(leader_command::Kind::Deploy(d)) => self.host.deploy(epoch, d).map_err(|r| self.refused(r))?,
             Some(leader_command::Kind::Adopt(a)) => self.host.adopt(epoch, a).map_err(|r| self.refused(r))?,
-            Some(leader_command::Kind::TriggerCheckpoint(t)) => self.host.trigger(t)?,
+            Some(leader_command::Kind::TriggerCheckpoint(t)) => {
+                let triggered_subtasks = self.host.trigger(t)?;
+                return Ok(Response::new(CommandReply {
+                    worker_id: self.state.id.clone(),
+                    slots_total: self.state.slots,
+                    slots_free: self.state.slots.saturating_sub(self.host.running() as u32),
+                    triggered_subtasks,
+                    lists_triggered: true,
+                }));
+            }
             Some(leader_command::Kind::NotifyCheckpoint(n)) => self.host.notify(n)?,
             Some(leader_command::Kind::Cancel(c)) => self.host.cancel(c),
             None => return Err(Status::invalid_argument("command has no kind; expected heartbeat or disconnect")),
@@ -152,6 +161,7 @@ impl Worker for WorkerService {
             worker_id: self.state.id.clone(),
             slots_total: self.state.slots,
             slots_free: self.state.slots.saturating_sub(self.host.running() as u32),
+            ..Default::default()
         }))
     }
 

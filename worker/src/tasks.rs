@@ -327,24 +327,31 @@ impl TaskHost {
         Ok(())
     }
 
-    fn route(&self, job_id: &str, attempt: u64, control: impl Fn() -> Control) -> usize {
+    /// Sends `control` to every bound subtask of `job_id` attempt `attempt`; returns the
+    /// subtasks reached, ascending.
+    fn route(&self, job_id: &str, attempt: u64, control: impl Fn() -> Control) -> Vec<u32> {
         let tasks = self.tasks.lock().expect("tasks lock");
-        let mut n = 0;
-        for ((job, _), t) in tasks.running.iter() {
+        let mut reached = Vec::new();
+        for ((job, subtask), t) in tasks.running.iter() {
             if job == job_id && t.attempt == attempt {
                 let _ = t.control.send(control());
-                n += 1;
+                reached.push(*subtask);
             }
         }
-        n
+        reached.sort_unstable();
+        reached
     }
 
-    pub fn trigger(&self, t: TriggerCheckpoint) -> Result<(), Status> {
+    /// Triggers a checkpoint on every subtask of the attempt here; returns the subtasks
+    /// reached (the leader fails over one it assigned here that is not among them).
+    pub fn trigger(&self, t: TriggerCheckpoint) -> Result<Vec<u32>, Status> {
         let id = t.checkpoint_id;
-        if self.route(&t.job_id, t.attempt, || Control::TriggerCheckpoint { id }) == 0 {
+        test_vanish_subtask(self, &t.job_id, t.attempt);
+        let reached = self.route(&t.job_id, t.attempt, || Control::TriggerCheckpoint { id });
+        if reached.is_empty() {
             return Err(Status::not_found(format!("no subtask of job {} attempt {} runs here", t.job_id, t.attempt)));
         }
-        Ok(())
+        Ok(reached)
     }
 
     pub fn notify(&self, n: NotifyCheckpoint) -> Result<(), Status> {
@@ -354,7 +361,7 @@ impl TaskHost {
         } else {
             self.route(&n.job_id, n.attempt, || Control::CheckpointAborted { id })
         };
-        if routed == 0 {
+        if routed.is_empty() {
             return Err(Status::not_found(format!("no subtask of job {} attempt {} runs here", n.job_id, n.attempt)));
         }
         Ok(())
@@ -555,6 +562,26 @@ pub fn registration_gate_disabled() -> bool {
         }
         off
     })
+}
+
+/// `KEEL_TEST_VANISH_SUBTASK_FILE=<path>` (fault injection, test-only): while the file
+/// exists, the next checkpoint trigger for a job first deletes it and makes the job's
+/// highest-numbered subtask here vanish without a report (cancelled, unbound: as if its last
+/// report was lost), leaving the others running.
+fn test_vanish_subtask(host: &TaskHost, job_id: &str, attempt: u64) {
+    static FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let file = FILE.get_or_init(|| std::env::var_os("KEEL_TEST_VANISH_SUBTASK_FILE").map(std::path::PathBuf::from));
+    let Some(file) = file else { return };
+    if std::fs::remove_file(file).is_err() {
+        return;
+    }
+    let mut tasks = host.tasks.lock().expect("tasks lock");
+    let victim = tasks.running.keys().filter(|(job, _)| job == job_id).map(|(_, i)| *i).max();
+    if let Some(task) = victim.and_then(|i| tasks.running.remove(&(job_id.to_string(), i))) {
+        *task.binding.lock().expect("binding lock") = None;
+        let _ = task.control.send(Control::Cancel);
+        tracing::error!(job = %job_id, attempt, subtask = ?victim, "test-only fault: a subtask vanishes without a report");
+    }
 }
 
 /// Sends task reports to the leader that deployed the task, retrying briefly.

@@ -92,21 +92,28 @@ impl Attempt {
         self.assignment.iter().any(|w| w == worker)
     }
 
-    /// The workers running `subtasks`, each once, with the first of those subtasks it runs, in
-    /// the order of first appearance. A worker's checkpoint commands reach every subtask of
-    /// the attempt it runs, so each worker gets one command per checkpoint: one per subtask
-    /// would trigger a worker's subtasks several times, and a subtask declines a repeated
-    /// trigger (measured before: with 4 subtasks on one worker, 9 of 11 checkpoints aborted).
-    pub fn workers_of(&self, subtasks: impl IntoIterator<Item = u32>) -> Vec<(String, u32)> {
-        let mut out: Vec<(String, u32)> = Vec::new();
+    /// The workers running `subtasks`, each once, with those of the subtasks it runs, in the
+    /// order of first appearance. A worker's checkpoint commands reach every subtask of the
+    /// attempt it runs, so each worker gets one command per checkpoint: one per subtask would
+    /// trigger a worker's subtasks several times, and a subtask declines a repeated trigger
+    /// (measured before: with 4 subtasks on one worker, 9 of 11 checkpoints aborted).
+    pub fn workers_of(&self, subtasks: impl IntoIterator<Item = u32>) -> Vec<(String, Vec<u32>)> {
+        let mut out: Vec<(String, Vec<u32>)> = Vec::new();
         for i in subtasks {
-            if let Some(w) = self.worker(i) {
-                if !out.iter().any(|(x, _)| x == w) {
-                    out.push((w.to_string(), i));
-                }
+            let Some(w) = self.worker(i) else { continue };
+            match out.iter_mut().find(|(x, _)| x == w) {
+                Some((_, mine)) => mine.push(i),
+                None => out.push((w.to_string(), vec![i])),
             }
         }
         out
+    }
+
+    /// The first of `mine` (subtasks assigned to one worker) that its worker's trigger did not
+    /// reach (`reached`, from its reply): that subtask is not running there although no report
+    /// said so.
+    pub fn unreached(mine: &[u32], reached: &[u32]) -> Option<u32> {
+        mine.iter().copied().find(|i| !reached.contains(i))
     }
 
     /// A worker was lost (missed heartbeats, refused commands, registered anew).
@@ -215,9 +222,16 @@ mod tests {
     #[test]
     fn each_worker_gets_one_checkpoint_command() {
         let a = Attempt::new(3, vec!["w1".into(), "w1".into(), "w2".into(), "w1".into()], SubtaskState::Running);
-        assert_eq!(a.workers_of(0..4), vec![("w1".to_string(), 0), ("w2".to_string(), 2)]);
-        assert_eq!(a.workers_of([1, 2, 3]), vec![("w1".to_string(), 1), ("w2".to_string(), 2)]);
-        assert_eq!(a.workers_of([3, 9]), vec![("w1".to_string(), 3)], "out of range: nobody");
+        assert_eq!(a.workers_of(0..4), vec![("w1".to_string(), vec![0, 1, 3]), ("w2".to_string(), vec![2])]);
+        assert_eq!(a.workers_of([1, 2, 3]), vec![("w1".to_string(), vec![1, 3]), ("w2".to_string(), vec![2])]);
+        assert_eq!(a.workers_of([3, 9]), vec![("w1".to_string(), vec![3])], "out of range: nobody");
+    }
+
+    #[test]
+    fn a_subtask_the_trigger_did_not_reach_is_named() {
+        assert_eq!(Attempt::unreached(&[0, 1, 3], &[0, 1, 3]), None);
+        assert_eq!(Attempt::unreached(&[0, 1, 3], &[0, 3]), Some(1));
+        assert_eq!(Attempt::unreached(&[0], &[0, 7]), None, "more reached than assigned: nothing missing");
     }
 
     #[test]

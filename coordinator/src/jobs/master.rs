@@ -1010,27 +1010,39 @@ impl JobMaster {
         while let Some(command) = queue.pop_front() {
             match command {
                 Command::Trigger { id, subtasks } => {
-                    // One trigger per worker: it reaches every subtask of the attempt there.
-                    for (worker, i) in self.cur.workers_of(subtasks) {
+                    // One trigger per worker: it reaches every subtask of the attempt there,
+                    // and the worker answers which ones it reached.
+                    for (worker, mine) in self.cur.workers_of(subtasks) {
                         let cmd = TriggerCheckpoint {
                             job_id: self.graph.job_id.clone(),
                             attempt: self.cur.number(),
                             checkpoint_id: id,
                         };
-                        if let Err(status) =
-                            self.rm.send(self.epoch, &worker, leader_command::Kind::TriggerCheckpoint(cmd)).await
-                        {
-                            // NOT_FOUND: the worker (or the resource manager) says no subtask
-                            // of this attempt runs there.
-                            let not_running = status.code() == tonic::Code::NotFound
-                                && !super::test_switches::missing_subtask_failover_disabled();
-                            let reason = format!("on {worker}: {}", status.message());
-                            queue.extend(self.cur.coord.on(Event::TriggerRefused {
-                                id,
-                                subtask: i,
-                                not_running,
-                                reason,
-                            }));
+                        let failover = !super::test_switches::missing_subtask_failover_disabled();
+                        let refused =
+                            match self.rm.send(self.epoch, &worker, leader_command::Kind::TriggerCheckpoint(cmd)).await
+                            {
+                                // NOT_FOUND: the worker (or the resource manager) says no subtask
+                                // of this attempt runs there.
+                                Err(status) => Some((
+                                    mine[0],
+                                    status.code() == tonic::Code::NotFound && failover,
+                                    format!("on {worker}: {}", status.message()),
+                                )),
+                                // A subtask assigned there that the trigger did not reach is gone.
+                                Ok(reply) if reply.lists_triggered => {
+                                    Attempt::unreached(&mine, &reply.triggered_subtasks).map(|i| {
+                                        (
+                                            i,
+                                            failover,
+                                            format!("on {worker}: subtask {i} of this attempt does not run there"),
+                                        )
+                                    })
+                                }
+                                Ok(_) => None,
+                            };
+                        if let Some((subtask, not_running, reason)) = refused {
+                            queue.extend(self.cur.coord.on(Event::TriggerRefused { id, subtask, not_running, reason }));
                             break;
                         }
                     }
