@@ -115,6 +115,29 @@ fn one_dispatcher_without_zookeeper_runs_recovers_and_remembers_its_jobs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("CRC-32"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A none-mode configuration under `dir` with `slots` task slots per worker, a free RPC
+/// port, and `heartbeat.timeout` 5 s (the worker registers again after that silence; a leader
+/// retries a command refused as "register first" for as long).
+fn none_config(dir: &Path, slots: u32) -> String {
+    format!(
+        "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
+         heartbeat.interval: 200 ms\nheartbeat.timeout: 5 s\ntaskmanager.numberOfTaskSlots: {slots}\nio.tmp.dirs: {}\n",
+        free_port(),
+        dir.join("tmp").display()
+    )
+}
+
+/// `keel run -m <d's REST address> spec`: the job id it printed.
+fn submit(d: &KeelProcess, spec: &Path) -> String {
+    let out = std::process::Command::new(KEEL)
+        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &d.rest_addr().unwrap()])
+        .arg(spec)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keel run: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log_tail(40));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Submits the counting job (parallelism 2, its file sink under `dir`) with `keel run -m` to
 /// `d` and waits until it runs and has two completed checkpoints: (job id, sink directory).
 fn submit_and_checkpoint(d: &KeelProcess, dir: &Path) -> (String, std::path::PathBuf) {
@@ -129,12 +152,7 @@ fn submit_and_checkpoint(d: &KeelProcess, dir: &Path) -> (String, std::path::Pat
     )
     .unwrap();
     let rest = d.rest_addr().unwrap();
-    let out = std::process::Command::new(KEEL)
-        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "keel run: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log_tail(40));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let id = submit(d, &spec);
     wait_state(d, &id, "RUNNING");
     wait_until(T, Duration::from_millis(100), "two completed checkpoints", || {
         let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
@@ -158,12 +176,7 @@ struct Restarted {
 
 fn run_and_restart(worker_env: &[(&str, &str)], dispatcher_env: &[(&str, &str)]) -> Restarted {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
-         heartbeat.interval: 200 ms\nheartbeat.timeout: 5 s\ntaskmanager.numberOfTaskSlots: 2\nio.tmp.dirs: {}\n",
-        free_port(),
-        dir.path().join("tmp").display()
-    );
+    let cfg = none_config(dir.path(), 2);
     let mut d = KeelSpec::new(KEEL, Role::Dispatcher, cfg.clone(), dir.path(), "d");
     for (k, v) in dispatcher_env {
         d = d.with_env(*k, *v);
@@ -231,12 +244,7 @@ fn a_subtask_gone_without_a_report_is_failed_over() {
 #[test]
 fn subtasks_sharing_a_worker_complete_every_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
-         taskmanager.numberOfTaskSlots: 4\nio.tmp.dirs: {}\n",
-        free_port(),
-        dir.path().join("tmp").display()
-    );
+    let cfg = none_config(dir.path(), 4);
     let d = KeelProcess::spawn(Path::new(KEEL), Role::Dispatcher, &cfg, &[], dir.path(), "d").unwrap();
     let _w = KeelProcess::spawn(Path::new(KEEL), Role::Worker, &cfg, &[], dir.path(), "w").unwrap();
     let spec = dir.path().join("job.yaml");
@@ -249,12 +257,7 @@ fn subtasks_sharing_a_worker_complete_every_checkpoint() {
     )
     .unwrap();
     let rest = d.rest_addr().unwrap();
-    let out = std::process::Command::new(KEEL)
-        .args(["run", "--config", d.config_path().to_str().unwrap(), "-m", &rest, spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "keel run: {}", String::from_utf8_lossy(&out.stderr));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let id = submit(&d, &spec);
     let counts = || {
         let (_, v) = http_get_json(&rest, &format!("/jobs/{id}/checkpoints"), Duration::from_secs(2)).ok()?;
         Some((v["counts"]["completed"].as_u64()?, v["counts"]["failed"].as_u64()?))
@@ -276,12 +279,7 @@ fn subtasks_sharing_a_worker_complete_every_checkpoint() {
 #[test]
 fn a_subtask_gone_from_a_shared_worker_is_failed_over() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        "high-availability.type: none\njobmanager.rpc.port: {}\nrest.port: 0\nrpc.port: 0\n\
-         heartbeat.interval: 200 ms\nheartbeat.timeout: 5 s\ntaskmanager.numberOfTaskSlots: 2\nio.tmp.dirs: {}\n",
-        free_port(),
-        dir.path().join("tmp").display()
-    );
+    let cfg = none_config(dir.path(), 2);
     let vanish = dir.path().join("vanish");
     let d = KeelProcess::spawn(Path::new(KEEL), Role::Dispatcher, &cfg, &[], dir.path(), "d").unwrap();
     let w = KeelSpec::new(KEEL, Role::Worker, cfg, dir.path(), "w")
