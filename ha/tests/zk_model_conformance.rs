@@ -51,62 +51,52 @@ fn mode_of(m: Mode) -> CreateMode {
     }
 }
 
+/// The real client of `who` (A's is gone once it closed its session).
+fn client<'c>(a: &'c Option<Client>, b: &'c Client, who: Who) -> &'c Client {
+    match who {
+        Who::A => a.as_ref().expect("client A was closed"),
+        Who::B => b,
+    }
+}
+
+/// The model session of `who`.
+fn session(a: SessionId, b: SessionId, who: Who) -> SessionId {
+    match who {
+        Who::A => a,
+        Who::B => b,
+    }
+}
+
 impl Backend {
-    fn zk_client(&self, who: Who) -> &Client {
-        match (self, who) {
-            (Backend::Zk { a: Some(a), .. }, Who::A) => a,
-            (Backend::Zk { b, .. }, Who::B) => b,
-            _ => panic!("client A was closed"),
-        }
-    }
-
-    fn session(&self, who: Who) -> SessionId {
-        match (self, who) {
-            (Backend::Model { a, .. }, Who::A) => *a,
-            (Backend::Model { b, .. }, Who::B) => *b,
-            _ => unreachable!(),
-        }
-    }
-
     async fn create(&mut self, who: Who, path: &str, data: &[u8], mode: Mode) -> Answer {
-        let s = if matches!(self, Backend::Model { .. }) { self.session(who) } else { 0 };
         match self {
-            Backend::Zk { .. } => {
-                let c = self.zk_client(who);
-                c.create(path, data, &mode_of(mode).with_acls(Acls::anyone_all()))
-                    .await
-                    .map(|(st, seq)| {
-                        let name = if mode.sequential { format!("{path}{seq}") } else { path.to_string() };
-                        format!("{name} {}", stat(&st))
-                    })
-                    .map_err(|e| kind(&e))
-            }
-            Backend::Model { m, .. } => {
-                m.create(s, path, data, mode).map(|(st, name)| format!("{name} {}", stat(&st))).map_err(|e| kind(&e))
-            }
+            Backend::Zk { a, b, .. } => client(a, b, who)
+                .create(path, data, &mode_of(mode).with_acls(Acls::anyone_all()))
+                .await
+                .map(|(st, seq)| {
+                    let name = if mode.sequential { format!("{path}{seq}") } else { path.to_string() };
+                    format!("{name} {}", stat(&st))
+                })
+                .map_err(|e| kind(&e)),
+            Backend::Model { m, a, b } => m
+                .create(session(*a, *b, who), path, data, mode)
+                .map(|(st, name)| format!("{name} {}", stat(&st)))
+                .map_err(|e| kind(&e)),
         }
     }
 
     async fn set(&mut self, who: Who, path: &str, data: &[u8], version: Option<i32>) -> Answer {
         match self {
-            Backend::Zk { .. } => self.zk_client(who).set_data(path, data, version).await.map(|s| stat(&s)),
-            Backend::Model { .. } => {
-                let s = self.session(who);
-                let Backend::Model { m, .. } = self else { unreachable!() };
-                m.set_data(s, path, data, version).map(|s| stat(&s))
-            }
+            Backend::Zk { a, b, .. } => client(a, b, who).set_data(path, data, version).await.map(|s| stat(&s)),
+            Backend::Model { m, a, b } => m.set_data(session(*a, *b, who), path, data, version).map(|s| stat(&s)),
         }
         .map_err(|e| kind(&e))
     }
 
     async fn delete(&mut self, who: Who, path: &str, version: Option<i32>) -> Answer {
         match self {
-            Backend::Zk { .. } => self.zk_client(who).delete(path, version).await,
-            Backend::Model { .. } => {
-                let s = self.session(who);
-                let Backend::Model { m, .. } = self else { unreachable!() };
-                m.delete(s, path, version)
-            }
+            Backend::Zk { a, b, .. } => client(a, b, who).delete(path, version).await,
+            Backend::Model { m, a, b } => m.delete(session(*a, *b, who), path, version),
         }
         .map(|()| "deleted".to_string())
         .map_err(|e| kind(&e))
@@ -114,12 +104,8 @@ impl Backend {
 
     async fn get(&mut self, who: Who, path: &str) -> Answer {
         match self {
-            Backend::Zk { .. } => self.zk_client(who).get_data(path).await,
-            Backend::Model { .. } => {
-                let s = self.session(who);
-                let Backend::Model { m, .. } = self else { unreachable!() };
-                m.get_data(s, path, false)
-            }
+            Backend::Zk { a, b, .. } => client(a, b, who).get_data(path).await,
+            Backend::Model { m, a, b } => m.get_data(session(*a, *b, who), path, false),
         }
         .map(|(d, s)| format!("{:?} {}", String::from_utf8_lossy(&d), stat(&s)))
         .map_err(|e| kind(&e))
@@ -127,12 +113,8 @@ impl Backend {
 
     async fn children(&mut self, who: Who, path: &str) -> Answer {
         match self {
-            Backend::Zk { .. } => self.zk_client(who).list_children(path).await,
-            Backend::Model { .. } => {
-                let s = self.session(who);
-                let Backend::Model { m, .. } = self else { unreachable!() };
-                m.children(s, path, false)
-            }
+            Backend::Zk { a, b, .. } => client(a, b, who).list_children(path).await,
+            Backend::Model { m, a, b } => m.children(session(*a, *b, who), path, false),
         }
         .map(|mut v| {
             v.sort();
@@ -204,9 +186,8 @@ impl Backend {
 
     async fn multi(&mut self, who: Who, ops: &[Op]) -> Answer {
         match self {
-            Backend::Zk { .. } => {
-                let c = self.zk_client(who);
-                let mut w = c.new_multi_writer();
+            Backend::Zk { a, b, .. } => {
+                let mut w = client(a, b, who).new_multi_writer();
                 for op in ops {
                     match op {
                         Op::Create { path, data, mode } => {
@@ -226,11 +207,10 @@ impl Backend {
                     Err(MultiWriteError::RequestFailed { source }) => Err(format!("request: {}", kind(&source))),
                 }
             }
-            Backend::Model { .. } => {
-                let s = self.session(who);
-                let Backend::Model { m, .. } = self else { unreachable!() };
-                m.multi(s, ops).map(|_| "committed".into()).map_err(|(i, e)| format!("op {i}: {}", kind(&e)))
-            }
+            Backend::Model { m, a, b } => m
+                .multi(session(*a, *b, who), ops)
+                .map(|_| "committed".into())
+                .map_err(|(i, e)| format!("op {i}: {}", kind(&e))),
         }
     }
 }
